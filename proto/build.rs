@@ -1,0 +1,20 @@
+//! Generates the imgsearch.v1 messages and services into OUT_DIR, plus a
+//! file descriptor set that the servers publish through gRPC reflection.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // protoc comes from a crate, so nothing has to be installed by hand.
+    if env::var_os("PROTOC").is_none() {
+        env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    }
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let protos = ["imgsearch/v1/embedder.proto", "imgsearch/v1/gateway.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_build::configure()
+        .file_descriptor_set_path(out.join("imgsearch_descriptor.bin"))
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}

