@@ -3,6 +3,10 @@
     torch_reference.py tensor --weights W --input in.safetensors --output out.safetensors
         runs ResNet50 minus fc on the tensor named "input" ([N,3,224,224]) and
         writes "output" ([N,2048]).
+    torch_reference.py variants --out DIR FILE...
+        writes odd-format copies of each file with PIL: RGBA PNG with varying
+        alpha, grayscale JPEG and PNG, CMYK JPEG, 16-bit grayscale PNG,
+        palette PNG, gray+alpha PNG, and a 1x1 PNG; prints their paths.
     torch_reference.py images --weights W --output out.safetensors FILE...
         runs the tutorial end to end on each file (PIL open + convert('RGB'),
         Resize(256), CenterCrop(224), ToTensor, Normalize, the model) and writes
@@ -39,6 +43,36 @@ def embed(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return torch.flatten(model(batch), start_dim=1).contiguous()
 
 
+def variants(out_dir: str, files: list) -> None:
+    import os
+    for f in files:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        im = Image.open(f).convert("RGB")
+        w, h = im.size
+        alpha = Image.linear_gradient("L").resize((w, h))
+        rgba = im.copy()
+        rgba.putalpha(alpha)
+        made = {
+            "rgba.png": rgba,
+            "gray.jpg": im.convert("L"),
+            "gray.png": im.convert("L"),
+            "cmyk.jpg": im.convert("CMYK"),
+            "pal.png": im.convert("P"),
+            "la.png": rgba.convert("LA"),
+        }
+        for suffix, img in made.items():
+            path = os.path.join(out_dir, f"{stem}.{suffix}")
+            img.save(path, quality=90) if suffix.endswith("jpg") else img.save(path)
+            print(path)
+        g16 = Image.fromarray((__import__("numpy").asarray(im.convert("L"), dtype="uint16") * 3).astype("uint16"))
+        path = os.path.join(out_dir, f"{stem}.gray16.png")
+        g16.save(path)
+        print(path)
+    path = os.path.join(out_dir, "tiny.1x1.png")
+    Image.new("RGB", (1, 1), (200, 30, 90)).save(path)
+    print(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -46,10 +80,16 @@ def main() -> None:
     t.add_argument("--input", required=True)
     i = sub.add_parser("images")
     i.add_argument("files", nargs="+")
+    v = sub.add_parser("variants")
+    v.add_argument("--out", required=True)
+    v.add_argument("files", nargs="+")
     for p in (t, i):
         p.add_argument("--weights", required=True)
         p.add_argument("--output", required=True)
     args = parser.parse_args()
+    if args.mode == "variants":
+        variants(args.out, args.files)
+        return
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(args.weights)
