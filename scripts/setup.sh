@@ -8,7 +8,7 @@
 #   scripts/setup.sh            install every component
 #   scripts/setup.sh libtorch   install only the named components
 #
-# Components: libtorch milvus grpcurl fixtures pyref weights
+# Components: system libtorch milvus grpcurl fixtures pyref weights
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +40,18 @@ with zipfile.ZipFile(whl) as z:
         if any(name.startswith(p) for p in prefixes):
             z.extract(name, dest)
 PY
+}
+
+install_system() {
+  # Build tools for libjpeg-turbo (built from source by the turbojpeg crate).
+  local missing=()
+  for tool in cmake nasm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]} with apt-get"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >&2
 }
 
 install_libtorch() {
@@ -148,7 +160,7 @@ link_deps() { ln -sfn "$cache" "$root/.deps"; }
 
 main() {
   local parts=("$@")
-  [ ${#parts[@]} -gt 0 ] || parts=(libtorch milvus grpcurl fixtures pyref weights)
+  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl fixtures pyref weights)
   mkdir -p "$cache"
   for p in "${parts[@]}"; do "install_$p"; done
   link_deps

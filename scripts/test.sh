@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
+# The integration tests start the workspace's binaries: build them first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

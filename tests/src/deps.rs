@@ -53,3 +53,8 @@ pub fn fixture_images() -> Vec<PathBuf> {
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
 }
+
+/// The real grpcurl binary.
+pub fn grpcurl() -> PathBuf {
+    require(root().join("bin/grpcurl"), "grpcurl")
+}

@@ -4,9 +4,19 @@
 //! - [`deps`]: where `scripts/setup.sh` put Milvus, weights, fixtures, Python.
 //! - [`milvus`]: an embedded Milvus 2.3.5 standalone per test binary (or per
 //!   test, for tests that stop and restart it).
+//! - [`embedder`]: the real `imgsearch-embedder` binary.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod deps;
+pub mod embedder;
+pub mod http;
 pub mod milvus;
 pub mod ports;
+pub mod process;
 pub mod pyref;
+
+/// A gRPC channel to `uri`. (The generated clients have no `connect`: the
+/// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)
+pub async fn channel(uri: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(uri.to_string())?.connect().await
+}

@@ -11,15 +11,18 @@
 use std::{
     collections::HashMap,
     fs,
-    io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{mpsc, Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use crate::{deps, ports::free_ports};
+use crate::{
+    deps,
+    ports::free_ports,
+    process::{spawn_owned, stop_group},
+};
 
 /// Data dirs are `$TMPDIR/imgsearch-milvus-*`, each with an `owner.pid`.
 const DIR_PREFIX: &str = "imgsearch-milvus-";
@@ -116,18 +119,9 @@ impl Milvus {
     /// Stops the server (SIGTERM to its group, SIGKILL after a grace period),
     /// keeping its data, so [`Milvus::resume`] brings the same state back.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let group = -(child.id() as i32);
-        signal(group, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = self.child.take() {
+            stop_group(child, STOP_GRACE);
         }
-        signal(group, libc::SIGKILL);
-        let _ = child.wait();
     }
 
     /// Starts the server on the same ports and data, and waits until it
@@ -199,7 +193,7 @@ impl Milvus {
                 self.child = None;
                 return Err(format!("milvus exited during start ({status}){}", self.log_tail()));
             }
-            if http_get_ok(self.metrics_port, "/healthz") && port_open(self.ports["proxy_port"]) {
+            if crate::http::get(self.metrics_port, "/healthz").is_some_and(|b| b.contains("OK")) && port_open(self.ports["proxy_port"]) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -242,66 +236,8 @@ fn render_template(template: &str, values: &HashMap<&str, String>) -> String {
     out
 }
 
-fn signal(pid_or_group: i32, sig: i32) {
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(pid_or_group, sig);
-    }
-}
-
-/// Spawns `cmd` in its own process group, from a thread that lives as long as
-/// the test process, with PR_SET_PDEATHSIG so the child is killed when this
-/// process ends, however it ends. (The death signal fires when the spawning
-/// *thread* exits, and test threads end with each test.)
-fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("process-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-                // The sender lives in a static, so this thread never ends.
-            })
-            .expect("spawner thread");
-        Mutex::new(tx)
-    });
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    spawner.lock().expect("spawner lock").send((cmd, tx)).expect("spawner alive");
-    rx.recv().expect("spawner reply")
-}
-
 fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
-}
-
-/// A minimal HTTP/1.0 GET: true when the body contains "OK".
-fn http_get_ok(port: u16, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.starts_with("HTTP/1.") && body.contains(" 200 ") && body.contains("OK")
 }
 
 #[cfg(test)]

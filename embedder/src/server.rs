@@ -1,0 +1,145 @@
+//! Wiring: gRPC server with health and reflection, metrics, model start-up
+//! and graceful shutdown.
+//!
+//! Start-up order: the gRPC port opens at once with health NOT_SERVING (so
+//! Kubernetes probes get answers during the model load), the model loads and
+//! warms up on a blocking thread, then health flips to SERVING.
+//! Shutdown: health NOT_SERVING, streams stop reading and answer what they
+//! admitted, then end with UNAVAILABLE; the server drains within the grace
+//! period; the model thread finishes its batch.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use imgsearch_proto::v1::embedder_server::EmbedderServer;
+use tch::{Device, Kind, Tensor};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{
+    batcher::Embedder,
+    config::Config,
+    metrics::{self, Metrics},
+    model::{self, Resnet50},
+    service::{EmbedderService, ModelInfo, Ready},
+};
+
+const SERVICE_NAME: &str = "imgsearch.v1.Embedder";
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Runs the embedder until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    let metrics_listener = metrics::bind(cfg.metrics_listen).await.map_err(ServeError::Bind)?;
+    info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
+    tokio::spawn(metrics::serve(metrics_listener, metrics.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let stop = CancellationToken::new();
+    let (ready_tx, ready_rx) = watch::channel(None);
+    let device = cfg.device.resolve()?;
+    let batch = cfg.batch_config(device != Device::Cpu);
+    let in_flight = cfg.stream_in_flight.unwrap_or(2 * batch.max_batch);
+    let service = EmbedderService::new(ready_rx, stop.clone(), in_flight);
+    let grpc = EmbedderServer::new(service)
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(cfg.max_message_bytes);
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(ServeError::Bind)?;
+    info!(addr = %listener.local_addr().map_err(ServeError::Bind)?, "gRPC listening");
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let drained = CancellationToken::new();
+    let server = {
+        let (stop, drained) = (stop.clone(), drained.clone());
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                stop.cancelled().await;
+                // Let streams answer what they admitted before the transport
+                // stops taking frames.
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {},
+                    _ = drained.cancelled() => {},
+                }
+            })
+    };
+    let server = tokio::spawn(server);
+
+    // Load and warm up while the port already answers health checks.
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
+    let (weights, precision, max_batch) = (cfg.weights.clone(), cfg.precision, batch.max_batch);
+    let model = tokio::task::spawn_blocking(move || -> Result<Resnet50, model::ModelError> {
+        let model = Resnet50::load(&weights, device, precision)?;
+        let start = std::time::Instant::now();
+        for n in [1, max_batch as i64] {
+            let _ = model.forward(&Tensor::zeros([n, 3, 224, 224], (Kind::Float, Device::Cpu)))?;
+        }
+        info!(elapsed_ms = start.elapsed().as_millis() as u64, "model warmed up");
+        Ok(model)
+    })
+    .await
+    .expect("model load task")?;
+    let info = ModelInfo {
+        device: model::device_name(device),
+        precision: precision.to_string(),
+        max_batch: batch.max_batch,
+        max_image_bytes: batch.limits.max_bytes as u64,
+        max_image_pixels: batch.limits.max_pixels,
+    };
+    info!(?info, threads = tch::get_num_threads(), "serving");
+    let (embedder, model_thread) = Embedder::start(model, &batch, metrics.clone());
+    let _ = ready_tx.send(Some(Ready { embedder: embedder.clone(), info: Arc::new(info) }));
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+
+    shutdown.await;
+    info!("shutting down");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    stop.cancel();
+    // Images already admitted finish (streams wait for them), then drain.
+    let deadline = tokio::time::Instant::now() + grace;
+    while embedder.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drained.cancel();
+    let _ = ready_tx.send(None);
+    drop(embedder);
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.expect("server task")?,
+        Err(_) => warn!("connections still open after the grace period; exiting"),
+    }
+    tokio::task::spawn_blocking(move || model_thread.join()).await.ok();
+    info!("stopped");
+    Ok(())
+}

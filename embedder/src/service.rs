@@ -1,0 +1,155 @@
+//! `imgsearch.v1.Embedder` over gRPC: thin handlers over [`Embedder`].
+
+use std::{pin::Pin, sync::Arc, sync::atomic::Ordering};
+
+use futures::Stream;
+use imgsearch_proto::v1::{
+    embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest, EmbedResponse,
+    InfoRequest, InfoResponse, Vector,
+};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, instrument};
+
+use crate::{batcher::Embedder, error::EmbedError};
+
+/// What `Info` reports, fixed once the model is loaded.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub device: String,
+    pub precision: String,
+    pub max_batch: usize,
+    pub max_image_bytes: u64,
+    pub max_image_pixels: u64,
+}
+
+/// The embedder once the model is warm.
+#[derive(Clone)]
+pub struct Ready {
+    pub embedder: Embedder,
+    pub info: Arc<ModelInfo>,
+}
+
+/// Most images one `EmbedBatch` call may carry; more belong on the stream.
+pub const MAX_BATCH_CALL_IMAGES: usize = 64;
+
+/// The gRPC service. Before the model is warm every call is UNAVAILABLE.
+#[derive(Clone)]
+pub struct EmbedderService {
+    ready: watch::Receiver<Option<Ready>>,
+    shutdown: CancellationToken,
+    /// Images of one stream in flight at once: the stream's backpressure.
+    per_stream_in_flight: usize,
+}
+
+impl EmbedderService {
+    pub fn new(ready: watch::Receiver<Option<Ready>>, shutdown: CancellationToken, per_stream_in_flight: usize) -> Self {
+        Self { ready, shutdown, per_stream_in_flight: per_stream_in_flight.max(1) }
+    }
+
+    fn ready(&self) -> Result<Ready, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(EmbedError::ShuttingDown.into());
+        }
+        self.ready.borrow().clone().ok_or_else(|| EmbedError::NotReady.into())
+    }
+}
+
+fn response(id: String, result: Result<Vec<f32>, EmbedError>) -> EmbedResponse {
+    let result = match result {
+        Ok(values) => embed_response::Result::Vector(Vector { values }),
+        Err(e) => embed_response::Result::Error(e.to_item()),
+    };
+    EmbedResponse { id, result: Some(result) }
+}
+
+type EmbedStream = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl embedder_server::Embedder for EmbedderService {
+    type EmbedStream = EmbedStream;
+
+    #[instrument(skip_all, name = "embed_stream")]
+    async fn embed(&self, request: Request<Streaming<EmbedRequest>>) -> Result<Response<EmbedStream>, Status> {
+        let ready = self.ready()?;
+        let mut incoming = request.into_inner();
+        let limit = self.per_stream_in_flight;
+        let (tx, rx) = mpsc::channel::<Result<EmbedResponse, Status>>(limit);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let in_flight = Arc::new(Semaphore::new(limit));
+            let mut received = 0u64;
+            let end: Option<Status> = loop {
+                // Backpressure: read the next image only when one of this
+                // stream's slots is free.
+                let permit = tokio::select! {
+                    p = in_flight.clone().acquire_owned() => p.expect("semaphore open"),
+                    _ = shutdown.cancelled() => break Some(EmbedError::ShuttingDown.into()),
+                };
+                let next = tokio::select! {
+                    m = incoming.next() => m,
+                    _ = shutdown.cancelled() => break Some(EmbedError::ShuttingDown.into()),
+                };
+                match next {
+                    None => break None,
+                    Some(Err(status)) => break Some(status),
+                    Some(Ok(EmbedRequest { id, image })) => {
+                        received += 1;
+                        let (embedder, tx) = (ready.embedder.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let result = embedder.embed(image).await;
+                            let _ = tx.send(Ok(response(id, result))).await;
+                            drop(permit);
+                        });
+                    }
+                }
+            };
+            // Every admitted image is answered before the stream ends.
+            let _all = in_flight.acquire_many(limit as u32).await;
+            debug!(received, "embed stream done");
+            if let Some(status) = end {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all, fields(images = request.get_ref().images.len()))]
+    async fn embed_batch(&self, request: Request<EmbedBatchRequest>) -> Result<Response<EmbedBatchResponse>, Status> {
+        let ready = self.ready()?;
+        let images = request.into_inner().images;
+        if images.len() > MAX_BATCH_CALL_IMAGES {
+            return Err(Status::invalid_argument(format!(
+                "{} images in one EmbedBatch call; at most {MAX_BATCH_CALL_IMAGES} (use the Embed stream for more)",
+                images.len()
+            )));
+        }
+        let results = futures::future::join_all(images.into_iter().map(|img| ready.embedder.embed(img))).await;
+        // On the unary path overload fails the call, so the caller retries
+        // it whole.
+        if results.iter().any(|r| matches!(r, Err(EmbedError::Overloaded))) {
+            return Err(EmbedError::Overloaded.into());
+        }
+        let results = results.into_iter().enumerate().map(|(i, r)| response(i.to_string(), r)).collect();
+        Ok(Response::new(EmbedBatchResponse { results }))
+    }
+
+    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let ready = self.ready()?;
+        let (info, stats) = (&ready.info, ready.embedder.stats());
+        Ok(Response::new(InfoResponse {
+            model: "resnet50-no-fc".into(),
+            dimension: crate::model::DIMENSION as u32,
+            device: info.device.clone(),
+            precision: info.precision.clone(),
+            max_batch_size: info.max_batch as u32,
+            max_image_bytes: info.max_image_bytes,
+            max_image_pixels: info.max_image_pixels,
+            version: env!("CARGO_PKG_VERSION").into(),
+            batches_run: stats.batches.load(Ordering::Relaxed),
+            images_embedded: stats.images.load(Ordering::Relaxed),
+        }))
+    }
+}
