@@ -8,7 +8,8 @@
 #   scripts/setup.sh            install every component
 #   scripts/setup.sh libtorch   install only the named components
 #
-# Components: system libtorch milvus grpcurl fixtures pyref weights
+# Components: system libtorch milvus grpcurl fixtures pyref weights corpus
+# (corpus, the demo/benchmark photos, only when named or by scripts/demo.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -154,6 +155,24 @@ install_weights() {
     "$cache/venv-ref/bin/python" "$here/export_weights.py" --seed 0 \
       --out "$dir/resnet50-seed0.safetensors"
   fi
+}
+
+install_corpus() {
+  # The demo and benchmark corpus: 273 real 720x360 landscape photos from
+  # Debian's endless-sky-data (public domain / CC-BY-SA), scene in the name.
+  local dir=$cache/corpus/endless-sky stamp="endless-sky-data land"
+  done_already "$dir" "$stamp" && return
+  log "demo corpus (endless-sky-data photos) -> $dir"
+  local tmp; tmp=$(mktemp -d)
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  (cd "$tmp" && chmod 777 . && { apt-get download endless-sky-data >&2 2>/dev/null || {
+    $sudo apt-get update -q >&2 && apt-get download endless-sky-data >&2; }; })
+  dpkg-deb -x "$tmp"/endless-sky-data_*.deb "$tmp/x"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cp "$tmp"/x/usr/share/games/endless-sky/images/land/*.jpg "$dir/"
+  rm -rf "$tmp"
+  mark_done "$dir" "$stamp"
 }
 
 link_deps() { ln -sfn "$cache" "$root/.deps"; }

@@ -7,6 +7,10 @@
         writes odd-format copies of each file with PIL: RGBA PNG with varying
         alpha, grayscale JPEG and PNG, CMYK JPEG, 16-bit grayscale PNG,
         palette PNG, gray+alpha PNG, and a 1x1 PNG; prints their paths.
+    torch_reference.py bench --weights W --batch B FILE...
+        times the tutorial's loop (PIL preprocessing, torch.stack, model) in
+        batches of B over the files after one warm-up batch; prints a JSON line
+        with images/s and peak RSS.
     torch_reference.py images --weights W --output out.safetensors FILE...
         runs the tutorial end to end on each file (PIL open + convert('RGB'),
         Resize(256), CenterCrop(224), ToTensor, Normalize, the model) and writes
@@ -73,6 +77,23 @@ def variants(out_dir: str, files: list) -> None:
     print(path)
 
 
+def bench(model: torch.nn.Module, batch: int, files: list) -> None:
+    import json, resource, time
+
+    def run(paths):
+        for i in range(0, len(paths), batch):
+            data = [PREPROCESS(Image.open(p).convert("RGB")) for p in paths[i:i + batch]]
+            embed(model, torch.stack(data))
+
+    run(files[:batch])
+    start = time.perf_counter()
+    run(files)
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images": len(files), "seconds": round(seconds, 3),
+                      "images_per_s": round(len(files) / seconds, 2), "peak_rss_bytes": rss}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -83,9 +104,13 @@ def main() -> None:
     v = sub.add_parser("variants")
     v.add_argument("--out", required=True)
     v.add_argument("files", nargs="+")
+    b = sub.add_parser("bench")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("files", nargs="+")
     for p in (t, i):
-        p.add_argument("--weights", required=True)
         p.add_argument("--output", required=True)
+    for p in (t, i, b):
+        p.add_argument("--weights", required=True)
     args = parser.parse_args()
     if args.mode == "variants":
         variants(args.out, args.files)
@@ -93,6 +118,9 @@ def main() -> None:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(args.weights)
+    if args.mode == "bench":
+        bench(model, args.batch, args.files)
+        return
     if args.mode == "tensor":
         batch = load_file(args.input)["input"]
     else:

@@ -10,7 +10,11 @@ use clap::Parser;
 #[command(version, about)]
 struct Cli {
     /// Address of the imgsearch gateway.
-    #[arg(long, env = "IMGSEARCH_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY",
+        default_value = "http://127.0.0.1:50051"
+    )]
     gateway: String,
 }
 

@@ -98,7 +98,12 @@ impl Embedder {
         let stats = Arc::new(Stats::default());
         let (queue_tx, queue_rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (model_tx, model_rx) = mpsc::channel::<Vec<Pending>>(1);
-        tokio::spawn(batch_loop(queue_rx, model_tx, cfg.max_batch.max(1), cfg.max_wait));
+        tokio::spawn(batch_loop(
+            queue_rx,
+            model_tx,
+            cfg.max_batch.max(1),
+            cfg.max_wait,
+        ));
         let thread = {
             let (metrics, stats) = (metrics.clone(), stats.clone());
             std::thread::Builder::new()
@@ -120,7 +125,12 @@ impl Embedder {
             metrics,
             stats,
         };
-        (Embedder { inner: Arc::new(inner) }, ModelThread(Some(thread)))
+        (
+            Embedder {
+                inner: Arc::new(inner),
+            },
+            ModelThread(Some(thread)),
+        )
     }
 
     /// Batches run and images embedded since start.
@@ -139,7 +149,11 @@ impl Embedder {
     pub async fn embed(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
         let inner = &self.inner;
         let result = async {
-            let permit = inner.admission.clone().try_acquire_owned().map_err(|_| EmbedError::Overloaded)?;
+            let permit = inner
+                .admission
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| EmbedError::Overloaded)?;
             inner.metrics.queue_depth.set(self.queue_depth() as i64);
             let (tx, rx) = oneshot::channel();
             let (limits, hist) = (inner.limits, inner.metrics.preprocess_seconds.clone());
@@ -152,8 +166,17 @@ impl Embedder {
             });
             let tensor = rx.await.map_err(|_| EmbedError::ShuttingDown)??;
             let (reply, answer) = oneshot::channel();
-            let pending = Pending { tensor, reply, ready_at: Instant::now(), _permit: permit };
-            inner.queue.send(pending).await.map_err(|_| EmbedError::ShuttingDown)?;
+            let pending = Pending {
+                tensor,
+                reply,
+                ready_at: Instant::now(),
+                _permit: permit,
+            };
+            inner
+                .queue
+                .send(pending)
+                .await
+                .map_err(|_| EmbedError::ShuttingDown)?;
             answer.await.map_err(|_| EmbedError::ShuttingDown)?
         }
         .await;
@@ -191,20 +214,31 @@ async fn batch_loop(
     }
 }
 
-fn model_loop(model: Resnet50, mut batches: mpsc::Receiver<Vec<Pending>>, metrics: Metrics, stats: Arc<Stats>) {
+fn model_loop(
+    model: Resnet50,
+    mut batches: mpsc::Receiver<Vec<Pending>>,
+    metrics: Metrics,
+    stats: Arc<Stats>,
+) {
     let device = model::device_name(model.device());
-    let inference = metrics.inference_seconds.with_label_values(&[device.as_str()]);
+    let inference = metrics
+        .inference_seconds
+        .with_label_values(&[device.as_str()]);
     while let Some(batch) = batches.blocking_recv() {
         let n = batch.len();
         let _span = info_span!("batch", size = n, device = %device).entered();
         let now = Instant::now();
         let mut data = Vec::with_capacity(n * TENSOR_LEN);
         for p in &batch {
-            metrics.queue_wait_seconds.observe((now - p.ready_at).as_secs_f64());
+            metrics
+                .queue_wait_seconds
+                .observe((now - p.ready_at).as_secs_f64());
             data.extend_from_slice(&p.tensor);
         }
         let input = Tensor::from_slice(&data).view([n as i64, 3, CROP as i64, CROP as i64]);
-        let result = model.forward(&input).and_then(|out| Ok(Vec::<f32>::try_from(out.flatten(0, -1))?));
+        let result = model
+            .forward(&input)
+            .and_then(|out| Ok(Vec::<f32>::try_from(out.flatten(0, -1))?));
         inference.observe(now.elapsed().as_secs_f64());
         metrics.batch_size.observe(n as f64);
         stats.batches.fetch_add(1, Ordering::Relaxed);

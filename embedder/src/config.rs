@@ -15,11 +15,19 @@ use crate::{
 #[command(version, about)]
 pub struct Config {
     /// gRPC listen address (imgsearch.v1.Embedder, health, reflection).
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_LISTEN", default_value = "0.0.0.0:50052")]
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_LISTEN",
+        default_value = "0.0.0.0:50052"
+    )]
     pub listen: SocketAddr,
 
     /// Prometheus metrics listen address (GET /metrics).
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_METRICS_LISTEN", default_value = "0.0.0.0:9102")]
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_METRICS_LISTEN",
+        default_value = "0.0.0.0:9102"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// torchvision ResNet50 state_dict as safetensors (scripts/export_weights.py).
@@ -68,7 +76,11 @@ pub struct Config {
 
     /// Largest accepted decoded image, in pixels. The default is PIL's own
     /// decompression-bomb threshold (89.5 MP): any real photo passes.
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_PIXELS", default_value_t = 89_478_485)]
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_PIXELS",
+        default_value_t = 89_478_485
+    )]
     pub max_image_pixels: u64,
 
     /// Largest gRPC message. Above max-image-bytes on purpose, so an
@@ -77,7 +89,11 @@ pub struct Config {
     pub max_message_bytes: usize,
 
     /// Seconds in-flight work gets after SIGTERM before the process exits.
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10
+    )]
     pub shutdown_grace_secs: u64,
 
     /// Log format: text or json.
@@ -88,13 +104,18 @@ pub struct Config {
 impl Config {
     /// Batching settings for a model on a CPU (`gpu = false`) or GPU.
     pub fn batch_config(&self, gpu: bool) -> BatchConfig {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         BatchConfig {
             max_batch: self.max_batch.unwrap_or(if gpu { 128 } else { 8 }),
             max_wait: Duration::from_millis(self.max_wait_ms),
             queue_capacity: self.queue_capacity,
             preprocess_workers: self.preprocess_workers.unwrap_or(cores),
-            limits: Limits { max_bytes: self.max_image_bytes, max_pixels: self.max_image_pixels },
+            limits: Limits {
+                max_bytes: self.max_image_bytes,
+                max_pixels: self.max_image_pixels,
+            },
         }
     }
 }

@@ -25,10 +25,12 @@ impl EmbedError {
     /// variant must choose its kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EmbedError::Decode(DecodeError::Empty | DecodeError::Invalid(_)) => ErrorKind::InvalidImage,
-            EmbedError::Decode(DecodeError::TooManyBytes { .. } | DecodeError::TooManyPixels { .. }) => {
-                ErrorKind::ImageTooLarge
+            EmbedError::Decode(DecodeError::Empty | DecodeError::Invalid(_)) => {
+                ErrorKind::InvalidImage
             }
+            EmbedError::Decode(
+                DecodeError::TooManyBytes { .. } | DecodeError::TooManyPixels { .. },
+            ) => ErrorKind::ImageTooLarge,
             EmbedError::Overloaded => ErrorKind::Overloaded,
             EmbedError::NotReady | EmbedError::ShuttingDown => ErrorKind::Unavailable,
             EmbedError::Inference(_) => ErrorKind::Internal,
@@ -49,7 +51,10 @@ impl EmbedError {
 
     /// The per-item form.
     pub fn to_item(&self) -> ItemError {
-        ItemError { kind: self.kind() as i32, message: self.to_string() }
+        ItemError {
+            kind: self.kind() as i32,
+            message: self.to_string(),
+        }
     }
 }
 

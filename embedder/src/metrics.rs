@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, Histogram, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -37,7 +37,10 @@ impl Metrics {
         let registry = Registry::new();
         let images = IntCounter::new("embedder_images_total", "Images embedded").unwrap();
         let errors = IntCounterVec::new(
-            Opts::new("embedder_errors_total", "Images that got an error instead of a vector, by kind"),
+            Opts::new(
+                "embedder_errors_total",
+                "Images that got an error instead of a vector, by kind",
+            ),
             &["kind"],
         )
         .unwrap();
@@ -46,20 +49,31 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 9).unwrap()),
         )
         .unwrap();
-        let queue_depth = IntGauge::new("embedder_queue_depth", "Images admitted and not yet answered").unwrap();
+        let queue_depth = IntGauge::new(
+            "embedder_queue_depth",
+            "Images admitted and not yet answered",
+        )
+        .unwrap();
         let preprocess_seconds = Histogram::with_opts(
-            HistogramOpts::new("embedder_preprocess_seconds", "Decode + resize + crop + normalise, per image")
-                .buckets(seconds_buckets()),
+            HistogramOpts::new(
+                "embedder_preprocess_seconds",
+                "Decode + resize + crop + normalise, per image",
+            )
+            .buckets(seconds_buckets()),
         )
         .unwrap();
         let inference_seconds = HistogramVec::new(
-            HistogramOpts::new("embedder_inference_seconds", "Model time per batch").buckets(seconds_buckets()),
+            HistogramOpts::new("embedder_inference_seconds", "Model time per batch")
+                .buckets(seconds_buckets()),
             &["device"],
         )
         .unwrap();
         let queue_wait_seconds = Histogram::with_opts(
-            HistogramOpts::new("embedder_queue_wait_seconds", "Time from preprocessed to batched")
-                .buckets(seconds_buckets()),
+            HistogramOpts::new(
+                "embedder_queue_wait_seconds",
+                "Time from preprocessed to batched",
+            )
+            .buckets(seconds_buckets()),
         )
         .unwrap();
         for c in [
@@ -73,13 +87,24 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Self { registry, images, errors, batch_size, queue_depth, preprocess_seconds, inference_seconds, queue_wait_seconds }
+        Self {
+            registry,
+            images,
+            errors,
+            batch_size,
+            queue_depth,
+            preprocess_seconds,
+            inference_seconds,
+            queue_wait_seconds,
+        }
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encode metrics");
         String::from_utf8(buf).expect("utf8 metrics")
     }
 }
@@ -95,14 +120,19 @@ impl Default for Metrics {
 /// framework out of the build.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
+            let n =
+                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
             let req = String::from_utf8_lossy(&buf[..n]);
             let response = if req.starts_with("GET /metrics") {
                 let body = metrics.render();

@@ -11,7 +11,12 @@
 //! channel, so `bn(conv(x, w)) = conv(x, w * s) + (beta - mean * s)` with
 //! `s = gamma / sqrt(var + eps)`, computed in f64.
 
-use std::{collections::HashMap, fmt, path::{Path, PathBuf}, str::FromStr};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use tch::{nn, Device, Kind, Tensor};
 
@@ -36,7 +41,10 @@ pub enum ModelError {
     #[error("device {0} is not available in this build of libtorch")]
     DeviceUnavailable(String),
     #[error("precision {precision} is not supported on {device}")]
-    PrecisionUnsupported { precision: Precision, device: String },
+    PrecisionUnsupported {
+        precision: Precision,
+        device: String,
+    },
     #[error("inference failed: {0}")]
     Inference(#[from] tch::TchError),
 }
@@ -105,13 +113,35 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// Loads libtorch's CUDA backend if this libtorch has one. Rust links with
+/// `--as-needed`, and nothing references `libtorch_cuda.so` by symbol, so the
+/// linker drops it and CUDA looks absent; opening it at start registers the
+/// backend. A CPU-only libtorch has no such file: false, nothing happens.
+pub fn load_cuda_backend() -> bool {
+    // SAFETY: dlopen with a NUL-terminated constant; the handle is kept
+    // (never closed) for the life of the process, as the backend must be.
+    #[allow(unsafe_code)]
+    unsafe {
+        !libc::dlopen(
+            c"libtorch_cuda.so".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_GLOBAL,
+        )
+        .is_null()
+    }
+}
+
 impl DeviceChoice {
     /// The tch device, checking that CUDA is really there when asked for.
     pub fn resolve(self) -> Result<Device, ModelError> {
+        if self != DeviceChoice::Cpu {
+            load_cuda_backend();
+        }
         match self {
             DeviceChoice::Auto => Ok(Device::cuda_if_available()),
             DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda(n) if tch::Cuda::is_available() && n < tch::Cuda::device_count() as usize => {
+            DeviceChoice::Cuda(n)
+                if tch::Cuda::is_available() && n < tch::Cuda::device_count() as usize =>
+            {
                 Ok(Device::Cuda(n))
             }
             DeviceChoice::Cuda(n) => Err(ModelError::DeviceUnavailable(format!("cuda:{n}"))),
@@ -137,7 +167,14 @@ struct Conv {
 
 impl Conv {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, Some(&self.bias), [self.stride; 2], [self.padding; 2], [1, 1], 1)
+        x.conv2d(
+            &self.weight,
+            Some(&self.bias),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            1,
+        )
     }
 }
 
@@ -170,12 +207,18 @@ impl Resnet50 {
     /// missing or misshapen parameter is an error naming it.
     pub fn load(weights: &Path, device: Device, precision: Precision) -> Result<Self, ModelError> {
         if precision == Precision::Fp16 && device == Device::Cpu {
-            return Err(ModelError::PrecisionUnsupported { precision, device: device_name(device) });
+            return Err(ModelError::PrecisionUnsupported {
+                precision,
+                device: device_name(device),
+            });
         }
         if !weights.is_file() {
             return Err(ModelError::WeightsMissing(weights.to_path_buf()));
         }
-        let invalid = |source| ModelError::WeightsInvalid { path: weights.to_path_buf(), source };
+        let invalid = |source| ModelError::WeightsInvalid {
+            path: weights.to_path_buf(),
+            source,
+        };
         // tch's ResNet50 declares every parameter with torchvision's name and
         // shape; loading into it validates the file.
         let mut vs = nn::VarStore::new(Device::Cpu);
@@ -184,7 +227,17 @@ impl Resnet50 {
         let vars = vs.variables();
         let channels_last = device == Device::Cpu;
         let fold = |conv: &str, bn: &str, stride: i64, padding: i64| -> Result<Conv, ModelError> {
-            fold_bn(&vars, conv, bn, stride, padding, device, precision, channels_last).map_err(invalid)
+            fold_bn(
+                &vars,
+                conv,
+                bn,
+                stride,
+                padding,
+                device,
+                precision,
+                channels_last,
+            )
+            .map_err(invalid)
         };
         let stem = fold("conv1", "bn1", 2, 3)?;
         let mut blocks = Vec::new();
@@ -197,14 +250,25 @@ impl Resnet50 {
                     conv2: fold(&format!("{p}.conv2"), &format!("{p}.bn2"), s, 1)?,
                     conv3: fold(&format!("{p}.conv3"), &format!("{p}.bn3"), 1, 0)?,
                     downsample: if b == 0 {
-                        Some(fold(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), s, 0)?)
+                        Some(fold(
+                            &format!("{p}.downsample.0"),
+                            &format!("{p}.downsample.1"),
+                            s,
+                            0,
+                        )?)
                     } else {
                         None
                     },
                 });
             }
         }
-        Ok(Self { stem, blocks, device, precision, channels_last })
+        Ok(Self {
+            stem,
+            blocks,
+            device,
+            precision,
+            channels_last,
+        })
     }
 
     /// The device the parameters live on.
@@ -221,11 +285,17 @@ impl Resnet50 {
     /// f32 on the CPU.
     pub fn forward(&self, batch: &Tensor) -> Result<Tensor, ModelError> {
         let _guard = tch::no_grad_guard();
-        let mut x = batch.f_to_device(self.device)?.f_to_kind(self.precision.kind())?;
+        let mut x = batch
+            .f_to_device(self.device)?
+            .f_to_kind(self.precision.kind())?;
         if self.channels_last {
             x = to_channels_last(&x);
         }
-        let mut x = self.stem.forward(&x).relu_().f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+        let mut x =
+            self.stem
+                .forward(&x)
+                .relu_()
+                .f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         for b in &self.blocks {
             let mut y = b.conv1.forward(&x).relu_();
             y = b.conv2.forward(&y).relu_();
@@ -263,8 +333,21 @@ fn fold_bn(
     let mean = get(format!("{bn}.running_mean"))?;
     let var = get(format!("{bn}.running_var"))?;
     let scale = gamma / (var + BN_EPS).sqrt();
-    let weight = (w * scale.view([-1, 1, 1, 1])).to_kind(precision.kind()).to_device(device);
-    let bias = (beta - mean * scale).to_kind(precision.kind()).to_device(device);
-    let weight = if channels_last { to_channels_last(&weight) } else { weight };
-    Ok(Conv { weight, bias, stride, padding })
+    let weight = (w * scale.view([-1, 1, 1, 1]))
+        .to_kind(precision.kind())
+        .to_device(device);
+    let bias = (beta - mean * scale)
+        .to_kind(precision.kind())
+        .to_device(device);
+    let weight = if channels_last {
+        to_channels_last(&weight)
+    } else {
+        weight
+    };
+    Ok(Conv {
+        weight,
+        bias,
+        stride,
+        padding,
+    })
 }

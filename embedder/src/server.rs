@@ -41,15 +41,24 @@ pub enum ServeError {
 }
 
 /// Runs the embedder until `shutdown` resolves.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let metrics = Metrics::new();
-    let metrics_listener = metrics::bind(cfg.metrics_listen).await.map_err(ServeError::Bind)?;
+    let metrics_listener = metrics::bind(cfg.metrics_listen)
+        .await
+        .map_err(ServeError::Bind)?;
     info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
     tokio::spawn(metrics::serve(metrics_listener, metrics.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::NotServing).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
@@ -70,7 +79,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(ServeError::Bind)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(ServeError::Bind)?;
     info!(addr = %listener.local_addr().map_err(ServeError::Bind)?, "gRPC listening");
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let drained = CancellationToken::new();
@@ -81,15 +92,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(grpc)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                stop.cancelled().await;
-                // Let streams answer what they admitted before the transport
-                // stops taking frames.
-                tokio::select! {
-                    _ = tokio::time::sleep(grace) => {},
-                    _ = drained.cancelled() => {},
-                }
-            })
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    stop.cancelled().await;
+                    // Let streams answer what they admitted before the transport
+                    // stops taking frames.
+                    tokio::select! {
+                        _ = tokio::time::sleep(grace) => {},
+                        _ = drained.cancelled() => {},
+                    }
+                },
+            )
     };
     let server = tokio::spawn(server);
 
@@ -104,7 +118,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         for n in [1, max_batch as i64] {
             let _ = model.forward(&Tensor::zeros([n, 3, 224, 224], (Kind::Float, Device::Cpu)))?;
         }
-        info!(elapsed_ms = start.elapsed().as_millis() as u64, "model warmed up");
+        info!(
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "model warmed up"
+        );
         Ok(model)
     })
     .await
@@ -118,14 +135,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     };
     info!(?info, threads = tch::get_num_threads(), "serving");
     let (embedder, model_thread) = Embedder::start(model, &batch, metrics.clone());
-    let _ = ready_tx.send(Some(Ready { embedder: embedder.clone(), info: Arc::new(info) }));
+    let _ = ready_tx.send(Some(Ready {
+        embedder: embedder.clone(),
+        info: Arc::new(info),
+    }));
     health.set_service_status("", ServingStatus::Serving).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
 
     shutdown.await;
     info!("shutting down");
-    health.set_service_status("", ServingStatus::NotServing).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
     stop.cancel();
     // Images already admitted finish (streams wait for them), then drain.
     let deadline = tokio::time::Instant::now() + grace;
@@ -139,7 +165,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         Ok(result) => result.expect("server task")?,
         Err(_) => warn!("connections still open after the grace period; exiting"),
     }
-    tokio::task::spawn_blocking(move || model_thread.join()).await.ok();
+    tokio::task::spawn_blocking(move || model_thread.join())
+        .await
+        .ok();
     info!("stopped");
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `imgsearch.v1.Embedder` over gRPC: thin handlers over [`Embedder`].
 
-use std::{pin::Pin, sync::Arc, sync::atomic::Ordering};
+use std::{pin::Pin, sync::atomic::Ordering, sync::Arc};
 
 use futures::Stream;
 use imgsearch_proto::v1::{
-    embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest, EmbedResponse,
-    InfoRequest, InfoResponse, Vector,
+    embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
+    EmbedResponse, InfoRequest, InfoResponse, Vector,
 };
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
@@ -45,15 +45,26 @@ pub struct EmbedderService {
 }
 
 impl EmbedderService {
-    pub fn new(ready: watch::Receiver<Option<Ready>>, shutdown: CancellationToken, per_stream_in_flight: usize) -> Self {
-        Self { ready, shutdown, per_stream_in_flight: per_stream_in_flight.max(1) }
+    pub fn new(
+        ready: watch::Receiver<Option<Ready>>,
+        shutdown: CancellationToken,
+        per_stream_in_flight: usize,
+    ) -> Self {
+        Self {
+            ready,
+            shutdown,
+            per_stream_in_flight: per_stream_in_flight.max(1),
+        }
     }
 
     fn ready(&self) -> Result<Ready, Status> {
         if self.shutdown.is_cancelled() {
             return Err(EmbedError::ShuttingDown.into());
         }
-        self.ready.borrow().clone().ok_or_else(|| EmbedError::NotReady.into())
+        self.ready
+            .borrow()
+            .clone()
+            .ok_or_else(|| EmbedError::NotReady.into())
     }
 }
 
@@ -62,7 +73,10 @@ fn response(id: String, result: Result<Vec<f32>, EmbedError>) -> EmbedResponse {
         Ok(values) => embed_response::Result::Vector(Vector { values }),
         Err(e) => embed_response::Result::Error(e.to_item()),
     };
-    EmbedResponse { id, result: Some(result) }
+    EmbedResponse {
+        id,
+        result: Some(result),
+    }
 }
 
 type EmbedStream = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
@@ -72,7 +86,10 @@ impl embedder_server::Embedder for EmbedderService {
     type EmbedStream = EmbedStream;
 
     #[instrument(skip_all, name = "embed_stream")]
-    async fn embed(&self, request: Request<Streaming<EmbedRequest>>) -> Result<Response<EmbedStream>, Status> {
+    async fn embed(
+        &self,
+        request: Request<Streaming<EmbedRequest>>,
+    ) -> Result<Response<EmbedStream>, Status> {
         let ready = self.ready()?;
         let mut incoming = request.into_inner();
         let limit = self.per_stream_in_flight;
@@ -117,7 +134,10 @@ impl embedder_server::Embedder for EmbedderService {
     }
 
     #[instrument(skip_all, fields(images = request.get_ref().images.len()))]
-    async fn embed_batch(&self, request: Request<EmbedBatchRequest>) -> Result<Response<EmbedBatchResponse>, Status> {
+    async fn embed_batch(
+        &self,
+        request: Request<EmbedBatchRequest>,
+    ) -> Result<Response<EmbedBatchResponse>, Status> {
         let ready = self.ready()?;
         let images = request.into_inner().images;
         if images.len() > MAX_BATCH_CALL_IMAGES {
@@ -126,13 +146,22 @@ impl embedder_server::Embedder for EmbedderService {
                 images.len()
             )));
         }
-        let results = futures::future::join_all(images.into_iter().map(|img| ready.embedder.embed(img))).await;
+        let results =
+            futures::future::join_all(images.into_iter().map(|img| ready.embedder.embed(img)))
+                .await;
         // On the unary path overload fails the call, so the caller retries
         // it whole.
-        if results.iter().any(|r| matches!(r, Err(EmbedError::Overloaded))) {
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(EmbedError::Overloaded)))
+        {
             return Err(EmbedError::Overloaded.into());
         }
-        let results = results.into_iter().enumerate().map(|(i, r)| response(i.to_string(), r)).collect();
+        let results = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| response(i.to_string(), r))
+            .collect();
         Ok(Response::new(EmbedBatchResponse { results }))
     }
 

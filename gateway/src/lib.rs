@@ -1,6 +1,16 @@
-//! The gateway: the only component that talks to Milvus.
+//! The gateway: the public image search API and the only component that
+//! talks to Milvus.
 //!
-//! Everything Milvus-specific stays in this crate so the rest of the system
-//! sees collections, rows and hits, never SDK types.
+//! Everything Milvus-specific stays in `milvus` (and `schema`) so the rest
+//! sees collections, rows and hits, never SDK types. `ingest` and `search`
+//! are the core flows; `service` and `server` wire them to gRPC.
 
+pub mod config;
+pub mod embedders;
+pub mod error;
+pub mod ingest;
+pub mod milvus;
 pub mod schema;
+pub mod search;
+pub mod server;
+pub mod service;

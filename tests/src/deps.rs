@@ -51,7 +51,9 @@ pub fn fixture_images() -> Vec<PathBuf> {
 
 /// A script of the repo's `scripts/` folder.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name)
 }
 
 /// The real grpcurl binary.

@@ -4,19 +4,23 @@
 //! - [`deps`]: where `scripts/setup.sh` put Milvus, weights, fixtures, Python.
 //! - [`milvus`]: an embedded Milvus 2.3.5 standalone per test binary (or per
 //!   test, for tests that stop and restart it).
-//! - [`embedder`]: the real `imgsearch-embedder` binary.
+//! - [`embedder`], [`gateway`]: the real service binaries ([`server_process`]).
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod deps;
 pub mod embedder;
+pub mod gateway;
 pub mod http;
 pub mod milvus;
 pub mod ports;
 pub mod process;
 pub mod pyref;
+pub mod server_process;
 
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the
 /// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)
 pub async fn channel(uri: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(uri.to_string())?.connect().await
+    tonic::transport::Endpoint::from_shared(uri.to_string())?
+        .connect()
+        .await
 }

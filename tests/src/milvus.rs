@@ -69,11 +69,18 @@ impl Milvus {
     /// shared instance is never dropped (statics are not), so its dir
     /// outlives its process; the next run cleans it here.
     fn remove_stale_dirs() {
-        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
         for entry in entries.flatten() {
             let dir = entry.path();
-            let ours = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(DIR_PREFIX));
-            let owner = fs::read_to_string(dir.join("owner.pid")).ok().and_then(|p| p.trim().parse::<u32>().ok());
+            let ours = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(DIR_PREFIX));
+            let owner = fs::read_to_string(dir.join("owner.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
             if let (true, Some(pid)) = (ours, owner) {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
                     let _ = fs::remove_dir_all(&dir);
@@ -97,7 +104,11 @@ impl Milvus {
             child: None,
             data_dir: tmp.path().to_path_buf(),
             _cleanup: Some(tmp),
-            ports: PORT_KEYS.iter().copied().zip(free.iter().copied()).collect(),
+            ports: PORT_KEYS
+                .iter()
+                .copied()
+                .zip(free.iter().copied())
+                .collect(),
             metrics_port: free[PORT_KEYS.len()],
             etcd_peer_port: free[PORT_KEYS.len() + 1],
         };
@@ -142,7 +153,10 @@ impl Milvus {
             .env("METRICS_PORT", self.metrics_port.to_string())
             .env("MILVUS_RUN_DIR", self.data_dir.join("run"))
             .env("MILVUSCONF", self.data_dir.join("configs"))
-            .env("ETCD_CONFIG_PATH", self.data_dir.join("configs/embedEtcd.yaml"))
+            .env(
+                "ETCD_CONFIG_PATH",
+                self.data_dir.join("configs/embedEtcd.yaml"),
+            )
             .env("LD_LIBRARY_PATH", &bin)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -159,8 +173,11 @@ impl Milvus {
         for d in [&configs, &logs, &data, &self.data_dir.join("run")] {
             fs::create_dir_all(d).map_err(|e| e.to_string())?;
         }
-        let mut values: HashMap<&str, String> =
-            self.ports.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut values: HashMap<&str, String> = self
+            .ports
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
         let path = |p: PathBuf| p.display().to_string();
         values.insert("etcd_log_path", path(logs.join("etcd.log")));
         values.insert("system_log_path", path(logs.clone()));
@@ -169,8 +186,11 @@ impl Milvus {
         values.insert("rocksmq_data_dir", path(data.join("rocksmq")));
         let template = fs::read_to_string(home.join("config.yaml.template"))
             .map_err(|e| format!("read milvus config template: {e}"))?;
-        fs::write(configs.join("milvus.yaml"), render_template(&template, &values))
-            .map_err(|e| e.to_string())?;
+        fs::write(
+            configs.join("milvus.yaml"),
+            render_template(&template, &values),
+        )
+        .map_err(|e| e.to_string())?;
         fs::copy(home.join("glog.conf"), configs.join("glog.conf")).map_err(|e| e.to_string())?;
         let (client, peer) = (self.ports["etcd_port"], self.etcd_peer_port);
         let etcd = format!(
@@ -189,26 +209,43 @@ impl Milvus {
     fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
-                return Err(format!("milvus exited during start ({status}){}", self.log_tail()));
+                return Err(format!(
+                    "milvus exited during start ({status}){}",
+                    self.log_tail()
+                ));
             }
-            if crate::http::get(self.metrics_port, "/healthz").is_some_and(|b| b.contains("OK")) && port_open(self.ports["proxy_port"]) {
+            if crate::http::get(self.metrics_port, "/healthz").is_some_and(|b| b.contains("OK"))
+                && port_open(self.ports["proxy_port"])
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 self.stop();
-                return Err(format!("milvus not healthy in {START_TIMEOUT:?}{}", self.log_tail()));
+                return Err(format!(
+                    "milvus not healthy in {START_TIMEOUT:?}{}",
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
     }
 
     fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.data_dir.join("logs/milvus-stdout.log")).unwrap_or_default();
+        let log =
+            fs::read_to_string(self.data_dir.join("logs/milvus-stdout.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("; data dir {}; last log lines:\n{}", self.data_dir.display(), tail.join("\n"))
+        format!(
+            "; data dir {}; last log lines:\n{}",
+            self.data_dir.display(),
+            tail.join("\n")
+        )
     }
 }
 
@@ -224,12 +261,19 @@ fn render_template(template: &str, values: &HashMap<&str, String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else { break };
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
         out.push_str(&rest[..start]);
         let inner = rest[start + 2..start + len].trim();
         let (head, default) = inner.split_once(':').unwrap_or((inner, ""));
         let key = head.split('(').next().unwrap_or(head).trim();
-        out.push_str(values.get(key).map(String::as_str).unwrap_or(default.trim()));
+        out.push_str(
+            values
+                .get(key)
+                .map(String::as_str)
+                .unwrap_or(default.trim()),
+        );
         rest = &rest[start + len + 2..];
     }
     out.push_str(rest);

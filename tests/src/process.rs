@@ -47,7 +47,11 @@ pub fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    spawner.lock().expect("spawner lock").send((cmd, tx)).expect("spawner alive");
+    spawner
+        .lock()
+        .expect("spawner lock")
+        .send((cmd, tx))
+        .expect("spawner alive");
     rx.recv().expect("spawner reply")
 }
 

@@ -10,7 +10,10 @@ use crate::deps;
 /// ResNet50 minus fc in PyTorch on `input` (`[N,3,224,224]`), with `weights`.
 pub fn model_output(weights: &Path, input: &Tensor) -> Tensor {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (inp, out) = (dir.path().join("in.safetensors"), dir.path().join("out.safetensors"));
+    let (inp, out) = (
+        dir.path().join("in.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
     Tensor::write_safetensors(&[("input", input)], &inp).expect("write input");
     run(Command::new(deps::reference_python())
         .arg(deps::script("torch_reference.py"))
@@ -66,13 +69,25 @@ pub fn variants(dir: &Path, files: &[std::path::PathBuf]) -> Vec<std::path::Path
         .args(files)
         .output()
         .expect("run the reference python");
-    assert!(result.status.success(), "variants: {}", String::from_utf8_lossy(&result.stderr));
-    String::from_utf8(result.stdout).expect("utf8").lines().map(Into::into).collect()
+    assert!(
+        result.status.success(),
+        "variants: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    String::from_utf8(result.stdout)
+        .expect("utf8")
+        .lines()
+        .map(Into::into)
+        .collect()
 }
 
 /// Cosine similarity of two vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)

@@ -3,22 +3,38 @@
 
 use std::{collections::HashMap, io::Cursor, path::PathBuf, time::Duration};
 
-use image::{codecs::gif::GifEncoder, Delay, Frame, ImageBuffer, ImageFormat, Luma, Rgb, Rgba, RgbaImage};
+use image::{
+    codecs::gif::GifEncoder, Delay, Frame, ImageBuffer, ImageFormat, Luma, Rgb, Rgba, RgbaImage,
+};
 use imgsearch_proto::v1::{
-    embed_response, embedder_client::EmbedderClient, EmbedBatchRequest, EmbedRequest, EmbedResponse, ErrorKind,
-    InfoRequest,
+    embed_response, embedder_client::EmbedderClient, EmbedBatchRequest, EmbedRequest,
+    EmbedResponse, ErrorKind, InfoRequest,
 };
 use imgsearch_tests::{deps, embedder::EmbedderProcess, pyref};
 use tonic::{transport::Channel, Code};
 
 /// Streams `items` through one Embed call; answers by id.
-async fn embed_stream(client: &mut EmbedderClient<Channel>, items: Vec<(String, Vec<u8>)>) -> HashMap<String, EmbedResponse> {
+async fn embed_stream(
+    client: &mut EmbedderClient<Channel>,
+    items: Vec<(String, Vec<u8>)>,
+) -> HashMap<String, EmbedResponse> {
     let n = items.len();
-    let requests = tokio_stream::iter(items.into_iter().map(|(id, image)| EmbedRequest { id, image }));
-    let mut responses = client.embed(requests).await.expect("embed call").into_inner();
+    let requests = tokio_stream::iter(
+        items
+            .into_iter()
+            .map(|(id, image)| EmbedRequest { id, image }),
+    );
+    let mut responses = client
+        .embed(requests)
+        .await
+        .expect("embed call")
+        .into_inner();
     let mut out = HashMap::new();
     while let Some(r) = responses.message().await.expect("response stream") {
-        assert!(out.insert(r.id.clone(), r).is_none(), "duplicate response id");
+        assert!(
+            out.insert(r.id.clone(), r).is_none(),
+            "duplicate response id"
+        );
     }
     assert_eq!(out.len(), n, "one response per request");
     out
@@ -47,7 +63,11 @@ fn parity_files(dir: &std::path::Path) -> Vec<PathBuf> {
 }
 
 fn items(files: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
-    files.iter().enumerate().map(|(i, f)| (i.to_string(), std::fs::read(f).unwrap())).collect()
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i.to_string(), std::fs::read(f).unwrap()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +87,19 @@ async fn vectors_match_the_tutorial_pipeline_and_bf16_stays_close() {
         assert!(c >= 0.9999, "{}: cosine {c}", f.display());
         min_cos = min_cos.min(c);
     }
-    println!("fp32 vs PyTorch over {} images: min cosine {min_cos:.8}", files.len());
+    println!(
+        "fp32 vs PyTorch over {} images: min cosine {min_cos:.8}",
+        files.len()
+    );
 
     let bf16 = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let info = bf16.client().await.info(InfoRequest {}).await.unwrap().into_inner();
+    let info = bf16
+        .client()
+        .await
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.precision, "bf16");
     let half = embed_stream(&mut bf16.client().await, items(&files)).await;
     let mut min_bf = f64::MAX;
@@ -90,7 +119,12 @@ async fn concurrent_streams_are_batched_and_answers_match_ids() {
     let mut client = server.client().await;
     let mut single = Vec::new();
     for f in &files[..8] {
-        let r = client.embed_batch(EmbedBatchRequest { images: vec![std::fs::read(f).unwrap()] }).await.unwrap();
+        let r = client
+            .embed_batch(EmbedBatchRequest {
+                images: vec![std::fs::read(f).unwrap()],
+            })
+            .await
+            .unwrap();
         single.push(vector(&r.into_inner().results[0]).to_vec());
     }
     let before = client.info(InfoRequest {}).await.unwrap().into_inner();
@@ -103,7 +137,10 @@ async fn concurrent_streams_are_batched_and_answers_match_ids() {
             tokio::spawn(async move {
                 let mut client = EmbedderClient::new(imgsearch_tests::channel(&uri).await.unwrap());
                 let order: Vec<usize> = (0..8).map(|i| (i * 3 + s) % 8).collect();
-                let items = order.iter().map(|&i| (format!("s{s}-f{i}"), std::fs::read(&files[i]).unwrap())).collect();
+                let items = order
+                    .iter()
+                    .map(|&i| (format!("s{s}-f{i}"), std::fs::read(&files[i]).unwrap()))
+                    .collect();
                 embed_stream(&mut client, items).await
             })
         })
@@ -116,10 +153,16 @@ async fn concurrent_streams_are_batched_and_answers_match_ids() {
         }
     }
     let after = client.info(InfoRequest {}).await.unwrap().into_inner();
-    let (batches, images) = (after.batches_run - before.batches_run, after.images_embedded - before.images_embedded);
+    let (batches, images) = (
+        after.batches_run - before.batches_run,
+        after.images_embedded - before.images_embedded,
+    );
     println!("{images} images in {batches} batches");
     assert_eq!(images, 32);
-    assert!(batches < images, "no batching happened: {images} images in {batches} batches");
+    assert!(
+        batches < images,
+        "no batching happened: {images} images in {batches} batches"
+    );
     assert!(server.metric("embedder_batch_size_count") >= (batches + before.batches_run) as f64);
 }
 
@@ -131,7 +174,11 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -154,10 +201,10 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     png
 }
 
-fn encode<P: image::PixelWithColorType>(img: &ImageBuffer<P, Vec<P::Subpixel>>, format: ImageFormat) -> Vec<u8>
+fn encode<P>(img: &ImageBuffer<P, Vec<P::Subpixel>>, format: ImageFormat) -> Vec<u8>
 where
     [P::Subpixel]: image::EncodableLayout,
-    P: image::Pixel,
+    P: image::Pixel + image::PixelWithColorType,
 {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, format).unwrap();
@@ -170,7 +217,13 @@ fn animated_gif() -> Vec<u8> {
         let mut enc = GifEncoder::new(&mut out);
         for shade in [40u8, 200] {
             let frame = RgbaImage::from_pixel(64, 48, Rgba([shade, 255 - shade, 90, 255]));
-            enc.encode_frame(Frame::from_parts(frame, 0, 0, Delay::from_numer_denom_ms(100, 1))).unwrap();
+            enc.encode_frame(Frame::from_parts(
+                frame,
+                0,
+                0,
+                Delay::from_numer_denom_ms(100, 1),
+            ))
+            .unwrap();
         }
     }
     out
@@ -190,24 +243,43 @@ async fn bad_items_fail_alone_and_good_items_still_succeed() {
     }
     let mut oversized = vec![0u8; 50 << 20];
     oversized[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
-    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(40, 30, |x, y| Luma([(x * 1000 + y * 7) as u16]));
+    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(40, 30, |x, y| Luma([(x * 1000 + y * 7) as u16]));
     let tiny: ImageBuffer<Rgb<u8>, Vec<u8>> = ImageBuffer::from_pixel(1, 1, Rgb([10, 200, 30]));
 
     let cases: Vec<(&str, Vec<u8>, Option<ErrorKind>)> = vec![
         ("good-1", good.clone(), None),
         ("empty", vec![], Some(ErrorKind::InvalidImage)),
         ("random", random, Some(ErrorKind::InvalidImage)),
-        ("truncated-jpeg", good[..good.len() / 2].to_vec(), Some(ErrorKind::InvalidImage)),
-        ("text", b"name,score\nalice,3\n".to_vec(), Some(ErrorKind::InvalidImage)),
-        ("bomb-30000x30000", png_header_only(30_000, 30_000), Some(ErrorKind::ImageTooLarge)),
+        (
+            "truncated-jpeg",
+            good[..good.len() / 2].to_vec(),
+            Some(ErrorKind::InvalidImage),
+        ),
+        (
+            "text",
+            b"name,score\nalice,3\n".to_vec(),
+            Some(ErrorKind::InvalidImage),
+        ),
+        (
+            "bomb-30000x30000",
+            png_header_only(30_000, 30_000),
+            Some(ErrorKind::ImageTooLarge),
+        ),
         ("oversized-50MB", oversized, Some(ErrorKind::ImageTooLarge)),
         ("one-pixel", encode(&tiny, ImageFormat::Png), None),
         ("png-16bit", encode(&gray16, ImageFormat::Png), None),
         ("animated-gif", animated_gif(), None),
         ("good-2", good, None),
     ];
-    let expected: HashMap<String, Option<ErrorKind>> = cases.iter().map(|(id, _, k)| (id.to_string(), *k)).collect();
-    let items = cases.into_iter().map(|(id, bytes, _)| (id.to_string(), bytes)).collect();
+    let expected: HashMap<String, Option<ErrorKind>> = cases
+        .iter()
+        .map(|(id, _, k)| (id.to_string(), *k))
+        .collect();
+    let items = cases
+        .into_iter()
+        .map(|(id, bytes, _)| (id.to_string(), bytes))
+        .collect();
     let got = embed_stream(&mut server.client().await, items).await;
     for (id, kind) in expected {
         match kind {
@@ -228,7 +300,12 @@ async fn overload_is_resource_exhausted_and_the_server_recovers() {
             let (uri, image) = (server.uri(), image.clone());
             tokio::spawn(async move {
                 let mut client = EmbedderClient::new(imgsearch_tests::channel(&uri).await.unwrap());
-                client.embed_batch(EmbedBatchRequest { images: vec![image] }).await.map(|_| ())
+                client
+                    .embed_batch(EmbedBatchRequest {
+                        images: vec![image],
+                    })
+                    .await
+                    .map(|_| ())
             })
         })
         .collect();
@@ -241,12 +318,27 @@ async fn overload_is_resource_exhausted_and_the_server_recovers() {
             Err(s) => panic!("unexpected status {s:?}"),
         }
     }
-    println!("{ok} served, {exhausted} rejected; RSS {} MB", server.rss_bytes() >> 20);
-    assert!(exhausted > 0, "40 concurrent calls never overflowed a queue of 4");
+    println!(
+        "{ok} served, {exhausted} rejected; RSS {} MB",
+        server.rss_bytes() >> 20
+    );
+    assert!(
+        exhausted > 0,
+        "40 concurrent calls never overflowed a queue of 4"
+    );
     assert!(ok > 0);
-    assert!(server.rss_bytes() < 3 << 30, "memory not bounded: {} bytes", server.rss_bytes());
+    assert!(
+        server.rss_bytes() < 3 << 30,
+        "memory not bounded: {} bytes",
+        server.rss_bytes()
+    );
     let mut client = server.client().await;
-    let r = client.embed_batch(EmbedBatchRequest { images: vec![image] }).await.expect("recovered");
+    let r = client
+        .embed_batch(EmbedBatchRequest {
+            images: vec![image],
+        })
+        .await
+        .expect("recovered");
     assert_eq!(vector(&r.into_inner().results[0]).len(), 2048);
 }
 
@@ -256,9 +348,18 @@ async fn sigterm_mid_stream_ends_cleanly() {
     let image = std::fs::read(&deps::fixture_images()[2]).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut client = server.client().await;
-    let mut responses = client.embed(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut responses = client
+        .embed(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     for i in 0..3 {
-        tx.send(EmbedRequest { id: i.to_string(), image: image.clone() }).await.unwrap();
+        tx.send(EmbedRequest {
+            id: i.to_string(),
+            image: image.clone(),
+        })
+        .await
+        .unwrap();
     }
     // The first answer proves the stream is live; then SIGTERM with the
     // request stream still open.
@@ -277,13 +378,19 @@ async fn sigterm_mid_stream_ends_cleanly() {
     })
     .await
     .expect("the stream ended after SIGTERM instead of hanging");
-    println!("answered {} before the end, ended with {:?}", ended.0, ended.1.as_ref().map(|s| s.code()));
+    println!(
+        "answered {} before the end, ended with {:?}",
+        ended.0,
+        ended.1.as_ref().map(|s| s.code())
+    );
     assert_eq!(ended.0, 3, "every admitted image was answered");
     if let Some(status) = ended.1 {
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
     drop(tx);
-    let status = server.wait_exit(Duration::from_secs(20)).expect("process exited");
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("process exited");
     assert!(status.success(), "exit status {status}");
 }
 
@@ -292,16 +399,32 @@ async fn health_and_reflection_work_with_grpcurl() {
     let server = EmbedderProcess::start(&[]).await;
     let addr = format!("127.0.0.1:{}", server.grpc_port);
     let grpcurl = |args: &[&str]| {
-        let out = std::process::Command::new(deps::grpcurl()).arg("-plaintext").args(args).output().unwrap();
-        assert!(out.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(deps::grpcurl())
+            .arg("-plaintext")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let services = grpcurl(&[&addr, "list"]);
     assert!(services.contains("imgsearch.v1.Embedder"), "{services}");
     assert!(services.contains("grpc.health.v1.Health"), "{services}");
     let described = grpcurl(&[&addr, "describe", "imgsearch.v1.Embedder"]);
-    assert!(described.contains("rpc Embed ( stream .imgsearch.v1.EmbedRequest )"), "{described}");
-    let health = grpcurl(&["-d", r#"{"service":"imgsearch.v1.Embedder"}"#, &addr, "grpc.health.v1.Health/Check"]);
+    assert!(
+        described.contains("rpc Embed ( stream .imgsearch.v1.EmbedRequest )"),
+        "{described}"
+    );
+    let health = grpcurl(&[
+        "-d",
+        r#"{"service":"imgsearch.v1.Embedder"}"#,
+        &addr,
+        "grpc.health.v1.Health/Check",
+    ]);
     assert!(health.contains("SERVING"), "{health}");
     let info = grpcurl(&[&addr, "imgsearch.v1.Embedder/Info"]);
     assert!(info.contains("\"dimension\": 2048"), "{info}");

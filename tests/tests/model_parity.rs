@@ -20,7 +20,8 @@ fn seeded_weights_in_tch_resnet50_match_pytorch() {
     let weights = deps::seeded_weights();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = tch::vision::resnet::resnet50_no_final_layer(&vs.root());
-    vs.load(&weights).expect("load safetensors into tch's resnet50");
+    vs.load(&weights)
+        .expect("load safetensors into tch's resnet50");
     let input = input();
     let ours = tch::no_grad(|| net.forward_t(&input, false));
     let reference = pyref::model_output(&weights, &input);
@@ -30,7 +31,10 @@ fn seeded_weights_in_tch_resnet50_match_pytorch() {
     let scale = reference.abs().max().double_value(&[]);
     let diff = max_abs(&ours, &reference);
     println!("tch resnet50: max abs diff {diff:e} (largest value {scale:.3})");
-    assert!(scale > 1e-2, "reference output is degenerate: max |x| = {scale}");
+    assert!(
+        scale > 1e-2,
+        "reference output is degenerate: max |x| = {scale}"
+    );
     assert!(diff <= 1e-4, "max abs diff {diff} > 1e-4");
 }
 
@@ -57,9 +61,13 @@ fn folded_model_matches_pytorch() {
 
 #[test]
 fn missing_weights_are_a_clear_error() {
-    let err = Resnet50::load("/nonexistent/w.safetensors".as_ref(), Device::Cpu, Precision::Fp32)
-        .err()
-        .expect("error");
+    let err = Resnet50::load(
+        "/nonexistent/w.safetensors".as_ref(),
+        Device::Cpu,
+        Precision::Fp32,
+    )
+    .err()
+    .expect("error");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -69,12 +77,20 @@ fn wrong_weights_name_the_problem() {
     let bad = dir.path().join("bad.safetensors");
     let t = Tensor::zeros([1], (Kind::Float, Device::Cpu));
     Tensor::write_safetensors(&[("conv1.weight", &t)], &bad).unwrap();
-    let err = Resnet50::load(&bad, Device::Cpu, Precision::Fp32).err().expect("error");
-    assert!(err.to_string().contains("not a usable torchvision ResNet50"), "{err}");
+    let err = Resnet50::load(&bad, Device::Cpu, Precision::Fp32)
+        .err()
+        .expect("error");
+    assert!(
+        err.to_string()
+            .contains("not a usable torchvision ResNet50"),
+        "{err}"
+    );
 }
 
 #[test]
 fn fp16_on_cpu_is_refused() {
-    let err = Resnet50::load(&deps::seeded_weights(), Device::Cpu, Precision::Fp16).err().expect("error");
+    let err = Resnet50::load(&deps::seeded_weights(), Device::Cpu, Precision::Fp16)
+        .err()
+        .expect("error");
     assert!(err.to_string().contains("not supported"), "{err}");
 }

@@ -43,7 +43,10 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> 
         return Err(DecodeError::Empty);
     }
     if bytes.len() > limits.max_bytes {
-        return Err(DecodeError::TooManyBytes { bytes: bytes.len(), limit: limits.max_bytes });
+        return Err(DecodeError::TooManyBytes {
+            bytes: bytes.len(),
+            limit: limits.max_bytes,
+        });
     }
     if bytes.starts_with(&JPEG_MAGIC) {
         decode_jpeg(bytes, limits)
@@ -54,10 +57,16 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> 
 
 fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
     if width == 0 || height == 0 {
-        return Err(DecodeError::Invalid(format!("image has no pixels ({width}x{height})")));
+        return Err(DecodeError::Invalid(format!(
+            "image has no pixels ({width}x{height})"
+        )));
     }
     if width.saturating_mul(height) > limits.max_pixels {
-        return Err(DecodeError::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(DecodeError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     Ok(())
 }
@@ -79,7 +88,13 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
     };
     let channels = format.size();
     let mut pixels = vec![0u8; w * h * channels];
-    let image = turbojpeg::Image { pixels: pixels.as_mut_slice(), width: w, pitch: w * channels, height: h, format };
+    let image = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: w,
+        pitch: w * channels,
+        height: h,
+        format,
+    };
     // libjpeg-turbo reports a truncated file as a warning and fills the rest;
     // the crate surfaces it as an error, which is what PIL does too.
     dec.decompress(bytes, image).map_err(invalid)?;
@@ -92,7 +107,12 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
             .flat_map(|p| cmyk_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]]))
             .collect(),
     };
-    Ok(Image8 { width: w, height: h, channels: 3, data })
+    Ok(Image8 {
+        width: w,
+        height: h,
+        channels: 3,
+        data,
+    })
 }
 
 /// Pillow's `cmyk2rgb`: `nk = 255 - k; out = nk - c * nk / 255` in its
@@ -112,16 +132,24 @@ fn gray_to_rgb(gray: impl Iterator<Item = u8>) -> Vec<u8> {
 
 fn decode_other(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
     let reader = || {
-        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(invalid)
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(invalid)
     };
     let format = reader()?
         .format()
         .ok_or_else(|| DecodeError::Invalid("unrecognised image format".into()))?;
     if !matches!(
         format,
-        ImageFormat::Png | ImageFormat::Gif | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff
+        ImageFormat::Png
+            | ImageFormat::Gif
+            | ImageFormat::WebP
+            | ImageFormat::Bmp
+            | ImageFormat::Tiff
     ) {
-        return Err(DecodeError::Invalid(format!("unsupported image format {format:?}")));
+        return Err(DecodeError::Invalid(format!(
+            "unsupported image format {format:?}"
+        )));
     }
     let (w, h) = reader()?.into_dimensions().map_err(invalid)?;
     check_pixels(u64::from(w), u64::from(h), limits)?;
@@ -132,7 +160,12 @@ fn decode_other(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
     r.limits(lim);
     // `decode` yields the first frame of an animation, as PIL's open does.
     let img = r.decode().map_err(invalid)?;
-    pil_convert_rgb(img).map(|data| Image8 { width: w as usize, height: h as usize, channels: 3, data })
+    pil_convert_rgb(img).map(|data| Image8 {
+        width: w as usize,
+        height: h as usize,
+        channels: 3,
+        data,
+    })
 }
 
 /// PIL's `convert('RGB')` for what `image` decodes: alpha dropped without
@@ -143,17 +176,28 @@ fn pil_convert_rgb(img: DynamicImage) -> Result<Vec<u8>, DecodeError> {
     let hi = |v: u16| (v >> 8) as u8;
     Ok(match img {
         DynamicImage::ImageRgb8(i) => i.into_raw(),
-        DynamicImage::ImageRgba8(i) => i.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageRgba8(i) => i
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         DynamicImage::ImageLuma8(i) => gray_to_rgb(i.into_raw().into_iter()),
         DynamicImage::ImageLumaA8(i) => gray_to_rgb(i.into_raw().into_iter().step_by(2)),
-        DynamicImage::ImageLuma16(i) => gray_to_rgb(i.into_raw().into_iter().map(|v| v.min(255) as u8)),
+        DynamicImage::ImageLuma16(i) => {
+            gray_to_rgb(i.into_raw().into_iter().map(|v| v.min(255) as u8))
+        }
         DynamicImage::ImageLumaA16(i) => gray_to_rgb(i.into_raw().into_iter().step_by(2).map(hi)),
         DynamicImage::ImageRgb16(i) => i.into_raw().into_iter().map(hi).collect(),
-        DynamicImage::ImageRgba16(i) => {
-            i.into_raw().chunks_exact(4).flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])]).collect()
-        }
+        DynamicImage::ImageRgba16(i) => i
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])])
+            .collect(),
         other => {
-            return Err(DecodeError::Invalid(format!("unsupported pixel type {:?}", other.color())))
+            return Err(DecodeError::Invalid(format!(
+                "unsupported pixel type {:?}",
+                other.color()
+            )))
         }
     })
 }
@@ -162,7 +206,10 @@ fn pil_convert_rgb(img: DynamicImage) -> Result<Vec<u8>, DecodeError> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_bytes: 1 << 20, max_pixels: 1 << 20 };
+    const LIMITS: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_pixels: 1 << 20,
+    };
 
     #[test]
     fn cmyk_matches_pillow_formula() {
@@ -176,8 +223,14 @@ mod tests {
     #[test]
     fn empty_garbage_and_limits() {
         assert_eq!(decode_rgb(&[], &LIMITS), Err(DecodeError::Empty));
-        assert!(matches!(decode_rgb(b"hello, world", &LIMITS), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            decode_rgb(b"hello, world", &LIMITS),
+            Err(DecodeError::Invalid(_))
+        ));
         let big = vec![0u8; (1 << 20) + 1];
-        assert!(matches!(decode_rgb(&big, &LIMITS), Err(DecodeError::TooManyBytes { .. })));
+        assert!(matches!(
+            decode_rgb(&big, &LIMITS),
+            Err(DecodeError::TooManyBytes { .. })
+        ));
     }
 }

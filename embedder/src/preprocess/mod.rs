@@ -34,7 +34,11 @@ pub fn resize_shorter(img: &Image8, size: usize) -> Image8 {
         return img.clone();
     }
     let new_long = (size as f64 * long as f64 / short as f64) as usize;
-    let (nw, nh) = if w <= h { (size, new_long) } else { (new_long, size) };
+    let (nw, nh) = if w <= h {
+        (size, new_long)
+    } else {
+        (new_long, size)
+    };
     resize_bilinear(img, nw, nh)
 }
 
@@ -50,7 +54,12 @@ pub fn center_crop(img: &Image8, size: usize) -> Image8 {
     for y in top..top + size {
         data.extend_from_slice(&img.data[(y * img.width + left) * ch..][..size * ch]);
     }
-    Image8 { width: size, height: size, channels: ch, data }
+    Image8 {
+        width: size,
+        height: size,
+        channels: ch,
+        data,
+    }
 }
 
 /// `ToTensor()` then `Normalize`: HWC u8 to CHW f32, `(v / 255 - mean) / std`
@@ -71,7 +80,12 @@ mod tests {
     use super::*;
 
     fn image(w: usize, h: usize) -> Image8 {
-        Image8 { width: w, height: h, channels: 3, data: vec![128; w * h * 3] }
+        Image8 {
+            width: w,
+            height: h,
+            channels: 3,
+            data: vec![128; w * h * 3],
+        }
     }
 
     #[test]

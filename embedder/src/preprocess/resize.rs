@@ -53,11 +53,19 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         for (x, &kx) in k.iter().enumerate().take(xmax) {
             let w = if ww != 0.0 { kx / ww } else { kx };
             let fixed = w * f64::from(1u32 << PRECISION_BITS);
-            weights[xx * ksize + x] = if w < 0.0 { (-0.5 + fixed) as i32 } else { (0.5 + fixed) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (-0.5 + fixed) as i32
+            } else {
+                (0.5 + fixed) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
-    Coeffs { ksize, bounds, weights }
+    Coeffs {
+        ksize,
+        bounds,
+        weights,
+    }
 }
 
 #[inline]
@@ -97,7 +105,15 @@ pub fn resize_bilinear(src: &Image8, width: usize, height: usize) -> Image8 {
                 }
             }
         }
-        (Image8 { width, height: rows, channels: ch, data: out }, first)
+        (
+            Image8 {
+                width,
+                height: rows,
+                channels: ch,
+                data: out,
+            },
+            first,
+        )
     } else {
         (src.clone(), 0)
     };
@@ -123,7 +139,12 @@ pub fn resize_bilinear(src: &Image8, width: usize, height: usize) -> Image8 {
             *o = clip8(a);
         }
     }
-    Image8 { width: tmp.width, height, channels: ch, data: out }
+    Image8 {
+        width: tmp.width,
+        height,
+        channels: ch,
+        data: out,
+    }
 }
 
 #[cfg(test)]
@@ -132,13 +153,23 @@ mod tests {
 
     #[test]
     fn same_size_is_a_copy() {
-        let img = Image8 { width: 3, height: 2, channels: 3, data: (0..18).collect() };
+        let img = Image8 {
+            width: 3,
+            height: 2,
+            channels: 3,
+            data: (0..18).collect(),
+        };
         assert_eq!(resize_bilinear(&img, 3, 2), img);
     }
 
     #[test]
     fn constant_image_stays_constant() {
-        let img = Image8 { width: 37, height: 23, channels: 3, data: vec![77; 37 * 23 * 3] };
+        let img = Image8 {
+            width: 37,
+            height: 23,
+            channels: 3,
+            data: vec![77; 37 * 23 * 3],
+        };
         for (w, h) in [(10, 7), (100, 61), (37, 5), (3, 23)] {
             let out = resize_bilinear(&img, w, h);
             assert_eq!((out.width, out.height), (w, h));
@@ -151,8 +182,14 @@ mod tests {
         for (i, o) in [(1000, 256), (256, 1000), (7, 3), (300, 299)] {
             let c = coeffs(i, o);
             for (xx, &(_, n)) in c.bounds.iter().enumerate() {
-                let s: i64 = c.weights[xx * c.ksize..][..n].iter().map(|&w| i64::from(w)).sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= n as i64, "{i}->{o} at {xx}: {s}");
+                let s: i64 = c.weights[xx * c.ksize..][..n]
+                    .iter()
+                    .map(|&w| i64::from(w))
+                    .sum();
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= n as i64,
+                    "{i}->{o} at {xx}: {s}"
+                );
             }
         }
     }

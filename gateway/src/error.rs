@@ -1,0 +1,57 @@
+//! The gateway's one error type, mapped exhaustively to gRPC status codes.
+
+use milvus::v2::error::Error as MilvusError;
+
+/// Why a gateway call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("collection {0:?} does not exist")]
+    CollectionNotFound(String),
+    #[error("collection {0:?} already exists")]
+    CollectionExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("Milvus is unavailable: {0}")]
+    MilvusUnavailable(String),
+    #[error("Milvus failed: {0}")]
+    Milvus(String),
+    #[error("no embedder is available: {0}")]
+    EmbedderUnavailable(String),
+    #[error("embedders are overloaded: {0}")]
+    Overloaded(String),
+    #[error("embedder failed: {0}")]
+    Embedder(String),
+}
+
+impl From<MilvusError> for GatewayError {
+    fn from(e: MilvusError) -> Self {
+        match &e {
+            MilvusError::Grpc(_) | MilvusError::Timeout(_) => {
+                GatewayError::MilvusUnavailable(e.to_string())
+            }
+            MilvusError::RetryExhausted { source, .. }
+                if matches!(**source, MilvusError::Grpc(_) | MilvusError::Timeout(_)) =>
+            {
+                GatewayError::MilvusUnavailable(e.to_string())
+            }
+            MilvusError::Validation(_) => GatewayError::InvalidArgument(e.to_string()),
+            _ => GatewayError::Milvus(e.to_string()),
+        }
+    }
+}
+
+impl From<GatewayError> for tonic::Status {
+    fn from(e: GatewayError) -> Self {
+        let msg = e.to_string();
+        match e {
+            GatewayError::CollectionNotFound(_) => tonic::Status::not_found(msg),
+            GatewayError::CollectionExists(_) => tonic::Status::already_exists(msg),
+            GatewayError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            GatewayError::MilvusUnavailable(_) | GatewayError::EmbedderUnavailable(_) => {
+                tonic::Status::unavailable(msg)
+            }
+            GatewayError::Overloaded(_) => tonic::Status::resource_exhausted(msg),
+            GatewayError::Milvus(_) | GatewayError::Embedder(_) => tonic::Status::internal(msg),
+        }
+    }
+}

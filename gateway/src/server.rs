@@ -1,0 +1,161 @@
+//! Wiring: gRPC server with health and reflection, the Milvus connection
+//! kept alive in the background, graceful shutdown.
+//!
+//! The port opens at once with health NOT_SERVING; a background task
+//! connects to Milvus (retrying until it answers) and flips health to SERVING
+//! while both Milvus and an embedder answer, back to NOT_SERVING when either
+//! stops answering.
+
+use std::{future::Future, time::Duration};
+
+use imgsearch_proto::v1::image_search_server::ImageSearchServer;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{
+    config::Config, embedders::Embedders, error::GatewayError, milvus::MilvusStore,
+    service::ImageSearchService,
+};
+
+const SERVICE_NAME: &str = "imgsearch.v1.ImageSearch";
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] GatewayError),
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Runs the gateway until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let embedders = Embedders::new(
+        &cfg.embedders,
+        cfg.max_message_bytes,
+        Duration::from_secs(5),
+    )?;
+    let (store_tx, store_rx) = watch::channel(None);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let service = ImageSearchService::new(store_rx, embedders.clone(), cfg.batch_size as usize);
+    let grpc = ImageSearchServer::new(service)
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(cfg.max_message_bytes);
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(ServeError::Bind)?;
+    info!(addr = %listener.local_addr().map_err(ServeError::Bind)?, "gRPC listening");
+
+    let watcher = tokio::spawn(watch_dependencies(
+        cfg.clone(),
+        embedders,
+        store_tx,
+        health.clone(),
+    ));
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = stopping_rx.wait_for(|s| *s).await;
+                },
+            ),
+    );
+    shutdown.await;
+    info!("shutting down");
+    watcher.abort();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    let _ = stopping_tx.send(true);
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.expect("server task")?,
+        Err(_) => warn!("calls still open after the grace period; exiting"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Connects to Milvus (retrying) and keeps health in step with Milvus and
+/// the embedders.
+async fn watch_dependencies(
+    cfg: Config,
+    embedders: Embedders,
+    store_tx: watch::Sender<Option<MilvusStore>>,
+    health: tonic_health::server::HealthReporter,
+) {
+    let milvus_cfg = cfg.milvus();
+    info!(milvus = ?milvus_cfg, embedders = ?cfg.embedders, "connecting");
+    let mut last = None;
+    loop {
+        if store_tx.borrow().is_none() {
+            match MilvusStore::connect(&milvus_cfg).await {
+                Ok(store) => {
+                    info!(uri = %milvus_cfg.uri, "connected to Milvus");
+                    let _ = store_tx.send(Some(store));
+                }
+                Err(e) => warn!(error = %e, "Milvus not reachable yet"),
+            }
+        }
+        let store = store_tx.borrow().clone();
+        let milvus_ok = match store {
+            Some(s) => s
+                .ping()
+                .await
+                .map_err(|e| warn!(error = %e, "Milvus check failed"))
+                .is_ok(),
+            None => false,
+        };
+        let embedder_ok = embedders
+            .info()
+            .await
+            .map_err(|e| warn!(error = %e, "embedder check failed"))
+            .is_ok();
+        let status = if milvus_ok && embedder_ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            info!(?status, milvus_ok, embedder_ok, "health");
+            health.set_service_status("", status).await;
+            health.set_service_status(SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}

@@ -1,0 +1,58 @@
+//! The real gateway binary on a free port, pointed at a Milvus and embedders.
+
+use std::ops::{Deref, DerefMut};
+
+use imgsearch_proto::v1::image_search_client::ImageSearchClient;
+use tonic::transport::Channel;
+
+use crate::{embedder::CLIENT_MAX_MESSAGE, ports::free_ports, server_process::ServerProcess};
+
+/// A running `imgsearch-gateway`.
+pub struct GatewayProcess {
+    server: ServerProcess,
+}
+
+impl GatewayProcess {
+    /// Starts `imgsearch-gateway` for `milvus_uri` and `embedders` plus
+    /// `extra` flags, and waits until it serves (Milvus and an embedder up).
+    pub async fn start(milvus_uri: &str, embedders: &[String], extra: &[&str]) -> GatewayProcess {
+        let port = free_ports(1)[0];
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--milvus-uri".into(),
+            milvus_uri.into(),
+            "--embedder".into(),
+            embedders.join(","),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let server =
+            ServerProcess::start("imgsearch-gateway", &args, port, "imgsearch.v1.ImageSearch")
+                .await;
+        GatewayProcess { server }
+    }
+
+    /// A connected client with generous message limits.
+    pub async fn client(&self) -> ImageSearchClient<Channel> {
+        ImageSearchClient::new(
+            crate::channel(&self.uri())
+                .await
+                .expect("connect to gateway"),
+        )
+        .max_decoding_message_size(CLIENT_MAX_MESSAGE)
+        .max_encoding_message_size(CLIENT_MAX_MESSAGE)
+    }
+}
+
+impl Deref for GatewayProcess {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.server
+    }
+}
+
+impl DerefMut for GatewayProcess {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.server
+    }
+}

@@ -1,0 +1,140 @@
+//! A workspace server binary run as a child process on free ports, waited
+//! on until its gRPC health check says SERVING, stopped on drop.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+
+use crate::process::{signal, spawn_owned, stop_group, wait_for_exit};
+
+/// A binary of this workspace, next to the test executable's `deps/` folder.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running server process.
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// The gRPC port.
+    pub grpc_port: u16,
+    health_service: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts workspace binary `name` with `args`, logging to a temp file,
+    /// and waits until `health_service` is SERVING on `grpc_port`.
+    pub async fn start(
+        name: &str,
+        args: &[String],
+        grpc_port: u16,
+        health_service: &str,
+    ) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join(format!("{name}.log"));
+        let mut cmd = Command::new(workspace_binary(name));
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(Stdio::inherit());
+        let child = spawn_owned(cmd).expect("spawn server");
+        let mut p = ServerProcess {
+            child: Some(child),
+            grpc_port,
+            health_service: health_service.into(),
+            log,
+            _dir: dir,
+        };
+        p.wait_serving(Duration::from_secs(180)).await;
+        p
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        wait_for_exit(child, timeout).then(|| child.wait().expect("wait"))
+    }
+
+    /// Resident memory of the process, in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Waits until health says SERVING (again, after a dependency came back).
+    pub async fn wait_serving(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("server exited during start ({status}):\n{}", self.log());
+            }
+            if let Ok(channel) = crate::channel(&self.uri()).await {
+                let mut health = HealthClient::new(channel);
+                let req = HealthCheckRequest {
+                    service: self.health_service.clone(),
+                };
+                if let Ok(r) = health.check(req).await {
+                    if r.into_inner().status == ServingStatus::Serving as i32 {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not serving after {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_group(child, Duration::from_secs(10));
+        }
+    }
+}
