@@ -159,7 +159,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drained.cancel();
-    let _ = ready_tx.send(None);
+    // send_replace: the server may already have dropped every receiver, and
+    // a plain send would then keep the last Embedder handle alive forever.
+    ready_tx.send_replace(None);
     drop(embedder);
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result.expect("server task")?,

@@ -429,3 +429,24 @@ async fn health_and_reflection_work_with_grpcurl() {
     let info = grpcurl(&[&addr, "imgsearch.v1.Embedder/Info"]);
     assert!(info.contains("\"dimension\": 2048"), "{info}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_served_calls_exits_promptly() {
+    // Regression: a finished server used to keep the batcher alive through
+    // its readiness channel, so the process never exited.
+    let mut server = EmbedderProcess::start(&["--shutdown-grace-secs", "5"]).await;
+    let image = std::fs::read(&deps::fixture_images()[4]).unwrap();
+    let mut client = server.client().await;
+    client
+        .embed_batch(EmbedBatchRequest {
+            images: vec![image],
+        })
+        .await
+        .unwrap();
+    drop(client);
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(15))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}
