@@ -1,19 +1,15 @@
-//! Prometheus metrics, served as text on their own HTTP port.
+//! The embedder's Prometheus metrics (served by `imgsearch_common::metrics_http`).
 //!
-//! A registry per server (not the global one) so several servers can live in
-//! one process. Buckets are explicit: batch sizes in powers of two, durations
-//! geometric from 1 ms to about 16 s.
+//! Buckets are explicit: batch sizes in powers of two, durations geometric
+//! from 1 ms to about 16 s.
 
 use std::net::SocketAddr;
 
+use imgsearch_common::metrics_http::seconds_buckets;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use tokio::net::TcpListener;
 
 /// The embedder's metrics.
 #[derive(Clone)]
@@ -26,10 +22,6 @@ pub struct Metrics {
     pub preprocess_seconds: Histogram,
     pub inference_seconds: HistogramVec,
     pub queue_wait_seconds: Histogram,
-}
-
-fn seconds_buckets() -> Vec<f64> {
-    prometheus::exponential_buckets(0.001, 2.0, 15).expect("valid buckets")
 }
 
 impl Metrics {
@@ -99,52 +91,15 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("encode metrics");
-        String::from_utf8(buf).expect("utf8 metrics")
+    /// The registry to serve.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Serves `GET /metrics` on `listener` until the task is dropped. A minimal
-/// HTTP/1.0 responder: Prometheus needs nothing more, and it keeps a web
-/// framework out of the build.
-pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let response = if req.starts_with("GET /metrics") {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
-            };
-            let _ = sock.write_all(response.as_bytes()).await;
-        });
     }
 }
 

@@ -50,7 +50,10 @@ pub async fn run(
         .await
         .map_err(ServeError::Bind)?;
     info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
-    tokio::spawn(metrics::serve(metrics_listener, metrics.clone()));
+    tokio::spawn(imgsearch_common::metrics_http::serve(
+        metrics_listener,
+        metrics.registry(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

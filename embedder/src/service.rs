@@ -3,6 +3,7 @@
 use std::{pin::Pin, sync::atomic::Ordering, sync::Arc};
 
 use futures::Stream;
+use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
     EmbedResponse, InfoRequest, InfoResponse, Vector,
@@ -11,7 +12,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{debug, instrument};
+use tracing::{info, instrument, Span};
 
 use crate::{batcher::Embedder, error::EmbedError};
 
@@ -79,18 +80,28 @@ fn response(id: String, result: Result<Vec<f32>, EmbedError>) -> EmbedResponse {
     }
 }
 
+/// Puts the caller's trace id (from `traceparent` metadata) on the current
+/// span, so this call's log lines can be matched with the gateway's.
+fn record_trace<T>(request: &Request<T>) {
+    if let Some(t) = TraceContext::from_metadata(request.metadata()) {
+        Span::current().record("trace_id", t.trace_id.as_str());
+    }
+}
+
 type EmbedStream = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl embedder_server::Embedder for EmbedderService {
     type EmbedStream = EmbedStream;
 
-    #[instrument(skip_all, name = "embed_stream")]
+    #[instrument(skip_all, name = "embed_stream", fields(trace_id))]
     async fn embed(
         &self,
         request: Request<Streaming<EmbedRequest>>,
     ) -> Result<Response<EmbedStream>, Status> {
+        record_trace(&request);
         let ready = self.ready()?;
+        let span = Span::current();
         let mut incoming = request.into_inner();
         let limit = self.per_stream_in_flight;
         let (tx, rx) = mpsc::channel::<Result<EmbedResponse, Status>>(limit);
@@ -125,7 +136,7 @@ impl embedder_server::Embedder for EmbedderService {
             };
             // Every admitted image is answered before the stream ends.
             let _all = in_flight.acquire_many(limit as u32).await;
-            debug!(received, "embed stream done");
+            info!(parent: &span, received, "embed stream done");
             if let Some(status) = end {
                 let _ = tx.send(Err(status)).await;
             }
@@ -133,11 +144,12 @@ impl embedder_server::Embedder for EmbedderService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[instrument(skip_all, fields(images = request.get_ref().images.len()))]
+    #[instrument(skip_all, fields(images = request.get_ref().images.len(), trace_id))]
     async fn embed_batch(
         &self,
         request: Request<EmbedBatchRequest>,
     ) -> Result<Response<EmbedBatchResponse>, Status> {
+        record_trace(&request);
         let ready = self.ready()?;
         let images = request.into_inner().images;
         if images.len() > MAX_BATCH_CALL_IMAGES {
@@ -157,11 +169,12 @@ impl embedder_server::Embedder for EmbedderService {
         {
             return Err(EmbedError::Overloaded.into());
         }
-        let results = results
+        let results: Vec<_> = results
             .into_iter()
             .enumerate()
             .map(|(i, r)| response(i.to_string(), r))
             .collect();
+        info!(images = results.len(), "embed batch done");
         Ok(Response::new(EmbedBatchResponse { results }))
     }
 

@@ -36,6 +36,14 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// Prometheus metrics listen address (GET /metrics).
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY_METRICS_LISTEN",
+        default_value = "0.0.0.0:9103"
+    )]
+    pub metrics_listen: SocketAddr,
+
     /// Milvus endpoint: http://host:19530, or https://... for TLS (Zilliz Cloud).
     #[arg(
         long,

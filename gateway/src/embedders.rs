@@ -1,23 +1,54 @@
-//! The gateway's view of the embedders: one gRPC channel balanced over every
-//! endpoint given (power-of-two-choices over the ready ones, so a failed
-//! replica is skipped and rejoins when it answers again).
+//! The gateway's view of the embedders: one lazy channel per endpoint, picked
+//! round-robin among those not marked down. A call that finds its replica
+//! unreachable marks it down for a cool-down and (for idempotent calls) goes
+//! to the next one, so a dead replica costs at most one retry, not a share of
+//! every later call. The health watcher marks replicas up again.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use imgsearch_proto::v1::{embedder_client::EmbedderClient, InfoRequest, InfoResponse};
+use imgsearch_proto::v1::{
+    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, InfoRequest,
+    InfoResponse,
+};
 use tonic::transport::{Channel, Endpoint};
+use tracing::warn;
 
 use crate::error::GatewayError;
+
+/// How long a replica that failed a call is skipped.
+const COOL_DOWN: Duration = Duration::from_secs(5);
+
+struct Replica {
+    uri: String,
+    client: EmbedderClient<Channel>,
+    /// Milliseconds since `epoch` until which the replica is skipped.
+    down_until_ms: AtomicU64,
+}
 
 /// Client side of `imgsearch.v1.Embedder`, over all configured replicas.
 #[derive(Clone)]
 pub struct Embedders {
-    client: EmbedderClient<Channel>,
-    endpoints: usize,
+    replicas: Arc<Vec<Replica>>,
+    next: Arc<AtomicUsize>,
+    epoch: Instant,
+}
+
+/// Whether a failed call means the replica itself is unreachable.
+fn unreachable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
 }
 
 impl Embedders {
-    /// A lazy, balanced channel to `uris`; nothing is dialled until used.
+    /// Lazy channels to `uris`; nothing is dialled until used.
     pub fn new(
         uris: &[String],
         max_message_bytes: usize,
@@ -28,48 +59,145 @@ impl Embedders {
                 "no embedder endpoint configured".into(),
             ));
         }
-        let endpoints = uris
+        let replicas = uris
             .iter()
             .map(|u| {
-                Endpoint::from_shared(u.clone())
-                    .map(|e| {
-                        e.connect_timeout(connect_timeout)
-                            .http2_keep_alive_interval(Duration::from_secs(20))
-                            .keep_alive_while_idle(true)
-                    })
+                let endpoint = Endpoint::from_shared(u.clone())
                     .map_err(|e| {
                         GatewayError::InvalidArgument(format!("embedder endpoint {u:?}: {e}"))
-                    })
+                    })?
+                    .connect_timeout(connect_timeout)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_while_idle(true);
+                let client = EmbedderClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(max_message_bytes)
+                    .max_encoding_message_size(max_message_bytes);
+                Ok(Replica {
+                    uri: u.clone(),
+                    client,
+                    down_until_ms: AtomicU64::new(0),
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let channel = Channel::balance_list(endpoints.into_iter());
-        let client = EmbedderClient::new(channel)
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes);
+            .collect::<Result<Vec<_>, GatewayError>>()?;
         Ok(Self {
-            client,
-            endpoints: uris.len(),
+            replicas: Arc::new(replicas),
+            next: Arc::default(),
+            epoch: Instant::now(),
         })
     }
 
-    /// A client handle for one call.
-    pub fn client(&self) -> EmbedderClient<Channel> {
-        self.client.clone()
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Number of configured endpoints.
-    pub fn endpoints(&self) -> usize {
-        self.endpoints
+    /// The next replica in turn that is not marked down (or, when all are,
+    /// the next one anyway: it may be back).
+    fn pick(&self) -> usize {
+        let n = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| self.replicas[i].down_until_ms.load(Ordering::Relaxed) <= now)
+            .unwrap_or(start % n)
     }
 
-    /// What the embedders run (asks one of them).
+    fn mark(&self, i: usize, up: bool) {
+        let until = if up {
+            0
+        } else {
+            self.now_ms() + COOL_DOWN.as_millis() as u64
+        };
+        self.replicas[i]
+            .down_until_ms
+            .store(until, Ordering::Relaxed);
+    }
+
+    /// A client for one streaming call, and a way to report its replica down.
+    pub fn client(&self) -> (EmbedderClient<Channel>, ReplicaHandle) {
+        let i = self.pick();
+        (
+            self.replicas[i].client.clone(),
+            ReplicaHandle {
+                embedders: self.clone(),
+                index: i,
+            },
+        )
+    }
+
+    /// `EmbedBatch` on a reachable replica: an unreachable one is marked down
+    /// and the call goes to the next (it is idempotent).
+    pub async fn embed_batch(
+        &self,
+        request: tonic::Request<EmbedBatchRequest>,
+    ) -> Result<EmbedBatchResponse, GatewayError> {
+        let metadata = request.metadata().clone();
+        let body = request.into_inner();
+        let mut last = None;
+        for _ in 0..self.replicas.len() {
+            let i = self.pick();
+            let mut req = tonic::Request::new(body.clone());
+            *req.metadata_mut() = metadata.clone();
+            match self.replicas[i].client.clone().embed_batch(req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if unreachable(&s) => {
+                    warn!(embedder = %self.replicas[i].uri, status = %s, "embedder unreachable; trying another");
+                    self.mark(i, false);
+                    last = Some(s);
+                }
+                Err(s) => return Err(status_error(s)),
+            }
+        }
+        Err(status_error(last.unwrap_or_else(|| {
+            tonic::Status::unavailable("no embedder")
+        })))
+    }
+
+    /// Asks every replica for `Info`, marking each up or down; the first
+    /// answer, or why none came.
     pub async fn info(&self) -> Result<InfoResponse, GatewayError> {
-        let mut client = self.client();
-        tokio::time::timeout(Duration::from_secs(10), client.info(InfoRequest {}))
-            .await
-            .map_err(|_| GatewayError::EmbedderUnavailable("Info timed out".into()))?
-            .map(|r| r.into_inner())
-            .map_err(status_error)
+        let mut answer = None;
+        let mut error = None;
+        for (i, r) in self.replicas.iter().enumerate() {
+            let call = tokio::time::timeout(
+                Duration::from_secs(5),
+                r.client.clone().info(InfoRequest {}),
+            )
+            .await;
+            match call {
+                Ok(Ok(info)) => {
+                    self.mark(i, true);
+                    answer.get_or_insert(info.into_inner());
+                }
+                Ok(Err(s)) => {
+                    self.mark(i, false);
+                    error = Some(status_error(s));
+                }
+                Err(_) => {
+                    self.mark(i, false);
+                    error = Some(GatewayError::EmbedderUnavailable(format!(
+                        "{}: Info timed out",
+                        r.uri
+                    )));
+                }
+            }
+        }
+        answer.ok_or_else(|| {
+            error.unwrap_or_else(|| GatewayError::EmbedderUnavailable("no embedder".into()))
+        })
+    }
+}
+
+/// The replica a streaming call went to.
+pub struct ReplicaHandle {
+    embedders: Embedders,
+    index: usize,
+}
+
+impl ReplicaHandle {
+    /// Reports the replica unreachable, so later calls skip it for a while.
+    pub fn mark_down(&self) {
+        self.embedders.mark(self.index, false);
     }
 }
 

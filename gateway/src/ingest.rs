@@ -15,6 +15,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
+use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     embed_response, EmbedRequest, ErrorKind, InsertRequest, InsertSummary, ItemError, ItemFailure,
 };
@@ -61,6 +62,7 @@ pub async fn insert_stream<S>(
     store: &MilvusStore,
     embedders: &Embedders,
     batch_size: usize,
+    trace: &TraceContext,
     mut requests: S,
 ) -> Result<InsertSummary, Interrupted>
 where
@@ -146,14 +148,14 @@ where
 
     // Stage 2 and 3: vectors into batches, batches into Milvus.
     let started = Instant::now();
-    let mut responses = match embedders
-        .client()
-        .embed(ReceiverStream::new(embed_rx))
-        .await
-    {
+    let mut embed_request = tonic::Request::new(ReceiverStream::new(embed_rx));
+    trace.inject(&mut embed_request);
+    let (mut client, replica) = embedders.client();
+    let mut responses = match client.embed(embed_request).await {
         Ok(r) => r.into_inner(),
         Err(s) => {
             reader.abort();
+            replica.mark_down();
             return Err(fail_early(status_error(s)));
         }
     };
@@ -202,6 +204,7 @@ where
             Ok(None) => break,
             Err(status) => {
                 warn!(%status, "embedder stream failed");
+                replica.mark_down();
                 stop = Some(status_error(status));
                 break;
             }

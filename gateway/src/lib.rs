@@ -9,6 +9,7 @@ pub mod config;
 pub mod embedders;
 pub mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod milvus;
 pub mod schema;
 pub mod search;

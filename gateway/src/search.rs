@@ -2,17 +2,14 @@
 
 use std::time::Instant;
 
+use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     embed_response, EmbedBatchRequest, ErrorKind, ItemError, QueryResult, SearchRequest,
     SearchResponse,
 };
 use tracing::instrument;
 
-use crate::{
-    embedders::{status_error, Embedders},
-    error::GatewayError,
-    milvus::MilvusStore,
-};
+use crate::{embedders::Embedders, error::GatewayError, milvus::MilvusStore};
 
 /// Hits per query when the request says 0, as in the tutorial.
 pub const DEFAULT_TOP_K: u32 = 3;
@@ -27,6 +24,7 @@ pub const MAX_QUERIES: usize = 64;
 pub async fn search(
     store: &MilvusStore,
     embedders: &Embedders,
+    trace: &TraceContext,
     req: SearchRequest,
 ) -> Result<SearchResponse, GatewayError> {
     let top_k = match req.top_k {
@@ -64,12 +62,9 @@ pub async fn search(
         }
         req.vectors.into_iter().map(|v| Ok(v.values)).collect()
     } else {
-        let resp = embedders
-            .client()
-            .embed_batch(EmbedBatchRequest { images: req.images })
-            .await
-            .map_err(status_error)?
-            .into_inner();
+        let mut request = tonic::Request::new(EmbedBatchRequest { images: req.images });
+        trace.inject(&mut request);
+        let resp = embedders.embed_batch(request).await?;
         resp.results
             .into_iter()
             .map(|r| match r.result {

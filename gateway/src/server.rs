@@ -14,8 +14,8 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    config::Config, embedders::Embedders, error::GatewayError, milvus::MilvusStore,
-    service::ImageSearchService,
+    config::Config, embedders::Embedders, error::GatewayError, metrics::Metrics,
+    milvus::MilvusStore, service::ImageSearchService,
 };
 
 const SERVICE_NAME: &str = "imgsearch.v1.ImageSearch";
@@ -39,6 +39,15 @@ pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .map_err(ServeError::Bind)?;
+    info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
+    tokio::spawn(imgsearch_common::metrics_http::serve(
+        metrics_listener,
+        metrics.registry(),
+    ));
     let embedders = Embedders::new(
         &cfg.embedders,
         cfg.max_message_bytes,
@@ -61,7 +70,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let service = ImageSearchService::new(store_rx, embedders.clone(), cfg.batch_size as usize);
+    let service = ImageSearchService::new(
+        store_rx,
+        embedders.clone(),
+        cfg.batch_size as usize,
+        metrics.clone(),
+    );
     let grpc = ImageSearchServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
@@ -76,6 +90,7 @@ pub async fn run(
         embedders,
         store_tx,
         health.clone(),
+        metrics,
     ));
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
@@ -117,6 +132,7 @@ async fn watch_dependencies(
     embedders: Embedders,
     store_tx: watch::Sender<Option<MilvusStore>>,
     health: tonic_health::server::HealthReporter,
+    metrics: Metrics,
 ) {
     let milvus_cfg = cfg.milvus();
     info!(milvus = ?milvus_cfg, embedders = ?cfg.embedders, "connecting");
@@ -145,6 +161,8 @@ async fn watch_dependencies(
             .await
             .map_err(|e| warn!(error = %e, "embedder check failed"))
             .is_ok();
+        metrics.milvus_up.set(i64::from(milvus_ok));
+        metrics.embedder_up.set(i64::from(embedder_ok));
         let status = if milvus_ok && embedder_ok {
             ServingStatus::Serving
         } else {

@@ -56,18 +56,9 @@ impl EmbedderProcess {
         .max_encoding_message_size(CLIENT_MAX_MESSAGE)
     }
 
-    /// The Prometheus metrics text.
-    pub fn metrics(&self) -> String {
-        crate::http::get(self.metrics_port, "/metrics").expect("metrics endpoint answers")
-    }
-
     /// A metric's value summed over its label sets, e.g. `embedder_images_total`.
     pub fn metric(&self, name: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        crate::http::metric(self.metrics_port, name)
     }
 }
 

@@ -10,16 +10,20 @@ use crate::{embedder::CLIENT_MAX_MESSAGE, ports::free_ports, server_process::Ser
 /// A running `imgsearch-gateway`.
 pub struct GatewayProcess {
     server: ServerProcess,
+    pub metrics_port: u16,
 }
 
 impl GatewayProcess {
     /// Starts `imgsearch-gateway` for `milvus_uri` and `embedders` plus
     /// `extra` flags, and waits until it serves (Milvus and an embedder up).
     pub async fn start(milvus_uri: &str, embedders: &[String], extra: &[&str]) -> GatewayProcess {
-        let port = free_ports(1)[0];
+        let ports = free_ports(2);
+        let port = ports[0];
         let mut args: Vec<String> = vec![
             "--listen".into(),
             format!("127.0.0.1:{port}"),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", ports[1]),
             "--milvus-uri".into(),
             milvus_uri.into(),
             "--embedder".into(),
@@ -29,7 +33,15 @@ impl GatewayProcess {
         let server =
             ServerProcess::start("imgsearch-gateway", &args, port, "imgsearch.v1.ImageSearch")
                 .await;
-        GatewayProcess { server }
+        GatewayProcess {
+            server,
+            metrics_port: ports[1],
+        }
+    }
+
+    /// A metric's value (see [`crate::http::metric`]).
+    pub fn metric(&self, name: &str) -> f64 {
+        crate::http::metric(self.metrics_port, name)
     }
 
     /// A connected client with generous message limits.

@@ -22,3 +22,15 @@ pub fn get(port: u16, path: &str) -> Option<String> {
         .contains(" 200 ")
         .then(|| body.to_string())
 }
+
+/// A Prometheus metric on loopback `port`, summed over its label sets
+/// (`name` alone) or for one label set (`name{labels}` as rendered).
+pub fn metric(port: u16, name: &str) -> f64 {
+    let body = get(port, "/metrics").expect("metrics endpoint answers");
+    body.lines()
+        .filter(|l| {
+            l.starts_with(name) && (name.ends_with('}') || l[name.len()..].starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

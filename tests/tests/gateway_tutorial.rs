@@ -414,3 +414,65 @@ async fn bad_requests_get_clear_errors() {
         .into_inner();
     assert_eq!(r.results[0].hits[0].filepath, "ok.jpg");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_id_reaches_the_embedder_and_calls_are_counted() {
+    let milvus = Milvus::shared();
+    let embedder = EmbedderProcess::start(&[]).await;
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let mut client = gateway.client().await;
+    let name = "traced";
+    client
+        .create_collection(CreateCollectionRequest {
+            name: name.into(),
+            drop_if_exists: Some(true),
+        })
+        .await
+        .unwrap();
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let image = std::fs::read(&deps::fixture_images()[6]).unwrap();
+    let mut request = tonic::Request::new(SearchRequest {
+        collection: name.into(),
+        images: vec![image],
+        vectors: vec![],
+        top_k: 3,
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let resp = client.search(request).await.unwrap().into_inner();
+    assert!(resp.results[0].hits.is_empty(), "empty collection, no hits");
+    let _ = client
+        .describe_collection(DescribeCollectionRequest {
+            name: "missing".into(),
+        })
+        .await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !embedder.log().contains(trace_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trace id not in the embedder's log:\n{}",
+            embedder.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        gateway.log().contains(trace_id),
+        "trace id not in the gateway's log"
+    );
+    assert_eq!(
+        gateway.metric(r#"gateway_requests_total{code="Ok",method="Search"}"#),
+        1.0
+    );
+    assert_eq!(
+        gateway.metric(r#"gateway_requests_total{code="NotFound",method="DescribeCollection"}"#),
+        1.0
+    );
+    assert_eq!(gateway.metric("gateway_milvus_up"), 1.0);
+    assert_eq!(gateway.metric("gateway_search_seconds_count"), 1.0);
+}

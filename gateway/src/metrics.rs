@@ -1,0 +1,104 @@
+//! The gateway's Prometheus metrics (served by `imgsearch_common::metrics_http`).
+
+use imgsearch_common::metrics_http::seconds_buckets;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Counters, histograms and gauges of one gateway.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Calls by method and gRPC code.
+    pub requests: IntCounterVec,
+    /// Rows inserted into Milvus.
+    pub inserted_rows: IntCounter,
+    /// Insert items that failed, by error kind.
+    pub item_failures: IntCounterVec,
+    /// Milvus search time per Search call.
+    pub search_seconds: Histogram,
+    /// Embedding time per Search call.
+    pub embed_seconds: Histogram,
+    /// 1 while Milvus answers health checks.
+    pub milvus_up: IntGauge,
+    /// 1 while an embedder answers health checks.
+    pub embedder_up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gateway_requests_total", "Calls by method and gRPC code"),
+            &["method", "code"],
+        )
+        .unwrap();
+        let inserted_rows =
+            IntCounter::new("gateway_inserted_rows_total", "Rows inserted into Milvus").unwrap();
+        let item_failures = IntCounterVec::new(
+            Opts::new(
+                "gateway_item_failures_total",
+                "Insert items that failed, by kind",
+            ),
+            &["kind"],
+        )
+        .unwrap();
+        let search_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_search_seconds",
+                "Milvus search time per Search call",
+            )
+            .buckets(seconds_buckets()),
+        )
+        .unwrap();
+        let embed_seconds = Histogram::with_opts(
+            HistogramOpts::new("gateway_embed_seconds", "Embedding time per Search call")
+                .buckets(seconds_buckets()),
+        )
+        .unwrap();
+        let milvus_up = IntGauge::new("gateway_milvus_up", "1 while Milvus answers").unwrap();
+        let embedder_up =
+            IntGauge::new("gateway_embedder_up", "1 while an embedder answers").unwrap();
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(inserted_rows.clone()),
+            Box::new(item_failures.clone()),
+            Box::new(search_seconds.clone()),
+            Box::new(embed_seconds.clone()),
+            Box::new(milvus_up.clone()),
+            Box::new(embedder_up.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            inserted_rows,
+            item_failures,
+            search_seconds,
+            embed_seconds,
+            milvus_up,
+            embedder_up,
+        }
+    }
+
+    /// The registry to serve.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    /// Counts one call's outcome.
+    pub fn observe<T>(&self, method: &str, result: &Result<T, tonic::Status>) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.requests
+            .with_label_values(&[method, &format!("{code:?}")])
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
