@@ -14,7 +14,6 @@ use imgsearch_proto::v1::embedder_server::EmbedderServer;
 use tch::{Device, Kind, Tensor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
@@ -55,22 +54,10 @@ pub async fn run(
         metrics.registry(),
     ));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = imgsearch_common::grpc::reflection_v1()?;
+    let reflection_v1alpha = imgsearch_common::grpc::reflection_v1alpha()?;
 
     let stop = CancellationToken::new();
     let (ready_tx, ready_rx) = watch::channel(None);
@@ -142,19 +129,11 @@ pub async fn run(
         embedder: embedder.clone(),
         info: Arc::new(info),
     }));
-    health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    health.set(true).await;
 
     shutdown.await;
     info!("shutting down");
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    health.set(false).await;
     stop.cancel();
     // Images already admitted finish (streams wait for them), then drain.
     let deadline = tokio::time::Instant::now() + grace;

@@ -10,7 +10,6 @@ use std::{future::Future, time::Duration};
 
 use imgsearch_proto::v1::image_search_server::ImageSearchServer;
 use tokio::sync::watch;
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
@@ -54,22 +53,10 @@ pub async fn run(
         Duration::from_secs(5),
     )?;
     let (store_tx, store_rx) = watch::channel(None);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = imgsearch_common::grpc::reflection_v1()?;
+    let reflection_v1alpha = imgsearch_common::grpc::reflection_v1alpha()?;
     let service = ImageSearchService::new(
         store_rx,
         embedders.clone(),
@@ -110,12 +97,7 @@ pub async fn run(
     shutdown.await;
     info!("shutting down");
     watcher.abort();
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    health.set(false).await;
     let _ = stopping_tx.send(true);
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result.expect("server task")?,
@@ -131,7 +113,7 @@ async fn watch_dependencies(
     cfg: Config,
     embedders: Embedders,
     store_tx: watch::Sender<Option<MilvusStore>>,
-    health: tonic_health::server::HealthReporter,
+    health: imgsearch_common::grpc::Health,
     metrics: Metrics,
 ) {
     let milvus_cfg = cfg.milvus();
@@ -163,16 +145,11 @@ async fn watch_dependencies(
             .is_ok();
         metrics.milvus_up.set(i64::from(milvus_ok));
         metrics.embedder_up.set(i64::from(embedder_ok));
-        let status = if milvus_ok && embedder_ok {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(status) {
-            info!(?status, milvus_ok, embedder_ok, "health");
-            health.set_service_status("", status).await;
-            health.set_service_status(SERVICE_NAME, status).await;
-            last = Some(status);
+        let serving = milvus_ok && embedder_ok;
+        if last != Some(serving) {
+            info!(serving, milvus_ok, embedder_ok, "health");
+            health.set(serving).await;
+            last = Some(serving);
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;
     }

@@ -1,0 +1,55 @@
+//! The gRPC services every imgsearch server carries besides its own: health
+//! (`grpc.health.v1`) and reflection (`v1` and the `v1alpha` grpcurl 1.8
+//! speaks), for the imgsearch protos and health only.
+
+use tonic_health::{
+    pb::health_server::{Health as HealthService, HealthServer},
+    server::HealthReporter,
+    ServingStatus,
+};
+use tonic_reflection::server::{v1, v1alpha, Builder, Error};
+
+/// Health of one service, mirrored on the overall (`""`) status.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    service: &'static str,
+}
+
+impl Health {
+    /// Starts NOT_SERVING; returns the handle and the gRPC service to mount.
+    pub async fn new(service: &'static str) -> (Self, HealthServer<impl HealthService>) {
+        let (reporter, server) = tonic_health::server::health_reporter();
+        let health = Self { reporter, service };
+        health.set(false).await;
+        (health, server)
+    }
+
+    /// SERVING or NOT_SERVING.
+    pub async fn set(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
+        self.reporter.set_service_status(self.service, status).await;
+    }
+}
+
+fn builder() -> Builder<'static> {
+    Builder::configure()
+        .register_encoded_file_descriptor_set(imgsearch_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Reflection, protocol v1.
+pub fn reflection_v1() -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, Error> {
+    builder().build_v1()
+}
+
+/// Reflection, protocol v1alpha (grpcurl 1.8).
+pub fn reflection_v1alpha(
+) -> Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>, Error> {
+    builder().build_v1alpha()
+}
