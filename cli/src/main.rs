@@ -1,28 +1,221 @@
 //! `imgsearch`: the tutorial's steps as commands against a running gateway.
 //!
-//! The commands (collection, ingest, search) arrive with the gateway; for now
-//! the binary reports its version and the API it speaks.
+//! A gRPC client and nothing more: no model, no Milvus code. Every command
+//! prints for people by default and JSON with `--json`; errors go to stderr
+//! with an exit status a script can test (see [`error::CliError::exit_code`]).
 
-use clap::Parser;
+mod collection;
+mod error;
+mod gateway;
+mod ingest;
+mod picture;
+mod search;
+mod sources;
+
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use error::CliError;
 
 /// Reverse image search over Milvus: the command line.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Address of the imgsearch gateway.
+    /// Address of the imgsearch gateway (`host:port` or a URI).
     #[arg(
         long,
+        global = true,
         env = "IMGSEARCH_GATEWAY",
         default_value = "http://127.0.0.1:50051"
     )]
     gateway: String,
+
+    /// Seconds to wait for the gateway to accept the connection.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGSEARCH_CONNECT_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    connect_timeout_secs: u64,
+
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() {
-    let cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, drop, describe or list collections.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// Store images: files, directories (walked recursively) and .zip archives.
+    Ingest(IngestArgs),
+    /// Find the stored images nearest to each query image.
+    Search(SearchArgs),
+}
+
+/// The collection the tutorial uses, unless told otherwise.
+const DEFAULT_COLLECTION: &str = "image_embeddings";
+
+#[derive(Subcommand, Debug)]
+enum CollectionCommand {
+    /// Create a collection with the tutorial's schema and index, and load it.
+    /// An existing one of the same name is dropped first, as in the tutorial.
+    Create {
+        #[arg(env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+        name: String,
+        /// Fail instead of dropping an existing collection.
+        #[arg(long)]
+        keep_existing: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop a collection and its data.
+    Drop { name: String },
+    /// Schema, index, row count and load state.
+    Describe {
+        #[arg(env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Names of all collections.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// Image files, directories and .zip archives. In directories and
+    /// archives, files ending in jpg, jpeg, png, webp, gif, bmp, tif or tiff
+    /// (any case) are taken.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+    collection: String,
+    /// Rows per Milvus insert (the tutorial's BATCH_SIZE); the gateway's
+    /// default (128) when not given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch_size: Option<u32>,
+    /// Send only images whose filepath the collection does not hold yet: an
+    /// interrupted ingest resumes without duplicates.
+    #[arg(long)]
+    skip_existing: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// Query images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+    collection: String,
+    /// Hits per query.
+    #[arg(long, short = 'k', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    top_k: u32,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the results as a picture (PNG): one row per query, the
+    /// query then its hits with distances, and the search time.
+    #[arg(long, value_name = "PNG")]
+    out: Option<PathBuf>,
+}
+
+fn print_json(value: &impl serde::Serialize) {
     println!(
-        "imgsearch {} (API imgsearch.v1, gateway {}): no commands yet",
-        env!("CARGO_PKG_VERSION"),
-        cli.gateway
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON of plain data")
     );
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let mut client =
+        gateway::connect(&cli.gateway, Duration::from_secs(cli.connect_timeout_secs)).await?;
+    match cli.command {
+        Command::Collection(c) => match c {
+            CollectionCommand::Create {
+                name,
+                keep_existing,
+                json,
+            } => {
+                let info = collection::create(&mut client, &name, keep_existing).await?;
+                if json {
+                    print_json(&collection::to_json(&info));
+                } else {
+                    print!("created {}", collection::render(&info));
+                }
+            }
+            CollectionCommand::Drop { name } => {
+                collection::drop(&mut client, &name).await?;
+                println!("dropped collection {name}");
+            }
+            CollectionCommand::Describe { name, json } => {
+                let info = collection::describe(&mut client, &name).await?;
+                if json {
+                    print_json(&collection::to_json(&info));
+                } else {
+                    print!("{}", collection::render(&info));
+                }
+            }
+            CollectionCommand::List { json } => {
+                let names = collection::list(&mut client).await?;
+                if json {
+                    print_json(&names);
+                } else {
+                    for n in names {
+                        println!("{n}");
+                    }
+                }
+            }
+        },
+        Command::Ingest(a) => {
+            let opts = ingest::Options {
+                collection: a.collection,
+                paths: a.paths,
+                batch_size: a.batch_size,
+                skip_existing: a.skip_existing,
+                progress: !a.json && std::io::stderr().is_terminal(),
+            };
+            let report = ingest::run(&mut client, opts).await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                print!("{}", report.render());
+            }
+        }
+        Command::Search(a) => {
+            let results = search::run(&mut client, &a.collection, &a.images, a.top_k).await?;
+            if a.json {
+                print_json(&results);
+            } else {
+                print!("{}", results.render());
+            }
+            if let Some(out) = a.out {
+                let picture = picture::render(&results);
+                picture.save(&out).map_err(|e| CliError::Picture {
+                    path: out.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                if !a.json {
+                    println!("wrote {}", out.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("imgsearch: {e}");
+        std::process::exit(e.exit_code());
+    }
 }

@@ -33,6 +33,10 @@ use crate::{
 /// Images forwarded to the embedder and not yet answered, at most.
 const EMBED_WINDOW: usize = 64;
 
+/// Largest batch a caller may ask for: 4096 rows of 2048 floats are 32 MiB,
+/// half of Milvus's 64 MiB message limit.
+pub const MAX_BATCH_SIZE: u32 = 4096;
+
 /// An Insert that stopped early: what was committed, and why it stopped.
 #[derive(Debug)]
 pub struct Interrupted {
@@ -93,6 +97,15 @@ where
             "the first Insert message must name the collection".into(),
         )));
     }
+    let batch_size = match first.batch_size {
+        0 => batch_size,
+        n if n <= MAX_BATCH_SIZE => n as usize,
+        n => {
+            return Err(fail_early(GatewayError::InvalidArgument(format!(
+                "batch_size {n} is over {MAX_BATCH_SIZE}"
+            ))))
+        }
+    };
     let dimension = store.dimension(&collection).await.map_err(fail_early)?;
 
     // Stage 1: the caller's stream to the embedder stream.

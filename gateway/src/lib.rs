@@ -2,12 +2,13 @@
 //! talks to Milvus.
 //!
 //! Everything Milvus-specific stays in `milvus` (and `schema`) so the rest
-//! sees collections, rows and hits, never SDK types. `ingest` and `search`
-//! are the core flows; `service` and `server` wire them to gRPC.
+//! sees collections, rows and hits, never SDK types. `ingest`, `search` and
+//! `filepaths` are the core flows; `service` and `server` wire them to gRPC.
 
 pub mod config;
 pub mod embedders;
 pub mod error;
+pub mod filepaths;
 pub mod ingest;
 pub mod metrics;
 pub mod milvus;

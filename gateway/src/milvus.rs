@@ -300,6 +300,38 @@ impl MilvusStore {
         Ok(())
     }
 
+    /// Which of `filepaths` at least one row of the collection holds.
+    #[instrument(skip_all, fields(collection = name, filepaths = filepaths.len()))]
+    pub async fn stored_filepaths(
+        &self,
+        name: &str,
+        filepaths: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        self.require(name).await?;
+        if filepaths.is_empty() {
+            return Ok(Default::default());
+        }
+        let list: Vec<String> = filepaths.iter().map(|p| string_literal(p)).collect();
+        let req = QueryRequest::builder()
+            .collection_name(name)
+            .filter(format!("{FILEPATH_FIELD} in [{}]", list.join(", ")))
+            .output_fields([FILEPATH_FIELD])
+            .consistency_level(ConsistencyLevel::Strong)
+            .build()?;
+        let resp = self.client.query(req).await?;
+        Ok(resp
+            .results()
+            .get_output_fields()
+            .iter()
+            .filter_map(|f| match f {
+                FieldData::VarChar { name, values } if name == FILEPATH_FIELD => Some(values),
+                _ => None,
+            })
+            .flatten()
+            .cloned()
+            .collect())
+    }
+
     /// The `top_k` nearest rows to each vector: (id, filepath, L2 distance).
     #[instrument(skip_all, fields(collection = name, queries = vectors.len(), top_k))]
     pub async fn search(
@@ -348,9 +380,39 @@ impl MilvusStore {
     }
 }
 
+/// A Milvus expression string literal: double-quoted, with backslashes and
+/// quotes escaped, so a filepath can never change the expression.
+fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 fn index_type_name(t: IndexType) -> String {
     match t {
         IndexType::AutoIndex => "AUTOINDEX".into(),
         other => format!("{other:?}").to_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_literal;
+
+    #[test]
+    fn string_literals_escape_quotes_and_backslashes() {
+        assert_eq!(string_literal("a/b.jpg"), r#""a/b.jpg""#);
+        assert_eq!(
+            string_literal(r#"x" or id > 0 or "#),
+            r#""x\" or id > 0 or ""#
+        );
+        assert_eq!(string_literal(r"c:\dir\"), r#""c:\\dir\\""#);
     }
 }

@@ -6,8 +6,8 @@ use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
     CreateCollectionResponse, DescribeCollectionRequest, DropCollectionRequest,
-    DropCollectionResponse, ErrorKind, InsertRequest, InsertSummary, ListCollectionsRequest,
-    ListCollectionsResponse, SearchRequest, SearchResponse,
+    DropCollectionResponse, ErrorKind, FindFilepathsRequest, FindFilepathsResponse, InsertRequest,
+    InsertSummary, ListCollectionsRequest, ListCollectionsResponse, SearchRequest, SearchResponse,
 };
 use prost::Message;
 use tokio::sync::watch;
@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{instrument, Span};
 
 use crate::{
-    embedders::Embedders, error::GatewayError, ingest, metrics::Metrics, milvus::MilvusStore,
-    search,
+    embedders::Embedders, error::GatewayError, filepaths, ingest, metrics::Metrics,
+    milvus::MilvusStore, search,
 };
 
 /// The gRPC service. Until Milvus is connected, calls are UNAVAILABLE.
@@ -209,5 +209,15 @@ impl ImageSearch for ImageSearchService {
             self.metrics.embed_seconds.observe(r.embed_seconds);
         }
         self.counted("Search", result.map_err(Status::from))
+    }
+
+    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id))]
+    async fn find_filepaths(
+        &self,
+        request: Request<FindFilepathsRequest>,
+    ) -> Result<Response<FindFilepathsResponse>, Status> {
+        trace(&request);
+        let result = async { filepaths::find(&self.store()?, request.into_inner()).await }.await;
+        self.counted("FindFilepaths", result.map_err(Status::from))
     }
 }

@@ -43,6 +43,7 @@ async fn embedder_killed_mid_insert_reports_what_was_committed() {
             collection: name.into(),
             filepath: format!("img{i}.jpg"),
             image: image.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -64,6 +65,7 @@ async fn embedder_killed_mid_insert_reports_what_was_committed() {
                 collection: String::new(),
                 filepath: format!("img{i}.jpg"),
                 image: image.clone(),
+                ..Default::default()
             })
             .await
             .is_ok()
@@ -148,6 +150,7 @@ async fn milvus_restart_is_unavailable_then_served_again() {
         collection: name.into(),
         filepath: "before.jpg".into(),
         image,
+        ..Default::default()
     };
     client
         .insert(tokio_stream::iter(vec![insert(image.clone())]))

@@ -29,6 +29,7 @@ async fn insert(
                     collection: collection.clone(),
                     filepath,
                     image,
+                    ..Default::default()
                 }),
         );
     client.insert(requests).await.map(|r| r.into_inner())

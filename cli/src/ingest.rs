@@ -1,0 +1,300 @@
+//! `imgsearch ingest`: images from files, trees and archives into a
+//! collection, through one Insert stream.
+//!
+//! Files are read on a thread of their own, a few ahead of the stream, so
+//! memory stays bounded whatever the number of images: the gateway's
+//! backpressure stops the stream, which stops the reader.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use imgsearch_proto::v1::{ErrorKind, FindFilepathsRequest, InsertRequest, InsertSummary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use prost::Message;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{
+    error::CliError,
+    gateway::{Client, MAX_MESSAGE_BYTES},
+    sources::{self, Candidate, Reader},
+};
+
+/// Filepaths per FindFilepaths call (the gateway's maximum).
+const LOOKUP_CHUNK: usize = 1024;
+/// Images read ahead of the stream.
+const READ_AHEAD: usize = 16;
+/// Room left in a message for the filepath and the collection name.
+const MESSAGE_OVERHEAD: usize = 4096;
+
+/// What to ingest, and how.
+#[derive(Debug)]
+pub struct Options {
+    pub collection: String,
+    pub paths: Vec<PathBuf>,
+    /// Rows per Milvus insert; `None` leaves the gateway's default.
+    pub batch_size: Option<u32>,
+    pub skip_existing: bool,
+    /// Show a progress bar (when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// One image that was not ingested, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub filepath: String,
+    /// The gateway's `ErrorKind` name, or `UNREADABLE` for local trouble.
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What an ingest did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub collection: String,
+    /// Images found under the given paths.
+    pub found: u64,
+    /// Found but already in the collection (`--skip-existing`).
+    pub skipped: u64,
+    /// Rows inserted and flushed.
+    pub inserted: u64,
+    pub failures: Vec<Failure>,
+    pub seconds: f64,
+}
+
+impl Report {
+    /// The human summary: one line, then one line per failure.
+    pub fn render(&self) -> String {
+        let rate = if self.seconds > 0.0 {
+            self.inserted as f64 / self.seconds
+        } else {
+            0.0
+        };
+        let mut out = format!(
+            "ingested {} of {} images into {:?} in {:.1} s ({rate:.1} images/s)",
+            self.inserted, self.found, self.collection, self.seconds
+        );
+        if self.skipped > 0 {
+            out += &format!("; {} already stored, skipped", self.skipped);
+        }
+        if self.failures.is_empty() {
+            out += "\n";
+        } else {
+            out += &format!("; {} failed:\n", self.failures.len());
+            for f in &self.failures {
+                out += &format!("  {}: {} {}\n", f.filepath, f.kind, f.reason);
+            }
+        }
+        out
+    }
+}
+
+enum Item {
+    Image(InsertRequest),
+    Unreadable(String, String),
+}
+
+/// Runs an ingest to the end.
+pub async fn run(client: &mut Client, opts: Options) -> Result<Report, CliError> {
+    let started = Instant::now();
+    let paths = opts.paths.clone();
+    let (mut candidates, unreadable) =
+        tokio::task::spawn_blocking(move || sources::discover(&paths))
+            .await
+            .expect("discovery thread")?;
+    let mut report = Report {
+        collection: opts.collection.clone(),
+        found: candidates.len() as u64,
+        ..Default::default()
+    };
+    report
+        .failures
+        .extend(unreadable.into_iter().map(|u| Failure {
+            filepath: u.filepath,
+            kind: "UNREADABLE".into(),
+            reason: u.reason,
+        }));
+    if opts.skip_existing {
+        let stored = stored_filepaths(client, &opts.collection, &candidates).await?;
+        candidates.retain(|c| !stored.contains(&c.filepath));
+        report.skipped = report.found - candidates.len() as u64;
+    }
+    if !candidates.is_empty() {
+        stream(client, &opts, candidates, &mut report).await?;
+    }
+    report.failures.sort_by(|a, b| a.filepath.cmp(&b.filepath));
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The candidates' filepaths the collection already holds.
+async fn stored_filepaths(
+    client: &mut Client,
+    collection: &str,
+    candidates: &[Candidate],
+) -> Result<HashSet<String>, CliError> {
+    let mut stored = HashSet::new();
+    for chunk in candidates.chunks(LOOKUP_CHUNK) {
+        let found = client
+            .find_filepaths(FindFilepathsRequest {
+                collection: collection.to_string(),
+                filepaths: chunk.iter().map(|c| c.filepath.clone()).collect(),
+            })
+            .await?
+            .into_inner()
+            .found;
+        stored.extend(found);
+    }
+    Ok(stored)
+}
+
+fn progress_bar(total: u64, visible: bool) -> ProgressBar {
+    // indicatif hides a stderr bar by itself when stderr is not a terminal.
+    let target = if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {wide_bar} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+async fn stream(
+    client: &mut Client,
+    opts: &Options,
+    candidates: Vec<Candidate>,
+    report: &mut Report,
+) -> Result<(), CliError> {
+    let bar = progress_bar(candidates.len() as u64, opts.progress);
+    let max_bytes = (MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD) as u64;
+    let (tx, rx) = mpsc::channel::<Item>(READ_AHEAD);
+    let collection = opts.collection.clone();
+    let batch_size = opts.batch_size.unwrap_or(0);
+    let reader = std::thread::spawn(move || {
+        let mut reader = Reader::default();
+        for c in candidates {
+            let item = match reader.read(&c.location, max_bytes) {
+                Ok(image) => Item::Image(InsertRequest {
+                    collection: collection.clone(),
+                    filepath: c.filepath,
+                    image,
+                    batch_size,
+                }),
+                Err(reason) => Item::Unreadable(c.filepath, reason),
+            };
+            if tx.blocking_send(item).is_err() {
+                return; // the stream ended early
+            }
+        }
+    });
+
+    // Unreadable files never go on the stream; they are reported here.
+    let local: Arc<Mutex<Vec<Failure>>> = Arc::default();
+    let requests = {
+        let (local, bar) = (local.clone(), bar.clone());
+        ReceiverStream::new(rx).filter_map(move |item| {
+            bar.inc(1);
+            let out = match item {
+                Item::Image(r) => Some(r),
+                Item::Unreadable(filepath, reason) => {
+                    let mut l = local.lock().expect("failures lock");
+                    l.push(Failure {
+                        filepath,
+                        kind: "UNREADABLE".into(),
+                        reason,
+                    });
+                    bar.set_message(format!("{} unreadable", l.len()));
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
+    };
+    let outcome = client.insert(requests).await;
+    bar.finish_and_clear();
+    let _ = reader.join();
+    report
+        .failures
+        .extend(local.lock().expect("failures lock").drain(..));
+    match outcome {
+        Ok(summary) => {
+            add_summary(report, &summary.into_inner());
+            Ok(())
+        }
+        Err(status) => {
+            // The gateway puts what it committed in the status details.
+            let committed = InsertSummary::decode(status.details()).unwrap_or_default();
+            add_summary(report, &committed);
+            Err(CliError::IngestStopped {
+                status,
+                inserted: committed.inserted,
+            })
+        }
+    }
+}
+
+fn add_summary(report: &mut Report, summary: &InsertSummary) {
+    report.inserted += summary.inserted;
+    report.failures.extend(summary.failures.iter().map(|f| {
+        Failure {
+            filepath: f.filepath.clone(),
+            kind: f
+                .error
+                .as_ref()
+                .map_or(ErrorKind::Unspecified, |e| e.kind())
+                .as_str_name()
+                .trim_start_matches("ERROR_KIND_")
+                .to_string(),
+            reason: f
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_lists_every_failure() {
+        let r = Report {
+            collection: "c".into(),
+            found: 5,
+            skipped: 1,
+            inserted: 2,
+            failures: vec![
+                Failure {
+                    filepath: "a.jpg".into(),
+                    kind: "INVALID_ARGUMENT".into(),
+                    reason: "cannot decode".into(),
+                },
+                Failure {
+                    filepath: "b.jpg".into(),
+                    kind: "UNREADABLE".into(),
+                    reason: "permission denied".into(),
+                },
+            ],
+            seconds: 2.0,
+        };
+        let text = r.render();
+        assert!(text.starts_with("ingested 2 of 5 images into \"c\" in 2.0 s (1.0 images/s); 1 already stored, skipped; 2 failed:\n"));
+        assert!(text.contains("  a.jpg: INVALID_ARGUMENT cannot decode\n"));
+        assert!(text.contains("  b.jpg: UNREADABLE permission denied\n"));
+    }
+}

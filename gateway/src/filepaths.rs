@@ -1,0 +1,42 @@
+//! FindFilepaths: which filepaths a collection already holds. This is what
+//! makes an interrupted ingest resumable without duplicates: the client asks
+//! before sending, so images already stored never travel again.
+
+use imgsearch_proto::v1::{FindFilepathsRequest, FindFilepathsResponse};
+use tracing::instrument;
+
+use crate::{error::GatewayError, milvus::MilvusStore, schema::FILEPATH_MAX_LENGTH};
+
+/// Most filepaths per call: 1024 quoted filepaths of 200 characters keep
+/// Milvus's filter expression near 200 KiB.
+pub const MAX_FILEPATHS: usize = 1024;
+
+/// Answers one FindFilepaths request.
+#[instrument(skip_all, fields(collection = %req.collection, filepaths = req.filepaths.len()))]
+pub async fn find(
+    store: &MilvusStore,
+    req: FindFilepathsRequest,
+) -> Result<FindFilepathsResponse, GatewayError> {
+    if req.filepaths.len() > MAX_FILEPATHS {
+        return Err(GatewayError::InvalidArgument(format!(
+            "{} filepaths; at most {MAX_FILEPATHS} per call",
+            req.filepaths.len()
+        )));
+    }
+    // A filepath longer than the field's limit cannot be stored: no need to
+    // ask Milvus about it (which would reject the whole expression).
+    let askable: Vec<String> = req
+        .filepaths
+        .iter()
+        .filter(|p| p.chars().count() <= FILEPATH_MAX_LENGTH as usize)
+        .cloned()
+        .collect();
+    let stored = store.stored_filepaths(&req.collection, &askable).await?;
+    let mut seen = std::collections::HashSet::new();
+    let found = req
+        .filepaths
+        .into_iter()
+        .filter(|p| stored.contains(p) && seen.insert(p.clone()))
+        .collect();
+    Ok(FindFilepathsResponse { found })
+}

@@ -1,0 +1,253 @@
+//! The `imgsearch` CLI against the real stack (Milvus, embedder, gateway):
+//! the tutorial's steps as commands, a resumed ingest, the result picture,
+//! and what a person sees when things are wrong.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::Write,
+    path::Path,
+    process::{Command, Output},
+};
+
+use imgsearch_tests::{
+    deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus, ports::free_ports,
+    server_process::workspace_binary,
+};
+use serde_json::Value;
+
+/// Runs `imgsearch` in `cwd` against `gateway` (a `host:port`).
+fn imgsearch(gateway: &str, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(workspace_binary("imgsearch"))
+        .arg("--gateway")
+        .arg(gateway)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("IMGSEARCH_COLLECTION")
+        .output()
+        .expect("run imgsearch")
+}
+
+/// Runs it, expects success, returns stdout.
+fn ok(gateway: &str, cwd: &Path, args: &[&str]) -> String {
+    let out = imgsearch(gateway, cwd, args);
+    assert!(
+        out.status.success(),
+        "imgsearch {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(gateway: &str, cwd: &Path, args: &[&str]) -> Value {
+    let out = ok(gateway, cwd, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+fn failed_filepaths(report: &Value) -> BTreeSet<String> {
+    report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filepath"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether a stored filepath (relative to `cwd`) names something there.
+fn exists(cwd: &Path, filepath: &str) -> bool {
+    let file = filepath.split("!/").next().unwrap();
+    cwd.join(file).is_file()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_as_cli_commands() {
+    let milvus = Milvus::shared();
+    let embedder = EmbedderProcess::start(&[]).await;
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let addr = format!("127.0.0.1:{}", gateway.grpc_port);
+    let gw = addr.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+
+    // A tree of good photos with bad files mixed in, and an archive.
+    let fixtures = deps::fixture_images();
+    fs::create_dir_all(cwd.join("images/nested")).unwrap();
+    for (i, f) in fixtures[..8].iter().enumerate() {
+        let sub = if i % 2 == 0 {
+            "images"
+        } else {
+            "images/nested"
+        };
+        fs::copy(f, cwd.join(sub).join(format!("photo{i}.JPG"))).unwrap();
+    }
+    // Quotes and a backslash must not break FindFilepaths's Milvus filter.
+    fs::copy(&fixtures[12], cwd.join("images/say \"cheese\" \\o.jpg")).unwrap();
+    let jpeg = fs::read(&fixtures[8]).unwrap();
+    fs::write(cwd.join("images/empty.jpg"), b"").unwrap();
+    fs::write(cwd.join("images/nested/notes.png"), b"just some text").unwrap();
+    fs::write(cwd.join("images/truncated.jpeg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    fs::write(cwd.join("images/readme.txt"), b"not an image name: ignored").unwrap();
+    {
+        let mut z = zip::ZipWriter::new(fs::File::create(cwd.join("pack.zip")).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, data) in [
+            ("in/zipped1.jpg", fs::read(&fixtures[9]).unwrap()),
+            ("zipped2.jpeg", fs::read(&fixtures[10]).unwrap()),
+            ("in/corrupt.png", b"\x89PNG\r\n\x1a\n garbage".to_vec()),
+        ] {
+            z.start_file(name, opts).unwrap();
+            z.write_all(&data).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    // Held back: never ingested, used as a query.
+    fs::copy(&fixtures[11], cwd.join("query.jpg")).unwrap();
+    let bad: BTreeSet<String> = [
+        "images/empty.jpg",
+        "images/nested/notes.png",
+        "images/truncated.jpeg",
+        "pack.zip!/in/corrupt.png",
+    ]
+    .map(String::from)
+    .into();
+
+    let created = json(gw, cwd, &["collection", "create", "cli_demo", "--json"]);
+    assert_eq!(created["load_state"], "Loaded");
+    assert_eq!(created["metric_type"], "L2");
+
+    // Small batches so the stream spans several Milvus inserts.
+    let report = json(
+        gw,
+        cwd,
+        &[
+            "ingest",
+            "images",
+            "pack.zip",
+            "-c",
+            "cli_demo",
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+    );
+    assert_eq!(report["found"], 15, "{report:#}");
+    assert_eq!(report["inserted"], 11, "{report:#}");
+    assert_eq!(
+        failed_filepaths(&report),
+        bad,
+        "the report lists exactly the bad files"
+    );
+    assert!(report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| !f["reason"].as_str().unwrap().is_empty()));
+
+    let described = json(gw, cwd, &["collection", "describe", "cli_demo", "--json"]);
+    assert_eq!(described["row_count"], 11);
+    let listed = json(gw, cwd, &["collection", "list", "--json"]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("cli_demo")));
+
+    // Resuming: nothing stored is sent again; the bad files fail again.
+    let again = json(
+        gw,
+        cwd,
+        &[
+            "ingest",
+            "images",
+            "pack.zip",
+            "-c",
+            "cli_demo",
+            "--skip-existing",
+            "--json",
+        ],
+    );
+    assert_eq!(again["inserted"], 0, "{again:#}");
+    assert_eq!(again["skipped"], 11);
+    assert_eq!(failed_filepaths(&again), bad);
+    let described = json(gw, cwd, &["collection", "describe", "cli_demo", "--json"]);
+    assert_eq!(described["row_count"], 11, "no duplicates");
+
+    // Search: a stored image finds itself first; the held-back one gets top_k hits.
+    let found = json(
+        gw,
+        cwd,
+        &[
+            "search",
+            "images/photo0.JPG",
+            "query.jpg",
+            "pack.zip!/zipped2.jpeg",
+            "-c",
+            "cli_demo",
+            "--json",
+        ],
+    );
+    let results = found["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let hits = r["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 3, "default top_k is 3: {r:#}");
+        for h in hits {
+            assert!(exists(cwd, h["filepath"].as_str().unwrap()), "{h}");
+        }
+    }
+    for i in [0, 2] {
+        let first = &results[i]["hits"][0];
+        assert_eq!(first["filepath"], results[i]["query"], "{:#}", results[i]);
+        assert!(first["distance"].as_f64().unwrap() < 1e-3);
+    }
+    assert!(found["search_seconds"].as_f64().unwrap() > 0.0);
+
+    // The picture: a row per query, 1 + top_k cells each.
+    let table = ok(
+        gw,
+        cwd,
+        &[
+            "search",
+            "query.jpg",
+            "images/nested/photo1.JPG",
+            "-c",
+            "cli_demo",
+            "-k",
+            "4",
+            "--out",
+            "result.png",
+        ],
+    );
+    assert!(table.contains("search time"), "{table}");
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("query.jpg "))
+            .count(),
+        4,
+        "{table}"
+    );
+    let png = image::open(cwd.join("result.png")).expect("a PNG");
+    assert_eq!((png.width(), png.height()), (5 * 240, 32 + 2 * 272));
+
+    // Errors a person can act on.
+    let missing = imgsearch(
+        gw,
+        cwd,
+        &["search", "query.jpg", "-c", "no_such_collection"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+    let unreadable = imgsearch(gw, cwd, &["search", "nope.jpg", "-c", "cli_demo"]);
+    assert_eq!(unreadable.status.code(), Some(2));
+    let closed = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let down = imgsearch(&closed, cwd, &["collection", "list"]);
+    assert_eq!(down.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.contains("cannot reach the imgsearch gateway"),
+        "{stderr}"
+    );
+
+    ok(gw, cwd, &["collection", "drop", "cli_demo"]);
+}
