@@ -44,9 +44,10 @@ PY
 }
 
 install_system() {
-  # Build tools for libjpeg-turbo (built from source by the turbojpeg crate).
+  # Build tools for libjpeg-turbo (built from source by the turbojpeg crate),
+  # and openssl for the test certificates of the TLS test.
   local missing=()
-  for tool in cmake nasm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for tool in cmake nasm openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} with apt-get"
   local sudo=""

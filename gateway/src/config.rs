@@ -68,7 +68,7 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_MILVUS_DATABASE")]
     pub milvus_database: Option<String>,
 
-    /// PEM CA certificate for a TLS endpoint with a private CA.
+    /// Path to a PEM CA certificate file, for a TLS endpoint with a private CA.
     #[arg(long, env = "IMGSEARCH_MILVUS_CA_CERT")]
     pub milvus_ca_cert: Option<String>,
 

@@ -54,6 +54,8 @@ pub struct Milvus {
     ports: HashMap<&'static str, u16>,
     metrics_port: u16,
     etcd_peer_port: u16,
+    /// Extra values for the config template (TLS settings, say).
+    settings: Vec<(&'static str, String)>,
 }
 
 static SHARED: OnceLock<Milvus> = OnceLock::new();
@@ -92,6 +94,12 @@ impl Milvus {
     /// A Milvus of the caller's own, stopped and deleted on drop. For tests
     /// that stop and restart it; others should use [`Milvus::shared`].
     pub fn start() -> Result<Milvus, String> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Milvus::start`], with values for more keys of the config
+    /// template, e.g. `("tls_mode", "1")` and the `*_pem_path` keys.
+    pub fn start_with(settings: &[(&'static str, String)]) -> Result<Milvus, String> {
         Self::remove_stale_dirs();
         let tmp = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
@@ -111,6 +119,7 @@ impl Milvus {
                 .collect(),
             metrics_port: free[PORT_KEYS.len()],
             etcd_peer_port: free[PORT_KEYS.len() + 1],
+            settings: settings.to_vec(),
         };
         milvus.write_config()?;
         milvus.resume()?;
@@ -120,6 +129,11 @@ impl Milvus {
     /// The gRPC endpoint, e.g. `http://127.0.0.1:40123`.
     pub fn uri(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports["proxy_port"])
+    }
+
+    /// The gRPC port.
+    pub fn port(&self) -> u16 {
+        self.ports["proxy_port"]
     }
 
     /// Where logs and data live (logs/ has milvus-stdout.log and etcd.log).
@@ -184,6 +198,7 @@ impl Milvus {
         values.insert("etcd_data_dir", path(data.join("etcd.data")));
         values.insert("local_storage_dir", path(data.clone()));
         values.insert("rocksmq_data_dir", path(data.join("rocksmq")));
+        values.extend(self.settings.iter().cloned());
         let template = fs::read_to_string(home.join("config.yaml.template"))
             .map_err(|e| format!("read milvus config template: {e}"))?;
         fs::write(

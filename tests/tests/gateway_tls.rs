@@ -1,0 +1,158 @@
+//! The gateway reaches a Milvus that only speaks TLS (as Zilliz Cloud and
+//! most production clusters do) through an `https://` URI and a private CA
+//! given with `--milvus-ca-cert`.
+
+use std::{path::Path, process::Command};
+
+use imgsearch_proto::v1::{CreateCollectionRequest, InsertRequest, SearchRequest};
+use imgsearch_tests::{deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (scripts/setup.sh system installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for `localhost` signed by it.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=imgsearch test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_talks_tls_to_milvus() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let milvus = Milvus::start_with(&[
+        ("tls_mode", "1".into()),
+        ("server_pem_path", file("server.pem")),
+        ("server_key_path", file("server.key")),
+        ("ca_pem_path", file("ca.pem")),
+    ])
+    .unwrap();
+    let embedder = EmbedderProcess::start(&[]).await;
+    let uri = format!("https://localhost:{}", milvus.port());
+    let gateway = GatewayProcess::start(
+        &uri,
+        &[embedder.uri()],
+        &["--milvus-ca-cert", &file("ca.pem")],
+    )
+    .await;
+    let mut client = gateway.client().await;
+    client
+        .create_collection(CreateCollectionRequest {
+            name: "over_tls".into(),
+            drop_if_exists: Some(true),
+        })
+        .await
+        .expect("create over TLS");
+    let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
+    let summary = client
+        .insert(tokio_stream::iter([InsertRequest {
+            collection: "over_tls".into(),
+            filepath: "photo.jpg".into(),
+            image: image.clone(),
+            ..Default::default()
+        }]))
+        .await
+        .expect("insert over TLS")
+        .into_inner();
+    assert_eq!(summary.inserted, 1);
+    let found = client
+        .search(SearchRequest {
+            collection: "over_tls".into(),
+            images: vec![image],
+            top_k: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("search over TLS")
+        .into_inner();
+    assert_eq!(found.results[0].hits[0].filepath, "photo.jpg");
+
+    // The same Milvus refuses plain-text clients: TLS is really on.
+    let plain = milvus::v2::prelude::ClientV2::new(
+        &milvus::v2::prelude::ConnectConfig::new()
+            .uri(format!("http://127.0.0.1:{}", milvus.port()))
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .rpc_timeout(std::time::Duration::from_secs(3))
+            .retry(milvus::v2::prelude::RetryConfig::new().max_attempts(1)),
+    )
+    .await;
+    let listed = match plain {
+        Err(_) => false,
+        Ok(c) => c
+            .list_collections(
+                milvus::v2::prelude::ListCollectionsRequest::builder()
+                    .build()
+                    .unwrap(),
+            )
+            .await
+            .is_ok(),
+    };
+    assert!(!listed, "a plain-text client was served");
+}
