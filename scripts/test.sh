@@ -1,9 +1,29 @@
 #!/usr/bin/env bash
-# README command 2: installs what the tests need, then runs every test of the
-# workspace against real parts (Milvus, libtorch, the PyTorch reference).
+# README command 2: installs what the tests need, runs every test of the
+# workspace against real parts (Milvus, libtorch, the PyTorch reference),
+# then README command 1 itself (scripts/demo.sh) on a reduced corpus, and
+# checks that it wrote its picture.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
-# The integration tests start the workspace's binaries: build them first.
-cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+# Release profile: the tests then check the binaries that ship, and the demo
+# below reuses them instead of a second full build (deps dominate the build
+# time and are optimised in either profile). The integration tests start the
+# workspace's binaries: build them first.
+cargo build --workspace --bins --release --locked
+cargo test --workspace --release --locked "$@"
+
+# The demo uses the default ports, so it runs after the tests, not beside them.
+demo_dir=$(mktemp -d)
+trap 'rm -rf "$demo_dir"' EXIT
+IMGSEARCH_DEMO_DIR=$demo_dir IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh
+python3 - "$demo_dir/search_result.png" <<'PY'
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    head = f.read(24)
+assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h = struct.unpack(">II", head[16:24])
+# 3 queries, top 3: (1 + 3) x 240 by 32 + 3 x 272 (cli/src/picture.rs).
+assert (w, h) == (960, 848), (w, h)
+print(f"demo picture ok: {w}x{h}")
+PY
