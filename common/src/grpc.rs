@@ -16,12 +16,22 @@ pub struct Health {
     service: &'static str,
 }
 
+/// A health service name that is SERVING for as long as the process serves
+/// gRPC, whatever its dependencies: what a liveness probe should ask, so an
+/// outage of Milvus (readiness) does not restart every pod.
+pub const LIVENESS: &str = "liveness";
+
 impl Health {
-    /// Starts NOT_SERVING; returns the handle and the gRPC service to mount.
+    /// Starts NOT_SERVING (and [`LIVENESS`] SERVING); returns the handle and
+    /// the gRPC service to mount.
     pub async fn new(service: &'static str) -> (Self, HealthServer<impl HealthService>) {
         let (reporter, server) = tonic_health::server::health_reporter();
         let health = Self { reporter, service };
         health.set(false).await;
+        health
+            .reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         (health, server)
     }
 

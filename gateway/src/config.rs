@@ -102,6 +102,12 @@ pub struct Config {
     )]
     pub embedders: Vec<String>,
 
+    /// Resolve each embedder hostname to all its addresses and dial each
+    /// one, re-resolving every 2 s: with a Kubernetes headless Service, every
+    /// ready pod gets a share of the streams. Off, a name is one connection.
+    #[arg(long, env = "IMGSEARCH_EMBEDDER_DNS")]
+    pub embedder_dns: bool,
+
     /// Rows per Milvus insert (the tutorial's BATCH_SIZE).
     #[arg(long, env = "IMGSEARCH_BATCH_SIZE", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=4096))]

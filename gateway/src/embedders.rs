@@ -1,13 +1,20 @@
-//! The gateway's view of the embedders: one lazy channel per endpoint, picked
+//! The gateway's view of the embedders: one lazy channel per replica, picked
 //! round-robin among those not marked down. A call that finds its replica
 //! unreachable marks it down for a cool-down and (for idempotent calls) goes
 //! to the next one, so a dead replica costs at most one retry, not a share of
 //! every later call. The health watcher marks replicas up again.
+//!
+//! With DNS discovery on, each configured hostname stands for every address
+//! it resolves to (a Kubernetes headless Service names all ready pods), and
+//! [`Embedders::refresh`] re-resolves it: one HTTP/2 connection per pod, so
+//! streams spread over pods instead of all riding the one connection a
+//! single name would get.
 
 use std::{
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc,
+        Arc, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -16,8 +23,11 @@ use imgsearch_proto::v1::{
     embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, InfoRequest,
     InfoResponse,
 };
-use tonic::transport::{Channel, Endpoint};
-use tracing::warn;
+use tonic::{
+    codegen::http::Uri,
+    transport::{Channel, Endpoint},
+};
+use tracing::{info, warn};
 
 use crate::error::GatewayError;
 
@@ -26,15 +36,55 @@ const COOL_DOWN: Duration = Duration::from_secs(5);
 
 struct Replica {
     uri: String,
+    /// Index of the configured endpoint it came from.
+    target: usize,
     client: EmbedderClient<Channel>,
     /// Milliseconds since `epoch` until which the replica is skipped.
     down_until_ms: AtomicU64,
 }
 
-/// Client side of `imgsearch.v1.Embedder`, over all configured replicas.
+/// A configured endpoint; `name` is set when it is a hostname to resolve.
+struct Target {
+    uri: String,
+    name: Option<DnsName>,
+}
+
+/// The parts of `http://host:port` that resolution needs.
+#[derive(Debug, PartialEq)]
+struct DnsName {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+/// `Some` for a URI whose host is a name (not an IP literal).
+fn dns_name(uri: &str) -> Option<DnsName> {
+    let parsed: Uri = uri.parse().ok()?;
+    let host = parsed.host()?;
+    if host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let scheme = parsed.scheme_str().unwrap_or("http").to_string();
+    let port = parsed
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some(DnsName {
+        scheme,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// What one configured endpoint resolved to this time.
+type Resolution = Result<Vec<SocketAddr>, String>;
+
+/// Client side of `imgsearch.v1.Embedder`, over all replicas.
 #[derive(Clone)]
 pub struct Embedders {
-    replicas: Arc<Vec<Replica>>,
+    targets: Arc<Vec<Target>>,
+    replicas: Arc<RwLock<Arc<Vec<Arc<Replica>>>>>,
+    max_message_bytes: usize,
+    connect_timeout: Duration,
     next: Arc<AtomicUsize>,
     epoch: Instant,
 }
@@ -48,9 +98,12 @@ fn unreachable(s: &tonic::Status) -> bool {
 }
 
 impl Embedders {
-    /// Lazy channels to `uris`; nothing is dialled until used.
+    /// Lazy channels to `uris`; nothing is dialled until used. With `dns`,
+    /// hostnames are resolved by [`Embedders::refresh`]; until its first
+    /// run they are dialled as given.
     pub fn new(
         uris: &[String],
+        dns: bool,
         max_message_bytes: usize,
         connect_timeout: Duration,
     ) -> Result<Self, GatewayError> {
@@ -59,31 +112,125 @@ impl Embedders {
                 "no embedder endpoint configured".into(),
             ));
         }
-        let replicas = uris
+        let targets = uris
             .iter()
-            .map(|u| {
-                let endpoint = Endpoint::from_shared(u.clone())
-                    .map_err(|e| {
-                        GatewayError::InvalidArgument(format!("embedder endpoint {u:?}: {e}"))
-                    })?
-                    .connect_timeout(connect_timeout)
-                    .http2_keep_alive_interval(Duration::from_secs(20))
-                    .keep_alive_while_idle(true);
-                let client = EmbedderClient::new(endpoint.connect_lazy())
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes);
-                Ok(Replica {
-                    uri: u.clone(),
-                    client,
-                    down_until_ms: AtomicU64::new(0),
-                })
+            .map(|u| Target {
+                uri: u.clone(),
+                name: if dns { dns_name(u) } else { None },
             })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
-        Ok(Self {
-            replicas: Arc::new(replicas),
+            .collect();
+        let embedders = Self {
+            targets: Arc::new(targets),
+            replicas: Arc::default(),
+            max_message_bytes,
+            connect_timeout,
             next: Arc::default(),
             epoch: Instant::now(),
-        })
+        };
+        let replicas = uris
+            .iter()
+            .enumerate()
+            .map(|(target, uri)| embedders.replica(target, uri.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        *embedders.replicas.write().expect("replicas lock") = Arc::new(replicas);
+        Ok(embedders)
+    }
+
+    fn replica(&self, target: usize, uri: String) -> Result<Arc<Replica>, GatewayError> {
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| GatewayError::InvalidArgument(format!("embedder endpoint {uri:?}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        let client = EmbedderClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        Ok(Arc::new(Replica {
+            uri,
+            target,
+            client,
+            down_until_ms: AtomicU64::new(0),
+        }))
+    }
+
+    /// The replicas now; the lock is never held across an await.
+    fn snapshot(&self) -> Arc<Vec<Arc<Replica>>> {
+        self.replicas.read().expect("replicas lock").clone()
+    }
+
+    /// How many replicas calls are spread over.
+    pub fn replica_count(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// Re-resolves the hostnames (DNS discovery); a no-op without it.
+    pub async fn refresh(&self) {
+        if self.targets.iter().all(|t| t.name.is_none()) {
+            return;
+        }
+        let mut resolved = Vec::with_capacity(self.targets.len());
+        for t in self.targets.iter() {
+            resolved.push(match &t.name {
+                None => Ok(Vec::new()),
+                Some(n) => tokio::net::lookup_host((n.host.as_str(), n.port))
+                    .await
+                    .map(|a| a.collect())
+                    .map_err(|e| e.to_string()),
+            });
+        }
+        self.apply(resolved);
+    }
+
+    /// Rebuilds the replica list from one resolution per target. A replica
+    /// whose address stays keeps its channel and its down mark; a target
+    /// that failed to resolve keeps the replicas it had; a name that
+    /// resolved to nothing is dialled as given.
+    fn apply(&self, resolved: Vec<Resolution>) {
+        let current = self.snapshot();
+        let mut uris: Vec<(usize, String)> = Vec::new();
+        for (i, (t, r)) in self.targets.iter().zip(resolved).enumerate() {
+            let Some(name) = &t.name else {
+                uris.push((i, t.uri.clone()));
+                continue;
+            };
+            match r {
+                Ok(addrs) if !addrs.is_empty() => {
+                    let mut found: Vec<String> = addrs
+                        .iter()
+                        .map(|a| format!("{}://{a}", name.scheme))
+                        .collect();
+                    found.sort();
+                    found.dedup();
+                    uris.extend(found.into_iter().map(|u| (i, u)));
+                }
+                Ok(_) => uris.push((i, t.uri.clone())),
+                Err(e) => {
+                    warn!(embedder = %t.uri, error = %e, "cannot resolve; keeping its replicas");
+                    let kept: Vec<_> = current.iter().filter(|r| r.target == i).collect();
+                    if kept.is_empty() {
+                        uris.push((i, t.uri.clone()));
+                    }
+                    uris.extend(kept.into_iter().map(|r| (i, r.uri.clone())));
+                }
+            }
+        }
+        let same = uris.len() == current.len()
+            && uris.iter().zip(current.iter()).all(|((_, u), r)| *u == r.uri);
+        if same {
+            return;
+        }
+        let next: Vec<Arc<Replica>> = uris
+            .into_iter()
+            .filter_map(|(i, uri)| match current.iter().find(|r| r.uri == uri) {
+                Some(r) => Some(r.clone()),
+                None => self
+                    .replica(i, uri)
+                    .map_err(|e| warn!(error = %e, "skipping an embedder address"))
+                    .ok(),
+            })
+            .collect();
+        info!(replicas = ?next.iter().map(|r| r.uri.as_str()).collect::<Vec<_>>(), "embedder replicas");
+        *self.replicas.write().expect("replicas lock") = Arc::new(next);
     }
 
     fn now_ms(&self) -> u64 {
@@ -92,35 +239,35 @@ impl Embedders {
 
     /// The next replica in turn that is not marked down (or, when all are,
     /// the next one anyway: it may be back).
-    fn pick(&self) -> usize {
-        let n = self.replicas.len();
+    fn pick(&self) -> Arc<Replica> {
+        let replicas = self.snapshot();
+        let n = replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ms();
-        (0..n)
+        let i = (0..n)
             .map(|i| (start + i) % n)
-            .find(|&i| self.replicas[i].down_until_ms.load(Ordering::Relaxed) <= now)
-            .unwrap_or(start % n)
+            .find(|&i| replicas[i].down_until_ms.load(Ordering::Relaxed) <= now)
+            .unwrap_or(start % n);
+        replicas[i].clone()
     }
 
-    fn mark(&self, i: usize, up: bool) {
+    fn mark(&self, replica: &Replica, up: bool) {
         let until = if up {
             0
         } else {
             self.now_ms() + COOL_DOWN.as_millis() as u64
         };
-        self.replicas[i]
-            .down_until_ms
-            .store(until, Ordering::Relaxed);
+        replica.down_until_ms.store(until, Ordering::Relaxed);
     }
 
     /// A client for one streaming call, and a way to report its replica down.
     pub fn client(&self) -> (EmbedderClient<Channel>, ReplicaHandle) {
-        let i = self.pick();
+        let replica = self.pick();
         (
-            self.replicas[i].client.clone(),
+            replica.client.clone(),
             ReplicaHandle {
                 embedders: self.clone(),
-                index: i,
+                replica,
             },
         )
     }
@@ -134,15 +281,15 @@ impl Embedders {
         let metadata = request.metadata().clone();
         let body = request.into_inner();
         let mut last = None;
-        for _ in 0..self.replicas.len() {
-            let i = self.pick();
+        for _ in 0..self.replica_count() {
+            let replica = self.pick();
             let mut req = tonic::Request::new(body.clone());
             *req.metadata_mut() = metadata.clone();
-            match self.replicas[i].client.clone().embed_batch(req).await {
+            match replica.client.clone().embed_batch(req).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s) if unreachable(&s) => {
-                    warn!(embedder = %self.replicas[i].uri, status = %s, "embedder unreachable; trying another");
-                    self.mark(i, false);
+                    warn!(embedder = %replica.uri, status = %s, "embedder unreachable; trying another");
+                    self.mark(&replica, false);
                     last = Some(s);
                 }
                 Err(s) => return Err(status_error(s)),
@@ -158,7 +305,7 @@ impl Embedders {
     pub async fn info(&self) -> Result<InfoResponse, GatewayError> {
         let mut answer = None;
         let mut error = None;
-        for (i, r) in self.replicas.iter().enumerate() {
+        for r in self.snapshot().iter() {
             let call = tokio::time::timeout(
                 Duration::from_secs(5),
                 r.client.clone().info(InfoRequest {}),
@@ -166,15 +313,15 @@ impl Embedders {
             .await;
             match call {
                 Ok(Ok(info)) => {
-                    self.mark(i, true);
+                    self.mark(r, true);
                     answer.get_or_insert(info.into_inner());
                 }
                 Ok(Err(s)) => {
-                    self.mark(i, false);
+                    self.mark(r, false);
                     error = Some(status_error(s));
                 }
                 Err(_) => {
-                    self.mark(i, false);
+                    self.mark(r, false);
                     error = Some(GatewayError::EmbedderUnavailable(format!(
                         "{}: Info timed out",
                         r.uri
@@ -191,13 +338,13 @@ impl Embedders {
 /// The replica a streaming call went to.
 pub struct ReplicaHandle {
     embedders: Embedders,
-    index: usize,
+    replica: Arc<Replica>,
 }
 
 impl ReplicaHandle {
     /// Reports the replica unreachable, so later calls skip it for a while.
     pub fn mark_down(&self) {
-        self.embedders.mark(self.index, false);
+        self.embedders.mark(&self.replica, false);
     }
 }
 
@@ -211,5 +358,92 @@ pub fn status_error(s: tonic::Status) -> GatewayError {
         | tonic::Code::Cancelled
         | tonic::Code::Unknown => GatewayError::EmbedderUnavailable(s.message().to_string()),
         _ => GatewayError::Embedder(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedders(uris: &[&str], dns: bool) -> Embedders {
+        let uris: Vec<String> = uris.iter().map(|u| u.to_string()).collect();
+        Embedders::new(&uris, dns, 1 << 20, Duration::from_secs(1)).unwrap()
+    }
+
+    fn uris(e: &Embedders) -> Vec<String> {
+        e.snapshot().iter().map(|r| r.uri.clone()).collect()
+    }
+
+    fn addrs(list: &[&str]) -> Resolution {
+        Ok(list.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn only_hostnames_are_resolved() {
+        assert_eq!(
+            dns_name("http://embedder.imgsearch.svc:50052"),
+            Some(DnsName {
+                scheme: "http".into(),
+                host: "embedder.imgsearch.svc".into(),
+                port: 50052
+            })
+        );
+        assert_eq!(dns_name("https://embedder").unwrap().port, 443);
+        assert_eq!(dns_name("http://10.0.0.7:50052"), None);
+        assert_eq!(dns_name("http://[::1]:50052"), None);
+    }
+
+    #[tokio::test]
+    async fn a_name_stands_for_every_address_it_resolves_to() {
+        let e = embedders(&["http://embedder:50052", "http://10.0.0.9:50052"], true);
+        assert_eq!(uris(&e), ["http://embedder:50052", "http://10.0.0.9:50052"]);
+
+        e.apply(vec![
+            addrs(&["10.1.1.2:50052", "10.1.1.1:50052", "10.1.1.2:50052"]),
+            Ok(vec![]),
+        ]);
+        assert_eq!(
+            uris(&e),
+            ["http://10.1.1.1:50052", "http://10.1.1.2:50052", "http://10.0.0.9:50052"]
+        );
+
+        // A pod goes, another comes: the one that stays keeps its channel
+        // and its down mark.
+        let stays = e.snapshot()[1].clone();
+        e.mark(&stays, false);
+        e.apply(vec![addrs(&["10.1.1.2:50052", "10.1.1.3:50052"]), Ok(vec![])]);
+        assert_eq!(
+            uris(&e),
+            ["http://10.1.1.2:50052", "http://10.1.1.3:50052", "http://10.0.0.9:50052"]
+        );
+        assert!(Arc::ptr_eq(&e.snapshot()[0], &stays));
+        for _ in 0..6 {
+            assert_ne!(e.pick().uri, stays.uri, "a replica marked down is skipped");
+        }
+
+        // A failed lookup keeps what the name had; no answer dials the name.
+        e.apply(vec![Err("no such host".into()), Ok(vec![])]);
+        assert_eq!(e.replica_count(), 3);
+        e.apply(vec![Ok(vec![]), Ok(vec![])]);
+        assert_eq!(uris(&e), ["http://embedder:50052", "http://10.0.0.9:50052"]);
+    }
+
+    #[tokio::test]
+    async fn without_dns_names_are_dialled_as_given() {
+        let e = embedders(&["http://localhost:50052"], false);
+        e.refresh().await;
+        assert_eq!(uris(&e), ["http://localhost:50052"]);
+    }
+
+    #[tokio::test]
+    async fn refresh_resolves_a_real_name() {
+        let e = embedders(&["http://localhost:50052"], true);
+        e.refresh().await;
+        let found = uris(&e);
+        assert!(!found.is_empty());
+        assert!(
+            found.iter().all(|u| u == "http://127.0.0.1:50052" || u == "http://[::1]:50052"),
+            "{found:?}"
+        );
     }
 }

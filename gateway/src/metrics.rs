@@ -21,6 +21,8 @@ pub struct Metrics {
     pub milvus_up: IntGauge,
     /// 1 while an embedder answers health checks.
     pub embedder_up: IntGauge,
+    /// Embedder replicas calls are spread over (addresses, with DNS discovery).
+    pub embedder_replicas: IntGauge,
 }
 
 impl Metrics {
@@ -57,6 +59,11 @@ impl Metrics {
         let milvus_up = IntGauge::new("gateway_milvus_up", "1 while Milvus answers").unwrap();
         let embedder_up =
             IntGauge::new("gateway_embedder_up", "1 while an embedder answers").unwrap();
+        let embedder_replicas = IntGauge::new(
+            "gateway_embedder_replicas",
+            "Embedder replicas calls are spread over",
+        )
+        .unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(inserted_rows.clone()),
@@ -65,6 +72,7 @@ impl Metrics {
             Box::new(embed_seconds.clone()),
             Box::new(milvus_up.clone()),
             Box::new(embedder_up.clone()),
+            Box::new(embedder_replicas.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -77,6 +85,7 @@ impl Metrics {
             embed_seconds,
             milvus_up,
             embedder_up,
+            embedder_replicas,
         }
     }
 

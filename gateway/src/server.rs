@@ -49,6 +49,7 @@ pub async fn run(
     ));
     let embedders = Embedders::new(
         &cfg.embedders,
+        cfg.embedder_dns,
         cfg.max_message_bytes,
         Duration::from_secs(5),
     )?;
@@ -138,6 +139,8 @@ async fn watch_dependencies(
                 .is_ok(),
             None => false,
         };
+        embedders.refresh().await;
+        metrics.embedder_replicas.set(embedders.replica_count() as i64);
         let embedder_ok = embedders
             .info()
             .await

@@ -107,6 +107,16 @@ impl ServerProcess {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// What `grpc.health.v1` says of `service`; `None` when it cannot be asked.
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        let channel = crate::channel(&self.uri()).await.ok()?;
+        let req = HealthCheckRequest {
+            service: service.to_string(),
+        };
+        let status = HealthClient::new(channel).check(req).await.ok()?.into_inner().status;
+        ServingStatus::try_from(status).ok()
+    }
+
     /// Waits until health says SERVING (again, after a dependency came back).
     pub async fn wait_serving(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -118,16 +128,8 @@ impl ServerProcess {
             {
                 panic!("server exited during start ({status}):\n{}", self.log());
             }
-            if let Ok(channel) = crate::channel(&self.uri()).await {
-                let mut health = HealthClient::new(channel);
-                let req = HealthCheckRequest {
-                    service: self.health_service.clone(),
-                };
-                if let Ok(r) = health.check(req).await {
-                    if r.into_inner().status == ServingStatus::Serving as i32 {
-                        return;
-                    }
-                }
+            if self.health(&self.health_service).await == Some(ServingStatus::Serving) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

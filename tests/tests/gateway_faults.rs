@@ -10,6 +10,7 @@ use imgsearch_tests::{deps, embedder::EmbedderProcess, gateway::GatewayProcess, 
 use milvus::v2::prelude as mv;
 use prost::Message;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedder_killed_mid_insert_reports_what_was_committed() {
@@ -158,6 +159,14 @@ async fn milvus_restart_is_unavailable_then_served_again() {
         .unwrap();
 
     milvus.stop();
+    // Readiness follows Milvus; liveness does not, so Kubernetes takes the
+    // gateway out of the Service without restarting it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gateway.health("imgsearch.v1.ImageSearch").await != Some(ServingStatus::NotServing) {
+        assert!(std::time::Instant::now() < deadline, "still SERVING without Milvus");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(gateway.health("liveness").await, Some(ServingStatus::Serving));
     let down = client
         .list_collections(ListCollectionsRequest {})
         .await
