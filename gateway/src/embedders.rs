@@ -61,7 +61,12 @@ struct DnsName {
 fn dns_name(uri: &str) -> Option<DnsName> {
     let parsed: Uri = uri.parse().ok()?;
     let host = parsed.host()?;
-    if host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok() {
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
         return None;
     }
     let scheme = parsed.scheme_str().unwrap_or("http").to_string();
@@ -215,7 +220,10 @@ impl Embedders {
             }
         }
         let same = uris.len() == current.len()
-            && uris.iter().zip(current.iter()).all(|((_, u), r)| *u == r.uri);
+            && uris
+                .iter()
+                .zip(current.iter())
+                .all(|((_, u), r)| *u == r.uri);
         if same {
             return;
         }
@@ -404,17 +412,28 @@ mod tests {
         ]);
         assert_eq!(
             uris(&e),
-            ["http://10.1.1.1:50052", "http://10.1.1.2:50052", "http://10.0.0.9:50052"]
+            [
+                "http://10.1.1.1:50052",
+                "http://10.1.1.2:50052",
+                "http://10.0.0.9:50052"
+            ]
         );
 
         // A pod goes, another comes: the one that stays keeps its channel
         // and its down mark.
         let stays = e.snapshot()[1].clone();
         e.mark(&stays, false);
-        e.apply(vec![addrs(&["10.1.1.2:50052", "10.1.1.3:50052"]), Ok(vec![])]);
+        e.apply(vec![
+            addrs(&["10.1.1.2:50052", "10.1.1.3:50052"]),
+            Ok(vec![]),
+        ]);
         assert_eq!(
             uris(&e),
-            ["http://10.1.1.2:50052", "http://10.1.1.3:50052", "http://10.0.0.9:50052"]
+            [
+                "http://10.1.1.2:50052",
+                "http://10.1.1.3:50052",
+                "http://10.0.0.9:50052"
+            ]
         );
         assert!(Arc::ptr_eq(&e.snapshot()[0], &stays));
         for _ in 0..6 {
@@ -442,7 +461,9 @@ mod tests {
         let found = uris(&e);
         assert!(!found.is_empty());
         assert!(
-            found.iter().all(|u| u == "http://127.0.0.1:50052" || u == "http://[::1]:50052"),
+            found
+                .iter()
+                .all(|u| u == "http://127.0.0.1:50052" || u == "http://[::1]:50052"),
             "{found:?}"
         );
     }

@@ -140,7 +140,9 @@ async fn watch_dependencies(
             None => false,
         };
         embedders.refresh().await;
-        metrics.embedder_replicas.set(embedders.replica_count() as i64);
+        metrics
+            .embedder_replicas
+            .set(embedders.replica_count() as i64);
         let embedder_ok = embedders
             .info()
             .await

@@ -113,7 +113,12 @@ impl ServerProcess {
         let req = HealthCheckRequest {
             service: service.to_string(),
         };
-        let status = HealthClient::new(channel).check(req).await.ok()?.into_inner().status;
+        let status = HealthClient::new(channel)
+            .check(req)
+            .await
+            .ok()?
+            .into_inner()
+            .status;
         ServingStatus::try_from(status).ok()
     }
 

@@ -147,7 +147,11 @@ fn check_server(
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let p = &container[probe];
         if !p.is_null() {
-            assert_eq!(p["grpc"]["port"].as_u64(), Some(grpc), "{deployment}: {probe}");
+            assert_eq!(
+                p["grpc"]["port"].as_u64(),
+                Some(grpc),
+                "{deployment}: {probe}"
+            );
         }
     }
     assert!(!container["readinessProbe"].is_null() && !container["livenessProbe"].is_null());
@@ -214,8 +218,8 @@ fn overlays_agree_with_the_binaries() {
         let embedder = &find(objects, "Deployment", "embedder")["spec"]["template"]["spec"];
         let resources = &embedder["containers"][0]["resources"];
         let image = embedder["containers"][0]["image"].as_str().unwrap();
-        let device = &find(objects, "ConfigMap", "embedder-config")["data"]
-            ["IMGSEARCH_EMBEDDER_DEVICE"];
+        let device =
+            &find(objects, "ConfigMap", "embedder-config")["data"]["IMGSEARCH_EMBEDDER_DEVICE"];
         if overlay == "gpu" {
             assert_eq!(resources["limits"]["nvidia.com/gpu"], 1);
             assert!(!embedder["tolerations"].is_null() && !embedder["nodeSelector"].is_null());
@@ -237,7 +241,8 @@ async fn probes_ask_for_services_the_binaries_serve() {
     let all = rendered();
     let objects = &all["gpu"];
     let probes = |deployment: &str| -> Vec<String> {
-        let c = &find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0];
+        let c =
+            &find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0];
         ["startupProbe", "readinessProbe", "livenessProbe"]
             .iter()
             .filter_map(|p| c[*p]["grpc"]["service"].as_str().map(String::from))

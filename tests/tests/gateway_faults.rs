@@ -163,10 +163,16 @@ async fn milvus_restart_is_unavailable_then_served_again() {
     // gateway out of the Service without restarting it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while gateway.health("imgsearch.v1.ImageSearch").await != Some(ServingStatus::NotServing) {
-        assert!(std::time::Instant::now() < deadline, "still SERVING without Milvus");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still SERVING without Milvus"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(gateway.health("liveness").await, Some(ServingStatus::Serving));
+    assert_eq!(
+        gateway.health("liveness").await,
+        Some(ServingStatus::Serving)
+    );
     let down = client
         .list_collections(ListCollectionsRequest {})
         .await
