@@ -58,7 +58,9 @@ listening() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 scripts/setup.sh
 scripts/setup.sh corpus
 log "building the release binaries"
-cargo build --release --locked -p imgsearch-embedder -p imgsearch-gateway -p imgsearch-cli
+# The whole workspace, as scripts/test.sh builds it: the same feature set, so
+# after the tests this is a no-op instead of a partial rebuild.
+cargo build --release --locked --workspace --bins
 
 # 2. Weights: the tutorial's IMAGENET1K_V1 when they can be had.
 imagenet=$cache/weights/resnet50-imagenet1k-v1.safetensors
