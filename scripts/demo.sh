@@ -124,15 +124,14 @@ echo $! >"$out/embedder.pid"
 echo $! >"$out/gateway.pid"
 
 imgsearch() { "$bin/imgsearch" --gateway "$gateway_addr" "$@"; }
-log "waiting for the gateway (the embedder warms up first)"
-for i in $(seq 300); do
-  imgsearch collection list >/dev/null 2>&1 && break
+log "waiting for the gateway to serve (Milvus up, the embedder warmed up)"
+for i in $(seq 150); do
+  imgsearch health --wait 2 >/dev/null 2>&1 && break
   for name in embedder gateway; do
     kill -0 "$(cat "$out/$name.pid")" 2>/dev/null || {
       log "the $name exited; last lines of $out/$name.log:"; tail -20 "$out/$name.log" >&2; exit 1; }
   done
-  [ "$i" -lt 300 ] || { log "the gateway did not serve within 300 s; see $out/*.log"; exit 1; }
-  sleep 1
+  [ "$i" -lt 150 ] || { log "the gateway did not serve within 300 s; see $out/*.log"; exit 1; }
 done
 
 # 5. The tutorial: create, ingest, search, picture.

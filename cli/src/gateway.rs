@@ -23,6 +23,13 @@ pub fn normalize(address: &str) -> String {
 
 /// Connects, failing fast with a clear message when nothing answers.
 pub async fn connect(address: &str, timeout: Duration) -> Result<Client, CliError> {
+    Ok(ImageSearchClient::new(channel(address, timeout).await?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// A channel to the gateway, for [`connect`] and the health check.
+pub async fn channel(address: &str, timeout: Duration) -> Result<Channel, CliError> {
     let uri = normalize(address);
     let down = |reason: String| CliError::GatewayDown {
         address: uri.clone(),
@@ -42,9 +49,7 @@ pub async fn connect(address: &str, timeout: Duration) -> Result<Client, CliErro
         }
         down(reason)
     })?;
-    Ok(ImageSearchClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod collection;
 mod error;
 mod gateway;
+mod health;
 mod ingest;
 mod picture;
 mod search;
@@ -52,6 +53,13 @@ enum Command {
     Ingest(IngestArgs),
     /// Find the stored images nearest to each query image.
     Search(SearchArgs),
+    /// Whether the gateway can serve (its Milvus and an embedder answer):
+    /// exit 0 if so, 3 if not.
+    Health {
+        /// Keep checking for up to this many seconds before giving up.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
+    },
 }
 
 /// The collection the tutorial uses, unless told otherwise.
@@ -135,8 +143,13 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let mut client =
-        gateway::connect(&cli.gateway, Duration::from_secs(cli.connect_timeout_secs)).await?;
+    let timeout = Duration::from_secs(cli.connect_timeout_secs);
+    if let Command::Health { wait } = cli.command {
+        health::run(&cli.gateway, timeout, Duration::from_secs(wait)).await?;
+        println!("SERVING");
+        return Ok(());
+    }
+    let mut client = gateway::connect(&cli.gateway, timeout).await?;
     match cli.command {
         Command::Collection(c) => match c {
             CollectionCommand::Create {
@@ -189,6 +202,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
+        // Answered above, without the ImageSearch client.
+        Command::Health { .. } => {}
         Command::Search(a) => {
             let results = search::run(&mut client, &a.collection, &a.images, a.top_k).await?;
             if a.json {

@@ -63,7 +63,7 @@ fn exists(cwd: &Path, filepath: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_as_cli_commands() {
     let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
+    let mut embedder = EmbedderProcess::start(&[]).await;
     let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
     let addr = format!("127.0.0.1:{}", gateway.grpc_port);
     let gw = addr.as_str();
@@ -240,7 +240,10 @@ async fn the_tutorial_as_cli_commands() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
     let unreadable = imgsearch(gw, cwd, &["search", "nope.jpg", "-c", "cli_demo"]);
     assert_eq!(unreadable.status.code(), Some(2));
+    assert_eq!(ok(gw, cwd, &["health"]).trim(), "SERVING");
     let closed = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let unhealthy = imgsearch(&closed, cwd, &["health", "--wait", "1"]);
+    assert_eq!(unhealthy.status.code(), Some(3));
     let down = imgsearch(&closed, cwd, &["collection", "list"]);
     assert_eq!(down.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&down.stderr);
@@ -250,4 +253,22 @@ async fn the_tutorial_as_cli_commands() {
     );
 
     ok(gw, cwd, &["collection", "drop", "cli_demo"]);
+
+    // Up but unable to serve: the gateway answers NOT_SERVING once its only
+    // embedder is gone, and `health` says so with exit 3.
+    embedder.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let not_serving = loop {
+        let out = imgsearch(gw, cwd, &["health"]);
+        if !out.status.success() {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still SERVING without an embedder"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(not_serving.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&not_serving.stderr).contains("NOT_SERVING"));
 }
