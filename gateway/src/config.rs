@@ -103,8 +103,9 @@ pub struct Config {
     pub embedders: Vec<String>,
 
     /// Resolve each embedder hostname to all its addresses and dial each
-    /// one, re-resolving with every health check (about 2 s): with a Kubernetes headless Service, every
-    /// ready pod gets a share of the streams. Off, a name is one connection.
+    /// one, re-resolving with every health check (about 2 s): with a
+    /// Kubernetes headless Service, every ready pod gets a share of the
+    /// streams. Off, a name is one connection.
     #[arg(long, env = "IMGSEARCH_EMBEDDER_DNS")]
     pub embedder_dns: bool,
 

@@ -176,6 +176,7 @@ impl Embedders {
         let mut resolved = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter() {
             resolved.push(match &t.name {
+                // Not read: `apply` keeps a static target as configured.
                 None => Ok(Vec::new()),
                 Some(n) => tokio::net::lookup_host((n.host.as_str(), n.port))
                     .await
