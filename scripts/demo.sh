@@ -59,8 +59,9 @@ scripts/setup.sh
 scripts/setup.sh corpus
 log "building the release binaries"
 # The whole workspace, as scripts/test.sh builds it: the same feature set, so
-# after the tests this is a no-op instead of a partial rebuild.
-cargo build --release --locked --workspace --bins
+# after the tests this is a no-op instead of a partial rebuild (test.sh passes
+# its test-only features in IMGSEARCH_CARGO_FEATURES; a user builds none).
+cargo build --release --locked --workspace --bins ${IMGSEARCH_CARGO_FEATURES:+--features "$IMGSEARCH_CARGO_FEATURES"}
 
 # 2. Weights: the tutorial's IMAGENET1K_V1 when they can be had.
 imagenet=$cache/weights/resnet50-imagenet1k-v1.safetensors

@@ -10,13 +10,16 @@ scripts/setup.sh
 # below reuses them instead of a second full build (deps dominate the build
 # time and are optimised in either profile). The integration tests start the
 # workspace's binaries: build them first.
-cargo build --workspace --bins --release --locked
-cargo test --workspace --release --locked "$@"
+# The embedder's fault hooks (embedder/src/fault.rs) exist only in this build.
+features=imgsearch-embedder/fault-injection
+cargo build --workspace --bins --release --locked --features "$features"
+cargo test --workspace --release --locked --features "$features" "$@"
 
 # The demo uses the default ports, so it runs after the tests, not beside them.
 demo_dir=$(mktemp -d)
 trap 'rm -rf "$demo_dir"' EXIT
-IMGSEARCH_DEMO_DIR=$demo_dir IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh
+IMGSEARCH_CARGO_FEATURES=$features IMGSEARCH_DEMO_DIR=$demo_dir \
+  IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh
 python3 - "$demo_dir/search_result.png" <<'PY'
 import struct, sys
 with open(sys.argv[1], "rb") as f:

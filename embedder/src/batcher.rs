@@ -10,8 +10,24 @@
 //!   at most `max_wait` after the first, skipping images whose caller left;
 //! - the model on its own OS thread, fed through a channel of capacity 1 so
 //!   the next batch is formed while the current one runs.
+//!
+//! Memory is bounded by bytes as well as by images ([`MemoryBudget`]):
+//! - an image's encoded bytes are already in memory when it arrives: they are
+//!   charged to the budget's waiting part at once, or the image is turned
+//!   away (waiting would not free them);
+//! - its header, read on the pool, tells what the decode will take; the image
+//!   then waits for a decoder and for that much of the decoding part;
+//! - every charge travels with the work, not with the caller: a caller who
+//!   leaves abandons the result, but memory stays counted until the decode
+//!   really ends. Work whose caller left before it started is skipped.
+//!
+//! Decoding runs under `catch_unwind`: a panic is that image's `INTERNAL`
+//! error and the worker lives. The model thread's death (a panic or a failed
+//! forward pass) is reported through [`Embedder::failure`]: the server turns
+//! NOT_SERVING and exits, and no image is answered as if embedded.
 
 use std::{
+    panic::{self, AssertUnwindSafe},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -21,14 +37,15 @@ use std::{
 };
 
 use tch::Tensor;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tracing::{info_span, warn};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tracing::{error, info_span};
 
 use crate::{
     error::EmbedError,
+    fault,
     metrics::Metrics,
     model::{self, Resnet50},
-    preprocess::{self, Limits, CROP, TENSOR_LEN},
+    preprocess::{self, Limit, Limits, CROP, TENSOR_LEN},
 };
 
 /// How images are batched and bounded.
@@ -44,6 +61,43 @@ pub struct BatchConfig {
     pub preprocess_workers: usize,
     /// Size limits per image.
     pub limits: Limits,
+    /// Bytes that images being received, waiting and decoded may hold.
+    pub memory_budget: u64,
+}
+
+/// The memory budget, split in two so that neither part can starve the other:
+/// a quarter for the encoded bytes of admitted images (charged at once),
+/// three quarters for decodes (waited for). Waiting images hold only the
+/// first part; decodes in progress always finish and free the second, so
+/// a decode's wait always ends.
+struct MemoryBudget {
+    waiting: Arc<Semaphore>,
+    decoding: Arc<Semaphore>,
+    decoding_kib: u64,
+    total_kib: u64,
+}
+
+/// Budget permits count KiB: a u32 of them covers any single image.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+impl MemoryBudget {
+    fn new(bytes: u64) -> Self {
+        let total_kib = bytes / 1024;
+        let decoding_kib = total_kib - total_kib / 4;
+        MemoryBudget {
+            waiting: Arc::new(Semaphore::new((total_kib / 4) as usize)),
+            decoding: Arc::new(Semaphore::new(decoding_kib as usize)),
+            decoding_kib,
+            total_kib,
+        }
+    }
+
+    fn used_bytes(&self) -> i64 {
+        let free = (self.waiting.available_permits() + self.decoding.available_permits()) as u64;
+        (self.total_kib.saturating_sub(free) * 1024) as i64
+    }
 }
 
 type Reply = oneshot::Sender<Result<Vec<f32>, EmbedError>>;
@@ -52,7 +106,7 @@ struct Pending {
     tensor: Vec<f32>,
     reply: Reply,
     ready_at: Instant,
-    _permit: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 }
 
 /// Counters also reported through `Info`.
@@ -65,11 +119,16 @@ pub struct Stats {
 struct Inner {
     admission: Arc<Semaphore>,
     capacity: usize,
+    budget: MemoryBudget,
+    /// One permit per pool thread: only images about to decode hold
+    /// decoding budget, not every image queued behind them.
+    decoders: Arc<Semaphore>,
     pool: rayon::ThreadPool,
     queue: mpsc::Sender<Pending>,
     limits: Limits,
     metrics: Metrics,
     stats: Arc<Stats>,
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// A handle to the batching embedder; clone freely.
@@ -98,6 +157,7 @@ impl Embedder {
         let stats = Arc::new(Stats::default());
         let (queue_tx, queue_rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (model_tx, model_rx) = mpsc::channel::<Vec<Pending>>(1);
+        let (failure_tx, failure) = watch::channel(None);
         tokio::spawn(batch_loop(
             queue_rx,
             model_tx,
@@ -108,22 +168,42 @@ impl Embedder {
             let (metrics, stats) = (metrics.clone(), stats.clone());
             std::thread::Builder::new()
                 .name("model".into())
-                .spawn(move || model_loop(model, model_rx, metrics, stats))
+                .spawn(move || {
+                    // The receiver outlives the loop, so that callers whose
+                    // images were queued learn of the failure before they
+                    // learn the queue is gone.
+                    let mut batches = model_rx;
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                        model_loop(model, &mut batches, metrics, stats)
+                    }));
+                    let reason = match outcome {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e,
+                        Err(p) => format!("model thread panicked: {}", panic_message(&*p)),
+                    };
+                    error!(%reason, "model failed; this embedder can no longer serve");
+                    failure_tx.send_replace(Some(reason));
+                    drop(batches);
+                })
                 .expect("spawn model thread")
         };
+        let workers = cfg.preprocess_workers.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.preprocess_workers.max(1))
+            .num_threads(workers)
             .thread_name(|i| format!("preprocess-{i}"))
             .build()
             .expect("preprocess pool");
         let inner = Inner {
             admission: Arc::new(Semaphore::new(cfg.queue_capacity)),
             capacity: cfg.queue_capacity,
+            budget: MemoryBudget::new(cfg.memory_budget),
+            decoders: Arc::new(Semaphore::new(workers)),
             pool,
             queue: queue_tx,
             limits: cfg.limits,
             metrics,
             stats,
+            failure,
         };
         (
             Embedder {
@@ -143,50 +223,145 @@ impl Embedder {
         self.inner.capacity - self.inner.admission.available_permits()
     }
 
-    /// Embeds one encoded image. Fails at once with `Overloaded` when the
-    /// queue is full. Dropping the future abandons the image: it is skipped
-    /// before inference.
-    pub async fn embed(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let inner = &self.inner;
-        let result = async {
-            let permit = inner
-                .admission
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| EmbedError::Overloaded)?;
-            inner.metrics.queue_depth.set(self.queue_depth() as i64);
-            let (tx, rx) = oneshot::channel();
-            let (limits, hist) = (inner.limits, inner.metrics.preprocess_seconds.clone());
-            inner.pool.spawn(move || {
-                let start = Instant::now();
-                let out = preprocess::preprocess(&image, &limits);
-                drop(image);
-                hist.observe(start.elapsed().as_secs_f64());
-                let _ = tx.send(out);
-            });
-            let tensor = rx.await.map_err(|_| EmbedError::ShuttingDown)??;
-            let (reply, answer) = oneshot::channel();
-            let pending = Pending {
-                tensor,
-                reply,
-                ready_at: Instant::now(),
-                _permit: permit,
-            };
-            inner
-                .queue
-                .send(pending)
-                .await
-                .map_err(|_| EmbedError::ShuttingDown)?;
-            answer.await.map_err(|_| EmbedError::ShuttingDown)?
+    /// Why the model can no longer run, once it cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.borrow().clone()
+    }
+
+    /// Resolves when the model thread dies, with the reason.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.inner.failure.clone();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The model thread ended cleanly (shutdown): never a failure.
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
         }
-        .await;
-        inner.metrics.queue_depth.set(self.queue_depth() as i64);
+    }
+
+    /// Embeds one encoded image. Fails at once with `Overloaded` when the
+    /// queue or the budget for waiting images is full. Dropping the future
+    /// abandons the image: work not started is skipped, an image not yet
+    /// batched is left out of the batch.
+    pub async fn embed(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
+        let result = self.embed_one(image).await;
+        let m = &self.inner.metrics;
+        m.queue_depth.set(self.queue_depth() as i64);
+        m.memory_reserved_bytes.set(self.inner.budget.used_bytes());
         match &result {
-            Ok(_) => inner.metrics.images.inc(),
-            Err(e) => inner.metrics.errors.with_label_values(&[e.label()]).inc(),
+            Ok(_) => m.images.inc(),
+            Err(e) => m.errors.with_label_values(&[e.label()]).inc(),
         }
         result
     }
+
+    async fn embed_one(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
+        let inner = &self.inner;
+        if let Some(reason) = self.failure() {
+            return Err(EmbedError::ModelFailed(reason));
+        }
+        let slot = inner
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| EmbedError::Overloaded)?;
+        inner.metrics.queue_depth.set(self.queue_depth() as i64);
+        let received = inner
+            .budget
+            .waiting
+            .clone()
+            .try_acquire_many_owned(kib(image.len() as u64))
+            .map_err(|_| EmbedError::Overloaded)?;
+
+        // The header: every limit, and what the decode will take.
+        let limits = inner.limits;
+        let (image, received, probe) = self
+            .on_pool(move || {
+                let probe = preprocess::probe(&image, &limits);
+                (image, received, probe)
+            })
+            .await?;
+        let probe = probe?;
+        let need = probe.decode_bytes;
+        if u64::from(kib(need)) > inner.budget.decoding_kib {
+            return Err(preprocess::ImageError::OverLimit {
+                limit: Limit::MemoryBudget,
+                value: need,
+                max: inner.budget.decoding_kib * 1024,
+            }
+            .into());
+        }
+        let decoder = inner.decoders.clone().acquire_owned().await;
+        let decoding = inner
+            .budget
+            .decoding
+            .clone()
+            .acquire_many_owned(kib(need))
+            .await;
+        inner
+            .metrics
+            .memory_reserved_bytes
+            .set(inner.budget.used_bytes());
+
+        let hist = inner.metrics.preprocess_seconds.clone();
+        let tensor = self
+            .on_pool(move || {
+                // Held until this closure ends, whether or not anyone waits.
+                let _charges = (received, decoder, decoding);
+                fault::on_preprocess();
+                let start = Instant::now();
+                let tensor = preprocess::preprocess_probed(&image, &probe, &limits);
+                hist.observe(start.elapsed().as_secs_f64());
+                tensor
+            })
+            .await??;
+
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            tensor,
+            reply,
+            ready_at: Instant::now(),
+            _slot: slot,
+        };
+        let gone = || match self.failure() {
+            Some(reason) => EmbedError::ModelFailed(reason),
+            None => EmbedError::ShuttingDown,
+        };
+        inner.queue.send(pending).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Runs `work` on the preprocessing pool. `work` owns what it charges
+    /// to the budget, so the charge ends with the work, not with the caller.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, EmbedError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.pool.spawn(move || {
+            // The caller left before the work started: dropping `work`
+            // frees what it holds.
+            if tx.is_closed() {
+                return;
+            }
+            let out = panic::catch_unwind(AssertUnwindSafe(work))
+                .map_err(|p| EmbedError::Panicked(panic_message(&*p)));
+            let _ = tx.send(out);
+        });
+        rx.await.map_err(|_| EmbedError::ShuttingDown)?
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 async fn batch_loop(
@@ -214,12 +389,15 @@ async fn batch_loop(
     }
 }
 
+/// Runs batches until the channel closes (shutdown: `Ok`). A failed forward
+/// pass ends it with `Err`: on a GPU such errors are sticky, so the replica
+/// is restarted rather than trusted with the next batch.
 fn model_loop(
     model: Resnet50,
-    mut batches: mpsc::Receiver<Vec<Pending>>,
+    batches: &mut mpsc::Receiver<Vec<Pending>>,
     metrics: Metrics,
     stats: Arc<Stats>,
-) {
+) -> Result<(), String> {
     let device = model::device_name(model.device());
     let inference = metrics
         .inference_seconds
@@ -235,6 +413,7 @@ fn model_loop(
                 .observe((now - p.ready_at).as_secs_f64());
             data.extend_from_slice(&p.tensor);
         }
+        fault::on_batch();
         let input = Tensor::from_slice(&data).view([n as i64, 3, CROP as i64, CROP as i64]);
         let result = model
             .forward(&input)
@@ -242,20 +421,21 @@ fn model_loop(
         inference.observe(now.elapsed().as_secs_f64());
         metrics.batch_size.observe(n as f64);
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(values) => {
-                stats.images.fetch_add(n as u64, Ordering::Relaxed);
-                let dim = values.len() / n;
-                for (p, v) in batch.into_iter().zip(values.chunks_exact(dim)) {
-                    let _ = p.reply.send(Ok(v.to_vec()));
-                }
-            }
+        let values = match result {
+            Ok(values) => values,
             Err(e) => {
-                warn!(error = %e, "batch failed");
+                let reason = format!("inference failed: {e}");
                 for p in batch {
-                    let _ = p.reply.send(Err(EmbedError::Inference(e.to_string())));
+                    let _ = p.reply.send(Err(EmbedError::ModelFailed(reason.clone())));
                 }
+                return Err(reason);
             }
+        };
+        stats.images.fetch_add(n as u64, Ordering::Relaxed);
+        let dim = values.len() / n;
+        for (p, v) in batch.into_iter().zip(values.chunks_exact(dim)) {
+            let _ = p.reply.send(Ok(v.to_vec()));
         }
     }
+    Ok(())
 }

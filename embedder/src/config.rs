@@ -57,7 +57,8 @@ pub struct Config {
     pub max_wait_ms: u64,
 
     /// Images admitted at once across all calls; beyond it, RESOURCE_EXHAUSTED.
-    /// Bounds memory: each holds its encoded bytes, then a 600 KB tensor.
+    /// Each holds its encoded bytes (see memory-budget-bytes), then a 602 KB
+    /// tensor.
     #[arg(long, env = "IMGSEARCH_EMBEDDER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
 
@@ -71,17 +72,58 @@ pub struct Config {
     pub preprocess_workers: Option<usize>,
 
     /// Largest accepted image file, in bytes.
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_BYTES", default_value_t = 32 << 20)]
+    #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_BYTES", default_value_t = Limits::DEFAULT.max_bytes)]
     pub max_image_bytes: usize,
 
-    /// Largest accepted decoded image, in pixels. The default is PIL's own
-    /// decompression-bomb threshold (89.5 MP): any real photo passes.
+    /// Largest accepted image, in pixels (width × height, as declared in its
+    /// header). The default is PIL's own decompression-bomb threshold (89.5
+    /// MP): any real photo passes.
     #[arg(
         long,
         env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_PIXELS",
-        default_value_t = 89_478_485
+        default_value_t = Limits::DEFAULT.max_pixels
     )]
     pub max_image_pixels: u64,
+
+    /// Longest accepted side, in pixels.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_SIDE",
+        default_value_t = Limits::DEFAULT.max_side
+    )]
+    pub max_image_side: u64,
+
+    /// Most memory the decode of one image may take, in bytes: the decoder's
+    /// output in its own pixel type (up to 8 bytes a pixel for 16-bit RGBA),
+    /// the RGB copy, and a progressive JPEG's coefficients.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_MAX_IMAGE_DECODED_BYTES",
+        default_value_t = Limits::DEFAULT.max_decoded_bytes
+    )]
+    pub max_image_decoded_bytes: u64,
+
+    /// Most scans in one JPEG. Progressive files have about 10; each scan is
+    /// a pass over the whole image, so thousands are a CPU bomb.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_MAX_JPEG_SCANS",
+        default_value_t = Limits::DEFAULT.max_jpeg_scans
+    )]
+    pub max_jpeg_scans: u32,
+
+    /// Bytes that admitted images may hold at once: a quarter for the
+    /// encoded bytes of images waiting (beyond it, RESOURCE_EXHAUSTED), three
+    /// quarters for decodes in progress (beyond it, images wait). Charges
+    /// last until the work really ends, also for callers who left. The
+    /// default keeps the CPU overlay's 4 GiB limit: about 1 GiB for the
+    /// model, 1.5 GiB here, queue-capacity × 602 KB of tensors.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_MEMORY_BUDGET_BYTES",
+        default_value_t = 1536 << 20
+    )]
+    pub memory_budget_bytes: u64,
 
     /// Largest gRPC message. Above max-image-bytes on purpose, so an
     /// oversized image fails only its own item; a bigger message fails the call.
@@ -115,7 +157,11 @@ impl Config {
             limits: Limits {
                 max_bytes: self.max_image_bytes,
                 max_pixels: self.max_image_pixels,
+                max_side: self.max_image_side,
+                max_decoded_bytes: self.max_image_decoded_bytes,
+                max_jpeg_scans: self.max_jpeg_scans,
             },
+            memory_budget: self.memory_budget_bytes,
         }
     }
 }

@@ -3,21 +3,24 @@
 
 use imgsearch_proto::v1::{ErrorKind, ItemError};
 
-use crate::preprocess::DecodeError;
+use crate::preprocess::ImageError;
 
 /// Why one image got no vector.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     #[error(transparent)]
-    Decode(#[from] DecodeError),
+    Image(#[from] ImageError),
     #[error("embedder queue is full; retry later")]
     Overloaded,
     #[error("embedder is not ready yet (loading or warming up the model)")]
     NotReady,
     #[error("embedder is shutting down")]
     ShuttingDown,
-    #[error("inference failed: {0}")]
-    Inference(String),
+    /// The model thread died; this replica is draining and will exit.
+    #[error("embedder model failed ({0}); retry on another replica")]
+    ModelFailed(String),
+    #[error("preprocessing panicked: {0}")]
+    Panicked(String),
 }
 
 impl EmbedError {
@@ -25,15 +28,17 @@ impl EmbedError {
     /// variant must choose its kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EmbedError::Decode(DecodeError::Empty | DecodeError::Invalid(_)) => {
+            EmbedError::Image(ImageError::Empty | ImageError::Invalid(_)) => {
                 ErrorKind::InvalidImage
             }
-            EmbedError::Decode(
-                DecodeError::TooManyBytes { .. } | DecodeError::TooManyPixels { .. },
-            ) => ErrorKind::ImageTooLarge,
+            EmbedError::Image(ImageError::OverLimit { .. } | ImageError::Resize(_)) => {
+                ErrorKind::ImageTooLarge
+            }
             EmbedError::Overloaded => ErrorKind::Overloaded,
-            EmbedError::NotReady | EmbedError::ShuttingDown => ErrorKind::Unavailable,
-            EmbedError::Inference(_) => ErrorKind::Internal,
+            EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
+                ErrorKind::Unavailable
+            }
+            EmbedError::Panicked(_) => ErrorKind::Internal,
         }
     }
 
@@ -62,10 +67,12 @@ impl From<EmbedError> for tonic::Status {
     fn from(e: EmbedError) -> Self {
         let msg = e.to_string();
         match e {
-            EmbedError::Decode(_) => tonic::Status::invalid_argument(msg),
+            EmbedError::Image(_) => tonic::Status::invalid_argument(msg),
             EmbedError::Overloaded => tonic::Status::resource_exhausted(msg),
-            EmbedError::NotReady | EmbedError::ShuttingDown => tonic::Status::unavailable(msg),
-            EmbedError::Inference(_) => tonic::Status::internal(msg),
+            EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
+                tonic::Status::unavailable(msg)
+            }
+            EmbedError::Panicked(_) => tonic::Status::internal(msg),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod batcher;
 pub mod config;
 pub mod error;
+mod fault;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub batch_size: Histogram,
     pub queue_depth: IntGauge,
+    pub memory_reserved_bytes: IntGauge,
     pub preprocess_seconds: Histogram,
     pub inference_seconds: HistogramVec,
     pub queue_wait_seconds: Histogram,
@@ -44,6 +45,11 @@ impl Metrics {
         let queue_depth = IntGauge::new(
             "embedder_queue_depth",
             "Images admitted and not yet answered",
+        )
+        .unwrap();
+        let memory_reserved_bytes = IntGauge::new(
+            "embedder_memory_reserved_bytes",
+            "Memory budget held by images being decoded or waiting (--memory-budget-bytes)",
         )
         .unwrap();
         let preprocess_seconds = Histogram::with_opts(
@@ -73,6 +79,7 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(batch_size.clone()),
             Box::new(queue_depth.clone()),
+            Box::new(memory_reserved_bytes.clone()),
             Box::new(preprocess_seconds.clone()),
             Box::new(inference_seconds.clone()),
             Box::new(queue_wait_seconds.clone()),
@@ -85,6 +92,7 @@ impl Metrics {
             errors,
             batch_size,
             queue_depth,
+            memory_reserved_bytes,
             preprocess_seconds,
             inference_seconds,
             queue_wait_seconds,

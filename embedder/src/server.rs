@@ -14,7 +14,7 @@ use imgsearch_proto::v1::embedder_server::EmbedderServer;
 use tch::{Device, Kind, Tensor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     batcher::Embedder,
@@ -37,6 +37,9 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// Exits non-zero so that Kubernetes restarts the replica.
+    #[error("the model failed: {0}")]
+    ModelFailed(String),
 }
 
 /// Runs the embedder until `shutdown` resolves.
@@ -131,8 +134,14 @@ pub async fn run(
     }));
     health.set(true).await;
 
-    shutdown.await;
-    info!("shutting down");
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        reason = embedder.failed() => Some(reason),
+    };
+    match &failure {
+        None => info!("shutting down"),
+        Some(reason) => error!(%reason, "model failed: draining, then exiting non-zero"),
+    }
     health.set(false).await;
     stop.cancel();
     // Images already admitted finish (streams wait for them), then drain.
@@ -153,5 +162,5 @@ pub async fn run(
         .await
         .ok();
     info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), |reason| Err(ServeError::ModelFailed(reason)))
 }

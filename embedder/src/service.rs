@@ -62,10 +62,11 @@ impl EmbedderService {
         if self.shutdown.is_cancelled() {
             return Err(EmbedError::ShuttingDown.into());
         }
-        self.ready
-            .borrow()
-            .clone()
-            .ok_or_else(|| EmbedError::NotReady.into())
+        let ready = self.ready.borrow().clone().ok_or(EmbedError::NotReady)?;
+        if let Some(reason) = ready.embedder.failure() {
+            return Err(EmbedError::ModelFailed(reason).into());
+        }
+        Ok(ready)
     }
 }
 

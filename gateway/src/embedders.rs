@@ -1,8 +1,11 @@
 //! The gateway's view of the embedders: one lazy channel per replica, picked
 //! round-robin among those not marked down. A call that finds its replica
-//! unreachable marks it down for a cool-down and (for idempotent calls) goes
-//! to the next one, so a dead replica costs at most one retry, not a share of
-//! every later call. The health watcher marks replicas up again.
+//! unreachable marks it down for a cool-down and, if the call never reached
+//! that replica's handler, goes to the next one, so a dead replica costs at
+//! most one retry, not a share of every later call. A call whose replica died
+//! while holding it is not retried: the request may be what killed it, and
+//! retrying would take the next replica down too. The health watcher marks
+//! replicas up again.
 //!
 //! With DNS discovery on, each configured hostname stands for every address
 //! it resolves to (a Kubernetes headless Service names all ready pods), and
@@ -100,6 +103,34 @@ fn unreachable(s: &tonic::Status) -> bool {
         s.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
     )
+}
+
+/// Whether a failed call never reached the embedder's handler, so trying it
+/// on another replica cannot carry a request that kills replicas on to the
+/// next one and the next. Two cases: the replica itself answered UNAVAILABLE
+/// (loading, draining, its model failed: a status it sent has no local
+/// cause), or no connection could be made. A call cut off midway, by a
+/// process that died holding it, is not retried.
+fn never_reached_handler(s: &tonic::Status) -> bool {
+    use std::error::Error;
+    if s.code() == tonic::Code::Unavailable && s.source().is_none() {
+        return true;
+    }
+    let mut cause: Option<&(dyn Error + 'static)> = s.source();
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        // hyper-util's and tonic's errors for a connection never made.
+        let text = e.to_string();
+        if text.contains("tcp connect error") || text.contains("dns error") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl Embedders {
@@ -281,8 +312,9 @@ impl Embedders {
         )
     }
 
-    /// `EmbedBatch` on a reachable replica: an unreachable one is marked down
-    /// and the call goes to the next (it is idempotent).
+    /// `EmbedBatch` on a reachable replica: an unreachable one is marked down,
+    /// and the call goes to the next when it never reached the first's
+    /// handler (see [`never_reached_handler`]).
     pub async fn embed_batch(
         &self,
         request: tonic::Request<EmbedBatchRequest>,
@@ -296,10 +328,16 @@ impl Embedders {
             *req.metadata_mut() = metadata.clone();
             match replica.client.clone().embed_batch(req).await {
                 Ok(r) => return Ok(r.into_inner()),
-                Err(s) if unreachable(&s) => {
+                Err(s) if never_reached_handler(&s) => {
                     warn!(embedder = %replica.uri, status = %s, "embedder unreachable; trying another");
                     self.mark(&replica, false);
                     last = Some(s);
+                }
+                Err(s) if unreachable(&s) => {
+                    warn!(embedder = %replica.uri, status = %s,
+                        "embedder failed while holding the call; not retried elsewhere");
+                    self.mark(&replica, false);
+                    return Err(status_error(s));
                 }
                 Err(s) => return Err(status_error(s)),
             }
@@ -385,6 +423,21 @@ mod tests {
 
     fn addrs(list: &[&str]) -> Resolution {
         Ok(list.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn only_calls_that_never_reached_a_handler_are_retried() {
+        use std::io::{Error, ErrorKind};
+        let local = |kind: ErrorKind| tonic::Status::from_error(Box::new(Error::from(kind)));
+        assert!(never_reached_handler(&tonic::Status::unavailable(
+            "draining"
+        )));
+        assert!(never_reached_handler(&local(ErrorKind::ConnectionRefused)));
+        assert!(!never_reached_handler(&local(ErrorKind::ConnectionReset)));
+        assert!(!never_reached_handler(&tonic::Status::unknown(
+            "h2 protocol error: connection reset"
+        )));
+        assert!(!never_reached_handler(&tonic::Status::internal("bug")));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The real embedder binary on free ports, with the seeded weights.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
-use imgsearch_proto::v1::embedder_client::EmbedderClient;
+use imgsearch_proto::v1::{
+    embed_response, embedder_client::EmbedderClient, EmbedRequest, EmbedResponse, ErrorKind,
+};
 use tonic::transport::Channel;
 
 use crate::{deps, ports::free_ports, server_process::ServerProcess};
@@ -20,6 +23,12 @@ impl EmbedderProcess {
     /// Starts `imgsearch-embedder` on CPU with the seeded weights plus
     /// `extra` flags, and waits until it serves.
     pub async fn start(extra: &[&str]) -> EmbedderProcess {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// [`EmbedderProcess::start`] with environment variables, such as a
+    /// fault hook's `IMGSEARCH_EMBEDDER_FAULT`.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> EmbedderProcess {
         let ports = free_ports(2);
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -35,6 +44,7 @@ impl EmbedderProcess {
         let server = ServerProcess::start(
             "imgsearch-embedder",
             &args,
+            env,
             ports[0],
             "imgsearch.v1.Embedder",
         )
@@ -72,5 +82,46 @@ impl Deref for EmbedderProcess {
 impl DerefMut for EmbedderProcess {
     fn deref_mut(&mut self) -> &mut ServerProcess {
         &mut self.server
+    }
+}
+
+/// Streams `items` through one Embed call; answers by id.
+pub async fn embed_stream(
+    client: &mut EmbedderClient<Channel>,
+    items: Vec<(String, Vec<u8>)>,
+) -> HashMap<String, EmbedResponse> {
+    let n = items.len();
+    let requests = tokio_stream::iter(
+        items
+            .into_iter()
+            .map(|(id, image)| EmbedRequest { id, image }),
+    );
+    let mut responses = client
+        .embed(requests)
+        .await
+        .expect("embed call")
+        .into_inner();
+    let mut out = HashMap::new();
+    while let Some(r) = responses.message().await.expect("response stream") {
+        assert!(
+            out.insert(r.id.clone(), r).is_none(),
+            "duplicate response id"
+        );
+    }
+    assert_eq!(out.len(), n, "one response per request");
+    out
+}
+
+pub fn vector(r: &EmbedResponse) -> &[f32] {
+    match &r.result {
+        Some(embed_response::Result::Vector(v)) => &v.values,
+        other => panic!("{}: expected a vector, got {other:?}", r.id),
+    }
+}
+
+pub fn error_kind(r: &EmbedResponse) -> ErrorKind {
+    match &r.result {
+        Some(embed_response::Result::Error(e)) => e.kind(),
+        other => panic!("{}: expected an error, got {other:?}", r.id),
     }
 }

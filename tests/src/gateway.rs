@@ -30,9 +30,14 @@ impl GatewayProcess {
             embedders.join(","),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let server =
-            ServerProcess::start("imgsearch-gateway", &args, port, "imgsearch.v1.ImageSearch")
-                .await;
+        let server = ServerProcess::start(
+            "imgsearch-gateway",
+            &args,
+            &[],
+            port,
+            "imgsearch.v1.ImageSearch",
+        )
+        .await;
         GatewayProcess {
             server,
             metrics_port: ports[1],

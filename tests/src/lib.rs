@@ -5,11 +5,13 @@
 //! - [`milvus`]: an embedded Milvus 2.3.5 standalone per test binary (or per
 //!   test, for tests that stop and restart it).
 //! - [`embedder`], [`gateway`]: the real service binaries ([`server_process`]).
+//! - [`hostile`]: hostile images, generated.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod deps;
 pub mod embedder;
 pub mod gateway;
+pub mod hostile;
 pub mod http;
 pub mod milvus;
 pub mod ports;

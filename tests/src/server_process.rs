@@ -37,11 +37,12 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts workspace binary `name` with `args`, logging to a temp file,
-    /// and waits until `health_service` is SERVING on `grpc_port`.
+    /// Starts workspace binary `name` with `args` and `env`, logging to a
+    /// temp file, and waits until `health_service` is SERVING on `grpc_port`.
     pub async fn start(
         name: &str,
         args: &[String],
+        env: &[(&str, &str)],
         grpc_port: u16,
         health_service: &str,
     ) -> ServerProcess {
@@ -50,6 +51,7 @@ impl ServerProcess {
         let mut cmd = Command::new(workspace_binary(name));
         cmd.args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(Stdio::inherit());
@@ -98,11 +100,27 @@ impl ServerProcess {
 
     /// Resident memory of the process, in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmRSS:")
+    }
+
+    /// The most resident memory the process has had, in bytes (from /proc).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmHWM:")
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn proc_status_bytes(&self, field: &str) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }

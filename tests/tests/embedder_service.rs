@@ -1,58 +1,18 @@
 //! The real embedder binary over gRPC: parity with the tutorial's PyTorch
 //! pipeline, bf16, batching across streams, bad input, overload, shutdown.
 
-use std::{collections::HashMap, io::Cursor, path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use image::{
-    codecs::gif::GifEncoder, Delay, Frame, ImageBuffer, ImageFormat, Luma, Rgb, Rgba, RgbaImage,
-};
+use image::{ImageBuffer, Luma, Rgb};
 use imgsearch_proto::v1::{
-    embed_response, embedder_client::EmbedderClient, EmbedBatchRequest, EmbedRequest,
-    EmbedResponse, ErrorKind, InfoRequest,
+    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedRequest, ErrorKind, InfoRequest,
 };
-use imgsearch_tests::{deps, embedder::EmbedderProcess, pyref};
-use tonic::{transport::Channel, Code};
-
-/// Streams `items` through one Embed call; answers by id.
-async fn embed_stream(
-    client: &mut EmbedderClient<Channel>,
-    items: Vec<(String, Vec<u8>)>,
-) -> HashMap<String, EmbedResponse> {
-    let n = items.len();
-    let requests = tokio_stream::iter(
-        items
-            .into_iter()
-            .map(|(id, image)| EmbedRequest { id, image }),
-    );
-    let mut responses = client
-        .embed(requests)
-        .await
-        .expect("embed call")
-        .into_inner();
-    let mut out = HashMap::new();
-    while let Some(r) = responses.message().await.expect("response stream") {
-        assert!(
-            out.insert(r.id.clone(), r).is_none(),
-            "duplicate response id"
-        );
-    }
-    assert_eq!(out.len(), n, "one response per request");
-    out
-}
-
-fn vector(r: &EmbedResponse) -> &[f32] {
-    match &r.result {
-        Some(embed_response::Result::Vector(v)) => &v.values,
-        other => panic!("{}: expected a vector, got {other:?}", r.id),
-    }
-}
-
-fn error_kind(r: &EmbedResponse) -> ErrorKind {
-    match &r.result {
-        Some(embed_response::Result::Error(e)) => e.kind(),
-        other => panic!("{}: expected an error, got {other:?}", r.id),
-    }
-}
+use imgsearch_tests::{
+    deps,
+    embedder::{embed_stream, error_kind, vector, EmbedderProcess},
+    hostile, pyref,
+};
+use tonic::Code;
 
 /// Fixtures plus PIL-made odd formats (RGBA, gray, CMYK, palette, 16-bit...).
 fn parity_files(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -166,69 +126,6 @@ async fn concurrent_streams_are_batched_and_answers_match_ids() {
     assert!(server.metric("embedder_batch_size_count") >= (batches + before.batches_run) as f64);
 }
 
-/// A PNG that declares `w`×`h` pixels with a token IDAT chunk: a
-/// decompression bomb's header, without the gigabytes behind it.
-fn png_header_only(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
-    png.extend(((idat.len() - 4) as u32).to_be_bytes());
-    png.extend(idat);
-    png.extend(crc32(idat).to_be_bytes());
-    png.extend(0u32.to_be_bytes());
-    png.extend(b"IEND");
-    png.extend(crc32(b"IEND").to_be_bytes());
-    png
-}
-
-fn encode<P>(img: &ImageBuffer<P, Vec<P::Subpixel>>, format: ImageFormat) -> Vec<u8>
-where
-    [P::Subpixel]: image::EncodableLayout,
-    P: image::Pixel + image::PixelWithColorType,
-{
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
-
-fn animated_gif() -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut enc = GifEncoder::new(&mut out);
-        for shade in [40u8, 200] {
-            let frame = RgbaImage::from_pixel(64, 48, Rgba([shade, 255 - shade, 90, 255]));
-            enc.encode_frame(Frame::from_parts(
-                frame,
-                0,
-                0,
-                Delay::from_numer_denom_ms(100, 1),
-            ))
-            .unwrap();
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_items_fail_alone_and_good_items_still_succeed() {
     let server = EmbedderProcess::start(&[]).await;
@@ -263,13 +160,13 @@ async fn bad_items_fail_alone_and_good_items_still_succeed() {
         ),
         (
             "bomb-30000x30000",
-            png_header_only(30_000, 30_000),
+            hostile::png_header_only(30_000, 30_000, 8, 2),
             Some(ErrorKind::ImageTooLarge),
         ),
         ("oversized-50MB", oversized, Some(ErrorKind::ImageTooLarge)),
-        ("one-pixel", encode(&tiny, ImageFormat::Png), None),
-        ("png-16bit", encode(&gray16, ImageFormat::Png), None),
-        ("animated-gif", animated_gif(), None),
+        ("one-pixel", hostile::png(&tiny), None),
+        ("png-16bit", hostile::png(&gray16), None),
+        ("animated-gif", hostile::animated_gif(2), None),
         ("good-2", good, None),
     ];
     let expected: HashMap<String, Option<ErrorKind>> = cases

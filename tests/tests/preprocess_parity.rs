@@ -1,14 +1,17 @@
-//! Our preprocessing against PIL + torchvision on every fixture and on
-//! odd-format copies PIL makes of some: the 224×224 crops must be identical,
-//! pixel for pixel (compared as the normalised floats).
+//! Our preprocessing against PIL + torchvision on every fixture, on
+//! odd-format copies PIL makes of some, and on 1×20,000 and 20,000×1 strips
+//! (which `Resize(256)` makes 5,120,000 pixels long; we compute only the
+//! crop): the 224×224 crops must be identical, pixel for pixel (compared as
+//! the normalised floats).
 
 use imgsearch_embedder::preprocess::{preprocess, Limits, TENSOR_LEN};
-use imgsearch_tests::{deps, pyref};
+use imgsearch_tests::{deps, hostile, pyref};
 use tch::{Kind, Tensor};
 
 const LIMITS: Limits = Limits {
     max_bytes: 64 << 20,
     max_pixels: 100_000_000,
+    ..Limits::DEFAULT
 };
 
 #[test]
@@ -17,6 +20,11 @@ fn crops_match_pil_and_torchvision_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = fixtures.clone();
     files.extend(pyref::variants(dir.path(), &fixtures[..3]));
+    for (w, h) in [(1, 20_000), (20_000, 1)] {
+        let path = dir.path().join(format!("strip-{w}x{h}.png"));
+        std::fs::write(&path, hostile::png(&hostile::noise(w, h, u64::from(w)))).unwrap();
+        files.push(path);
+    }
     let (reference, _) = pyref::pipeline(&deps::seeded_weights(), &files);
 
     let mut mismatched = Vec::new();

@@ -1,91 +1,147 @@
 //! Image bytes to 8-bit RGB with PIL's `Image.open(f).convert('RGB')`
-//! semantics, within size limits.
+//! semantics, in two steps: [`probe`] reads only the header and checks every
+//! limit (and says what the decode will cost, for admission), then
+//! [`decode_rgb`] decodes.
 //!
 //! JPEG goes through libjpeg-turbo as in PIL (islow IDCT, fancy upsampling):
 //! `image`'s own JPEG decoder differs by up to 4 levels and returns partial
 //! data for truncated files, where PIL raises. Other formats go through
-//! `image`, with PIL's conversion rules written out below.
+//! `image`, with PIL's conversion rules written out below. Animations decode
+//! their first frame only, as PIL's `open` does.
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
-use super::resize::Image8;
-
-/// What a caller may send. Checked before any pixel is decoded, so a
-/// decompression bomb costs a header parse, not gigabytes.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest encoded file.
-    pub max_bytes: usize,
-    /// Largest decoded width × height.
-    pub max_pixels: u64,
-}
-
-/// Why bytes did not become an RGB image.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("empty image")]
-    Empty,
-    #[error("image is {bytes} bytes, over the {limit}-byte limit")]
-    TooManyBytes { bytes: usize, limit: usize },
-    #[error("image is {width}x{height} pixels, over the {limit}-pixel limit")]
-    TooManyPixels { width: u64, height: u64, limit: u64 },
-    #[error("not a decodable image: {0}")]
-    Invalid(String),
-}
+use super::{
+    jpeg_layout::JpegLayout,
+    limits::{Limit, Limits},
+    resize::Image8,
+    ImageError,
+};
 
 const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
 
-/// Decodes `bytes` to packed RGB.
-pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    if bytes.len() > limits.max_bytes {
-        return Err(DecodeError::TooManyBytes {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
-        });
-    }
-    if bytes.starts_with(&JPEG_MAGIC) {
-        decode_jpeg(bytes, limits)
-    } else {
-        decode_other(bytes, limits)
-    }
+/// What the header says, once every limit has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub width: usize,
+    pub height: usize,
+    /// Most memory the decode takes, in bytes.
+    pub decode_bytes: u64,
+    format: Format,
 }
 
-fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
-    if width == 0 || height == 0 {
-        return Err(DecodeError::Invalid(format!(
-            "image has no pixels ({width}x{height})"
-        )));
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Format {
+    Jpeg,
+    Other(ImageFormat),
+}
+
+/// Reads the header of `bytes` and checks it against `limits`.
+pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
     }
-    if width.saturating_mul(height) > limits.max_pixels {
-        return Err(DecodeError::TooManyPixels {
-            width,
-            height,
-            limit: limits.max_pixels,
-        });
+    check(Limit::Bytes, bytes.len() as u64, limits.max_bytes as u64)?;
+    let probe = if bytes.starts_with(&JPEG_MAGIC) {
+        probe_jpeg(bytes, limits)?
+    } else {
+        probe_other(bytes, limits)?
+    };
+    check(
+        Limit::DecodedBytes,
+        probe.decode_bytes,
+        limits.max_decoded_bytes,
+    )?;
+    super::check_resizable(probe.width, probe.height)?;
+    Ok(probe)
+}
+
+/// Decodes what [`probe`] accepted to packed RGB.
+pub fn decode_rgb(bytes: &[u8], probe: &Probe, limits: &Limits) -> Result<Image8, ImageError> {
+    let data = match probe.format {
+        Format::Jpeg => decode_jpeg(bytes, probe, limits)?,
+        Format::Other(format) => decode_other(bytes, format, limits)?,
+    };
+    Ok(Image8 {
+        width: probe.width,
+        height: probe.height,
+        channels: 3,
+        data,
+    })
+}
+
+fn check(limit: Limit, value: u64, max: u64) -> Result<(), ImageError> {
+    if value > max {
+        return Err(ImageError::OverLimit { limit, value, max });
     }
     Ok(())
 }
 
-fn invalid(e: impl std::fmt::Display) -> DecodeError {
-    DecodeError::Invalid(e.to_string())
+fn check_size(width: u64, height: u64, limits: &Limits) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Invalid(format!(
+            "image has no pixels ({width}x{height})"
+        )));
+    }
+    check(Limit::Side, width.max(height), limits.max_side)?;
+    check(
+        Limit::Pixels,
+        width.saturating_mul(height),
+        limits.max_pixels,
+    )
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
+fn invalid(e: impl std::fmt::Display) -> ImageError {
+    ImageError::Invalid(e.to_string())
+}
+
+fn probe_jpeg(bytes: &[u8], limits: &Limits) -> Result<Probe, ImageError> {
+    // Count scans before libjpeg-turbo sees the file: a "scan bomb" of
+    // thousands of tiny progressive scans costs a pass over the image each.
+    let layout = JpegLayout::read(bytes, limits.max_jpeg_scans + 1);
+    check(
+        Limit::JpegScans,
+        u64::from(layout.scans),
+        u64::from(limits.max_jpeg_scans),
+    )?;
+    let header = turbojpeg::read_header(bytes).map_err(invalid)?;
+    let (w, h) = (header.width as u64, header.height as u64);
+    check_size(w, h, limits)?;
+    let pixels = w * h;
+    let channels = output_format(header.colorspace).size() as u64;
+    // Gray and CMYK are converted into a second, RGB buffer.
+    let rgb_copy = if channels == 3 { 0 } else { 3 * pixels };
+    Ok(Probe {
+        width: w as usize,
+        height: h as usize,
+        decode_bytes: channels * pixels + rgb_copy + layout.coefficient_bytes(w, h),
+        format: Format::Jpeg,
+    })
+}
+
+fn output_format(colorspace: turbojpeg::Colorspace) -> turbojpeg::PixelFormat {
     use turbojpeg::{Colorspace, PixelFormat};
-    let mut dec = turbojpeg::Decompressor::new().map_err(invalid)?;
-    let header = dec.read_header(bytes).map_err(invalid)?;
-    let (w, h) = (header.width, header.height);
-    check_pixels(w as u64, h as u64, limits)?;
-    let format = match header.colorspace {
+    match colorspace {
         Colorspace::Gray => PixelFormat::GRAY,
         Colorspace::CMYK | Colorspace::YCCK => PixelFormat::CMYK,
         _ => PixelFormat::RGB,
-    };
+    }
+}
+
+fn decode_jpeg(bytes: &[u8], probe: &Probe, limits: &Limits) -> Result<Vec<u8>, ImageError> {
+    let mut dec = turbojpeg::Decompressor::new().map_err(invalid)?;
+    // A second guard on scans, inside libjpeg-turbo itself.
+    dec.set_scan_limit(limits.max_jpeg_scans).map_err(invalid)?;
+    let header = dec.read_header(bytes).map_err(invalid)?;
+    let (w, h) = (header.width, header.height);
+    if (w, h) != (probe.width, probe.height) {
+        return Err(ImageError::Invalid(
+            "JPEG header changed between reads".into(),
+        ));
+    }
+    let format = output_format(header.colorspace);
     let channels = format.size();
     let mut pixels = vec![0u8; w * h * channels];
     let image = turbojpeg::Image {
@@ -98,20 +154,13 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
     // libjpeg-turbo reports a truncated file as a warning and fills the rest;
     // the crate surfaces it as an error, which is what PIL does too.
     dec.decompress(bytes, image).map_err(invalid)?;
-    let data = match channels {
+    Ok(match channels {
         3 => pixels,
-        1 => gray_to_rgb(pixels.into_iter()),
+        1 => gray_to_rgb(&pixels, 1),
         // PIL reads CMYK JPEGs as Adobe-inverted ("CMYK;I"), then converts.
-        _ => pixels
-            .chunks_exact(4)
-            .flat_map(|p| cmyk_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]]))
-            .collect(),
-    };
-    Ok(Image8 {
-        width: w,
-        height: h,
-        channels: 3,
-        data,
+        _ => map_pixels(&pixels, 4, |p| {
+            cmyk_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]])
+        }),
     })
 }
 
@@ -126,19 +175,31 @@ fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
     [c, m, y].map(|v| (nk - muldiv255(v)).clamp(0, 255) as u8)
 }
 
-fn gray_to_rgb(gray: impl Iterator<Item = u8>) -> Vec<u8> {
-    gray.flat_map(|v| [v, v, v]).collect()
+/// Packed RGB from pixels of `stride` samples each, allocated once at its
+/// final size (collecting a `flat_map` would grow it by doubling).
+fn map_pixels<T: Copy>(samples: &[T], stride: usize, f: impl Fn(&[T]) -> [u8; 3]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() / stride * 3);
+    for p in samples.chunks_exact(stride) {
+        out.extend_from_slice(&f(p));
+    }
+    out
 }
 
-fn decode_other(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(invalid)
-    };
-    let format = reader()?
+/// Gray (the first of every `stride` samples) replicated to RGB.
+fn gray_to_rgb(samples: &[u8], stride: usize) -> Vec<u8> {
+    map_pixels(samples, stride, |p| [p[0]; 3])
+}
+
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(invalid)
+}
+
+fn probe_other(bytes: &[u8], limits: &Limits) -> Result<Probe, ImageError> {
+    let format = reader(bytes)?
         .format()
-        .ok_or_else(|| DecodeError::Invalid("unrecognised image format".into()))?;
+        .ok_or_else(|| ImageError::Invalid("unrecognised image format".into()))?;
     if !matches!(
         format,
         ImageFormat::Png
@@ -147,54 +208,72 @@ fn decode_other(bytes: &[u8], limits: &Limits) -> Result<Image8, DecodeError> {
             | ImageFormat::Bmp
             | ImageFormat::Tiff
     ) {
-        return Err(DecodeError::Invalid(format!(
+        return Err(ImageError::Invalid(format!(
             "unsupported image format {format:?}"
         )));
     }
-    let (w, h) = reader()?.into_dimensions().map_err(invalid)?;
-    check_pixels(u64::from(w), u64::from(h), limits)?;
-    let mut r = reader()?;
+    // Only the allocation cap here: sides are checked below, with our error.
+    let mut r = reader(bytes)?;
     let mut lim = image::Limits::default();
-    // Room for the widest pixel type (RGBA f32) of an image within limits.
-    lim.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    lim.max_alloc = Some(limits.max_decoded_bytes);
     r.limits(lim);
-    // `decode` yields the first frame of an animation, as PIL's open does.
-    let img = r.decode().map_err(invalid)?;
-    pil_convert_rgb(img).map(|data| Image8 {
+    let decoder = r.into_decoder().map_err(invalid)?;
+    let (w, h) = decoder.dimensions();
+    let (w, h) = (u64::from(w), u64::from(h));
+    check_size(w, h, limits)?;
+    let native = u64::from(decoder.color_type().bytes_per_pixel());
+    Ok(Probe {
         width: w as usize,
         height: h as usize,
-        channels: 3,
-        data,
+        // The decoder's output in its own pixel type, then the RGB copy.
+        decode_bytes: w * h * (native + 3),
+        format: Format::Other(format),
     })
+}
+
+/// `image`'s own guard: no single allocation or side past ours.
+fn limited<'a>(
+    mut reader: ImageReader<Cursor<&'a [u8]>>,
+    limits: &Limits,
+) -> ImageReader<Cursor<&'a [u8]>> {
+    let mut lim = image::Limits::default();
+    lim.max_alloc = Some(limits.max_decoded_bytes);
+    let side = u32::try_from(limits.max_side).unwrap_or(u32::MAX);
+    lim.max_image_width = Some(side);
+    lim.max_image_height = Some(side);
+    reader.limits(lim);
+    reader
+}
+
+fn decode_other(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Vec<u8>, ImageError> {
+    let mut r = limited(reader(bytes)?, limits);
+    r.set_format(format);
+    // `decode` yields the first frame of an animation, as PIL's open does,
+    // and never reads the frames after it.
+    pil_convert_rgb(r.decode().map_err(invalid)?)
 }
 
 /// PIL's `convert('RGB')` for what `image` decodes: alpha dropped without
 /// compositing, gray replicated, 16-bit gray clipped at 255 (PIL keeps it as
 /// mode `I;16` and clips), other 16-bit data reduced to its high byte (PIL
 /// unpacks them with `;16B` raw modes, which keep the high byte).
-fn pil_convert_rgb(img: DynamicImage) -> Result<Vec<u8>, DecodeError> {
+fn pil_convert_rgb(img: DynamicImage) -> Result<Vec<u8>, ImageError> {
     let hi = |v: u16| (v >> 8) as u8;
     Ok(match img {
         DynamicImage::ImageRgb8(i) => i.into_raw(),
-        DynamicImage::ImageRgba8(i) => i
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        DynamicImage::ImageLuma8(i) => gray_to_rgb(i.into_raw().into_iter()),
-        DynamicImage::ImageLumaA8(i) => gray_to_rgb(i.into_raw().into_iter().step_by(2)),
-        DynamicImage::ImageLuma16(i) => {
-            gray_to_rgb(i.into_raw().into_iter().map(|v| v.min(255) as u8))
+        DynamicImage::ImageRgba8(i) => map_pixels(i.as_raw(), 4, |p| [p[0], p[1], p[2]]),
+        DynamicImage::ImageLuma8(i) => gray_to_rgb(i.as_raw(), 1),
+        DynamicImage::ImageLumaA8(i) => gray_to_rgb(i.as_raw(), 2),
+        DynamicImage::ImageLuma16(i) => map_pixels(i.as_raw(), 1, |p| [p[0].min(255) as u8; 3]),
+        DynamicImage::ImageLumaA16(i) => map_pixels(i.as_raw(), 2, |p| [hi(p[0]); 3]),
+        DynamicImage::ImageRgb16(i) => {
+            map_pixels(i.as_raw(), 3, |p| [hi(p[0]), hi(p[1]), hi(p[2])])
         }
-        DynamicImage::ImageLumaA16(i) => gray_to_rgb(i.into_raw().into_iter().step_by(2).map(hi)),
-        DynamicImage::ImageRgb16(i) => i.into_raw().into_iter().map(hi).collect(),
-        DynamicImage::ImageRgba16(i) => i
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])])
-            .collect(),
+        DynamicImage::ImageRgba16(i) => {
+            map_pixels(i.as_raw(), 4, |p| [hi(p[0]), hi(p[1]), hi(p[2])])
+        }
         other => {
-            return Err(DecodeError::Invalid(format!(
+            return Err(ImageError::Invalid(format!(
                 "unsupported pixel type {:?}",
                 other.color()
             )))
@@ -209,6 +288,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_bytes: 1 << 20,
         max_pixels: 1 << 20,
+        ..Limits::DEFAULT
     };
 
     #[test]
@@ -221,16 +301,24 @@ mod tests {
     }
 
     #[test]
-    fn empty_garbage_and_limits() {
-        assert_eq!(decode_rgb(&[], &LIMITS), Err(DecodeError::Empty));
+    fn empty_and_garbage_are_refused() {
+        assert_eq!(probe(&[], &LIMITS), Err(ImageError::Empty));
         assert!(matches!(
-            decode_rgb(b"hello, world", &LIMITS),
-            Err(DecodeError::Invalid(_))
+            probe(b"hello, world", &LIMITS),
+            Err(ImageError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_file_over_the_byte_limit_is_refused_by_its_length() {
         let big = vec![0u8; (1 << 20) + 1];
-        assert!(matches!(
-            decode_rgb(&big, &LIMITS),
-            Err(DecodeError::TooManyBytes { .. })
-        ));
+        assert_eq!(
+            probe(&big, &LIMITS),
+            Err(ImageError::OverLimit {
+                limit: Limit::Bytes,
+                value: (1 << 20) + 1,
+                max: 1 << 20
+            })
+        );
     }
 }
