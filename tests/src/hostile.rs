@@ -248,25 +248,34 @@ pub fn webp_header_only(w: u32, h: u32) -> Vec<u8> {
     webp
 }
 
-/// A real progressive JPEG whose last scan is repeated until it has about
-/// `scans` of them: each is a pass over the image for a decoder.
-pub fn jpeg_scan_bomb(scans: usize) -> Vec<u8> {
-    // Smooth content keeps each refinement scan to a few bytes, so that
-    // thousands fit in a file under the byte limit.
-    let (w, h) = (2048usize, 2048usize);
-    let pixels: Vec<u8> = (0..w * h)
-        .flat_map(|i| [(i % w / 8) as u8, (i / w / 8) as u8, 128])
+/// A baseline JPEG of smooth gradients: the cost of a large photo to
+/// decode, in a small file.
+pub fn smooth_jpeg(width: usize, height: usize) -> Vec<u8> {
+    jpeg(width, height, false)
+}
+
+fn jpeg(width: usize, height: usize, progressive: bool) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..width * height)
+        .flat_map(|i| [(i % width / 8) as u8, (i / width / 8) as u8, 128])
         .collect();
     let img = turbojpeg::Image {
         pixels: pixels.as_slice(),
-        width: w,
-        pitch: w * 3,
-        height: h,
+        width,
+        pitch: width * 3,
+        height,
         format: turbojpeg::PixelFormat::RGB,
     };
     let mut c = turbojpeg::Compressor::new().expect("compressor");
-    c.set_progressive(true).expect("progressive");
-    let jpeg = c.compress_to_vec(img).expect("compress");
+    c.set_progressive(progressive).expect("progressive");
+    c.compress_to_vec(img).expect("compress")
+}
+
+/// A real progressive JPEG whose last scan is repeated until it has about
+/// `scans` of them: each is a pass over the image for a decoder. Smooth
+/// content keeps each refinement scan to a few bytes, so that thousands fit
+/// in a file under the byte limit.
+pub fn jpeg_scan_bomb(scans: usize) -> Vec<u8> {
+    let jpeg = jpeg(2048, 2048, true);
     let last_scan = jpeg
         .windows(2)
         .rposition(|w| w == [0xFF, 0xDA])
