@@ -11,6 +11,10 @@
         times the tutorial's loop (PIL preprocessing, torch.stack, model) in
         batches of B over the files after one warm-up batch; prints a JSON line
         with images/s and peak RSS.
+    torch_reference.py hostile --weights W FILE...
+        runs the tutorial on each file alone, counting the ones PIL or torch
+        refuses instead of stopping there; prints a JSON line with the
+        seconds, the errors and peak RSS.
     torch_reference.py images --weights W --output out.safetensors FILE...
         runs the tutorial end to end on each file (PIL open + convert('RGB'),
         Resize(256), CenterCrop(224), ToTensor, Normalize, the model) and writes
@@ -94,6 +98,22 @@ def bench(model: torch.nn.Module, batch: int, files: list) -> None:
                       "images_per_s": round(len(files) / seconds, 2), "peak_rss_bytes": rss}))
 
 
+def hostile(model: torch.nn.Module, files: list) -> None:
+    import json, resource, time
+
+    start = time.perf_counter()
+    errors = 0
+    for f in files:
+        try:
+            embed(model, PREPROCESS(Image.open(f).convert("RGB")).unsqueeze(0))
+        except Exception:  # what PIL refuses is an error for this file only
+            errors += 1
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images": len(files), "errors": errors, "seconds": round(seconds, 3),
+                      "peak_rss_bytes": rss}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -107,9 +127,11 @@ def main() -> None:
     b = sub.add_parser("bench")
     b.add_argument("--batch", type=int, default=8)
     b.add_argument("files", nargs="+")
+    h = sub.add_parser("hostile")
+    h.add_argument("files", nargs="+")
     for p in (t, i):
         p.add_argument("--output", required=True)
-    for p in (t, i, b):
+    for p in (t, i, b, h):
         p.add_argument("--weights", required=True)
     args = parser.parse_args()
     if args.mode == "variants":
@@ -120,6 +142,9 @@ def main() -> None:
     model = load_model(args.weights)
     if args.mode == "bench":
         bench(model, args.batch, args.files)
+        return
+    if args.mode == "hostile":
+        hostile(model, args.files)
         return
     if args.mode == "tensor":
         batch = load_file(args.input)["input"]
