@@ -73,6 +73,7 @@ pub struct BatchConfig {
 struct MemoryBudget {
     waiting: Arc<Semaphore>,
     decoding: Arc<Semaphore>,
+    waiting_kib: u64,
     decoding_kib: u64,
     total_kib: u64,
 }
@@ -85,13 +86,29 @@ fn kib(bytes: u64) -> u32 {
 impl MemoryBudget {
     fn new(bytes: u64) -> Self {
         let total_kib = bytes / 1024;
-        let decoding_kib = total_kib - total_kib / 4;
+        let waiting_kib = total_kib / 4;
+        let decoding_kib = total_kib - waiting_kib;
         MemoryBudget {
-            waiting: Arc::new(Semaphore::new((total_kib / 4) as usize)),
+            waiting: Arc::new(Semaphore::new(waiting_kib as usize)),
             decoding: Arc::new(Semaphore::new(decoding_kib as usize)),
+            waiting_kib,
             decoding_kib,
             total_kib,
         }
+    }
+
+    /// Refuses an image whose `bytes` could never fit the part of size
+    /// `part_kib`: waiting would be forever, and "overloaded" a lie.
+    fn check_fits(bytes: u64, part_kib: u64) -> Result<(), EmbedError> {
+        if u64::from(kib(bytes)) > part_kib {
+            return Err(preprocess::ImageError::OverLimit {
+                limit: Limit::MemoryBudget,
+                value: bytes,
+                max: part_kib * 1024,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn used_bytes(&self) -> i64 {
@@ -269,6 +286,7 @@ impl Embedder {
             .try_acquire_owned()
             .map_err(|_| EmbedError::Overloaded)?;
         inner.metrics.queue_depth.set(self.queue_depth() as i64);
+        MemoryBudget::check_fits(image.len() as u64, inner.budget.waiting_kib)?;
         let received = inner
             .budget
             .waiting
@@ -286,14 +304,7 @@ impl Embedder {
             .await?;
         let probe = probe?;
         let need = probe.decode_bytes;
-        if u64::from(kib(need)) > inner.budget.decoding_kib {
-            return Err(preprocess::ImageError::OverLimit {
-                limit: Limit::MemoryBudget,
-                value: need,
-                max: inner.budget.decoding_kib * 1024,
-            }
-            .into());
-        }
+        MemoryBudget::check_fits(need, inner.budget.decoding_kib)?;
         let decoder = inner.decoders.clone().acquire_owned().await;
         let decoding = inner
             .budget

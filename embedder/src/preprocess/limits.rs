@@ -65,8 +65,9 @@ impl Limit {
         match self {
             Limit::Bytes => "bytes",
             Limit::Pixels => "pixels",
-            Limit::Side => "pixels on one side",
-            Limit::DecodedBytes | Limit::MemoryBudget => "bytes to decode",
+            Limit::Side => "pixels on its longest side",
+            Limit::DecodedBytes => "bytes to decode",
+            Limit::MemoryBudget => "bytes to hold in memory (a share of the budget)",
             Limit::JpegScans => "JPEG scans",
         }
     }
