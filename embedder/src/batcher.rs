@@ -305,13 +305,21 @@ impl Embedder {
         let probe = probe?;
         let need = probe.decode_bytes;
         MemoryBudget::check_fits(need, inner.budget.decoding_kib)?;
-        let decoder = inner.decoders.clone().acquire_owned().await;
+        // The semaphores are never closed: an error cannot happen.
+        let closed = |_| EmbedError::ShuttingDown;
+        let decoder = inner
+            .decoders
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
         let decoding = inner
             .budget
             .decoding
             .clone()
             .acquire_many_owned(kib(need))
-            .await;
+            .await
+            .map_err(closed)?;
         inner
             .metrics
             .memory_reserved_bytes

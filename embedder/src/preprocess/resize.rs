@@ -52,10 +52,9 @@ pub struct ResizeTooLarge {
     pub max: usize,
 }
 
-/// Coefficients of the output indices `start..start + bounds.len()`: per
-/// output index, its first input index, number of inputs, and their weights.
+/// Coefficients of a range of output indices: per output index, its first
+/// input index, number of inputs, and their weights.
 struct Coeffs {
-    start: usize,
     ksize: usize,
     bounds: Vec<(usize, usize)>,
     weights: Vec<i32>,
@@ -106,7 +105,6 @@ impl Coeffs {
             bounds.push((xmin, xmax));
         }
         Ok(Coeffs {
-            start: range.start,
             ksize,
             bounds,
             weights,
@@ -177,7 +175,6 @@ pub fn resize_window(
             }
         }
     }
-    debug_assert_eq!(horiz.start, window.x);
     if !need_v {
         return Ok(Image8 {
             width: window.width,
