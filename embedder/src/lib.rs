@@ -7,6 +7,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 mod fault;
+pub mod fingerprint;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;

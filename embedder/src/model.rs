@@ -22,6 +22,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 /// Length of the vectors this model returns.
 pub const DIMENSION: i64 = 2048;
+/// The model's name, the first part of its fingerprint.
+pub const MODEL_NAME: &str = "resnet50-no-fc";
 /// torchvision's BatchNorm2d epsilon.
 const BN_EPS: f64 = 1e-5;
 /// (blocks, stride) of layer1..layer4.
@@ -32,6 +34,8 @@ const LAYERS: [(usize, i64); 4] = [(3, 1), (4, 2), (6, 2), (3, 2)];
 pub enum ModelError {
     #[error("weights file {0} does not exist")]
     WeightsMissing(PathBuf),
+    #[error("weights file {0} cannot be read: {1}")]
+    WeightsUnreadable(PathBuf, #[source] std::io::Error),
     #[error("weights file {path} is not a usable torchvision ResNet50 state_dict: {source}")]
     WeightsInvalid {
         path: PathBuf,

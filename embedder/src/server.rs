@@ -105,26 +105,31 @@ pub async fn run(
         tch::set_num_threads(cfg.threads as i32);
     }
     let (weights, precision, max_batch) = (cfg.weights.clone(), cfg.precision, batch.max_batch);
-    let model = tokio::task::spawn_blocking(move || -> Result<Resnet50, model::ModelError> {
-        let model = Resnet50::load(&weights, device, precision)?;
-        let start = std::time::Instant::now();
-        for n in [1, max_batch as i64] {
-            let _ = model.forward(&Tensor::zeros([n, 3, 224, 224], (Kind::Float, Device::Cpu)))?;
-        }
-        info!(
-            elapsed_ms = start.elapsed().as_millis() as u64,
-            "model warmed up"
-        );
-        Ok(model)
-    })
-    .await
-    .expect("model load task")?;
+    let (model, fingerprint) =
+        tokio::task::spawn_blocking(move || -> Result<_, model::ModelError> {
+            let model = Resnet50::load(&weights, device, precision)?;
+            let fingerprint = crate::fingerprint::fingerprint(model::MODEL_NAME, &weights)
+                .map_err(|e| model::ModelError::WeightsUnreadable(weights.clone(), e))?;
+            let start = std::time::Instant::now();
+            for n in [1, max_batch as i64] {
+                let _ =
+                    model.forward(&Tensor::zeros([n, 3, 224, 224], (Kind::Float, Device::Cpu)))?;
+            }
+            info!(
+                elapsed_ms = start.elapsed().as_millis() as u64,
+                "model warmed up"
+            );
+            Ok((model, fingerprint))
+        })
+        .await
+        .expect("model load task")?;
     let info = ModelInfo {
         device: model::device_name(device),
         precision: precision.to_string(),
         max_batch: batch.max_batch,
         max_image_bytes: batch.limits.max_bytes as u64,
         max_image_pixels: batch.limits.max_pixels,
+        fingerprint,
     };
     info!(?info, threads = tch::get_num_threads(), "serving");
     let (embedder, model_thread) = Embedder::start(model, &batch, metrics.clone());

@@ -24,6 +24,8 @@ pub struct ModelInfo {
     pub max_batch: usize,
     pub max_image_bytes: u64,
     pub max_image_pixels: u64,
+    /// See [`crate::fingerprint`].
+    pub fingerprint: String,
 }
 
 /// The embedder once the model is warm.
@@ -183,7 +185,7 @@ impl embedder_server::Embedder for EmbedderService {
         let ready = self.ready()?;
         let (info, stats) = (&ready.info, ready.embedder.stats());
         Ok(Response::new(InfoResponse {
-            model: "resnet50-no-fc".into(),
+            model: crate::model::MODEL_NAME.into(),
             dimension: crate::model::DIMENSION as u32,
             device: info.device.clone(),
             precision: info.precision.clone(),
@@ -193,6 +195,7 @@ impl embedder_server::Embedder for EmbedderService {
             version: env!("CARGO_PKG_VERSION").into(),
             batches_run: stats.batches.load(Ordering::Relaxed),
             images_embedded: stats.images.load(Ordering::Relaxed),
+            fingerprint: info.fingerprint.clone(),
         }))
     }
 }

@@ -13,6 +13,9 @@ pub use resize::{resize_bilinear, resize_window, Image8, ResizeTooLarge, Window}
 
 /// Side of the square the model sees.
 pub const CROP: usize = 224;
+/// Bumped whenever a change to decoding or preprocessing could change a
+/// vector, so collections filled before it refuse the new vectors.
+pub const PREPROCESS_VERSION: u32 = 1;
 /// Shorter side after `Resize(256)`.
 pub const RESIZE: usize = 256;
 /// Floats in one preprocessed image (`3 × 224 × 224`).
