@@ -10,8 +10,9 @@ scripts/setup.sh
 # below reuses them instead of a second full build (deps dominate the build
 # time and are optimised in either profile). The integration tests start the
 # workspace's binaries: build them first.
-# The embedder's fault hooks (embedder/src/fault.rs) exist only in this build.
-features=imgsearch-embedder/fault-injection
+# The fault hooks (embedder/src/fault.rs, the gateway's check_filepaths in
+# gateway/src/config.rs) exist only in this build.
+features=imgsearch-embedder/fault-injection,imgsearch-gateway/fault-injection
 cargo build --workspace --bins --release --locked --features "$features"
 cargo test --workspace --release --locked --features "$features" "$@"
 

@@ -20,8 +20,9 @@ pub enum CliError {
     Rpc(Status),
     /// An Insert stream stopped part-way; what it committed is kept.
     #[error(
-        "ingest stopped: {}\n{inserted} images were inserted before it stopped; \
-         run the same command with --skip-existing to resume",
+        "ingest stopped: {}\n{inserted} images were stored before it stopped \
+         (each acknowledged by the gateway); run the same command with \
+         --skip-existing to resume",
         describe(.status)
     )]
     IngestStopped { status: Status, inserted: u64 },

@@ -3,19 +3,20 @@
 //!
 //! Files are read on a thread of their own, a few ahead of the stream, so
 //! memory stays bounded whatever the number of images: the gateway's
-//! backpressure stops the stream, which stops the reader.
+//! backpressure stops the stream, which stops the reader. The report counts
+//! only what the gateway acknowledged, so after any interruption it says
+//! exactly how many images are stored; `--skip-existing` asks the gateway to
+//! skip stored filepaths before embedding them.
 
 use std::{
-    collections::HashSet,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use futures::StreamExt;
-use imgsearch_proto::v1::{ErrorKind, FindFilepathsRequest, InsertRequest, InsertSummary};
+use imgsearch_proto::v1::{insert_response::Event, InsertAck, InsertRequest};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prost::Message;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,8 +27,6 @@ use crate::{
     sources::{self, Candidate, Reader},
 };
 
-/// Filepaths per FindFilepaths call (the gateway's maximum).
-const LOOKUP_CHUNK: usize = 1024;
 /// Images read ahead of the stream.
 const READ_AHEAD: usize = 16;
 /// Room left in a message for the filepath and the collection name.
@@ -62,10 +61,13 @@ pub struct Report {
     pub found: u64,
     /// Found but already in the collection (`--skip-existing`).
     pub skipped: u64,
-    /// Rows inserted and flushed.
+    /// Rows the gateway acknowledged as stored.
     pub inserted: u64,
     pub failures: Vec<Failure>,
     pub seconds: f64,
+    /// Why the ingest stopped early, if it did; the counts above still hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Report {
@@ -100,14 +102,17 @@ enum Item {
     Unreadable(String, String),
 }
 
-/// Runs an ingest to the end.
-pub async fn run(client: &mut Client, opts: Options) -> Result<Report, CliError> {
+/// Runs an ingest to the end. An ingest that stopped part-way still has its
+/// report (what was acknowledged), with the reason beside it.
+pub async fn run(
+    client: &mut Client,
+    opts: Options,
+) -> Result<(Report, Option<CliError>), CliError> {
     let started = Instant::now();
     let paths = opts.paths.clone();
-    let (mut candidates, unreadable) =
-        tokio::task::spawn_blocking(move || sources::discover(&paths))
-            .await
-            .expect("discovery thread")?;
+    let (candidates, unreadable) = tokio::task::spawn_blocking(move || sources::discover(&paths))
+        .await
+        .expect("discovery thread")?;
     let mut report = Report {
         collection: opts.collection.clone(),
         found: candidates.len() as u64,
@@ -120,38 +125,17 @@ pub async fn run(client: &mut Client, opts: Options) -> Result<Report, CliError>
             kind: "UNREADABLE".into(),
             reason: u.reason,
         }));
-    if opts.skip_existing {
-        let stored = stored_filepaths(client, &opts.collection, &candidates).await?;
-        candidates.retain(|c| !stored.contains(&c.filepath));
-        report.skipped = report.found - candidates.len() as u64;
-    }
-    if !candidates.is_empty() {
-        stream(client, &opts, candidates, &mut report).await?;
+    let stopped = if candidates.is_empty() {
+        None
+    } else {
+        stream(client, &opts, candidates, &mut report).await.err()
+    };
+    if let Some(e) = &stopped {
+        report.error = Some(e.to_string());
     }
     report.failures.sort_by(|a, b| a.filepath.cmp(&b.filepath));
     report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
-}
-
-/// The candidates' filepaths the collection already holds.
-async fn stored_filepaths(
-    client: &mut Client,
-    collection: &str,
-    candidates: &[Candidate],
-) -> Result<HashSet<String>, CliError> {
-    let mut stored = HashSet::new();
-    for chunk in candidates.chunks(LOOKUP_CHUNK) {
-        let found = client
-            .find_filepaths(FindFilepathsRequest {
-                collection: collection.to_string(),
-                filepaths: chunk.iter().map(|c| c.filepath.clone()).collect(),
-            })
-            .await?
-            .into_inner()
-            .found;
-        stored.extend(found);
-    }
-    Ok(stored)
+    Ok((report, stopped))
 }
 
 fn progress_bar(total: u64, visible: bool) -> ProgressBar {
@@ -182,7 +166,7 @@ async fn stream(
     let max_bytes = (MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD) as u64;
     let (tx, rx) = mpsc::channel::<Item>(READ_AHEAD);
     let collection = opts.collection.clone();
-    let batch_size = opts.batch_size.unwrap_or(0);
+    let (batch_size, skip_existing) = (opts.batch_size.unwrap_or(0), opts.skip_existing);
     let reader = std::thread::spawn(move || {
         let mut reader = Reader::default();
         for c in candidates {
@@ -192,6 +176,7 @@ async fn stream(
                     filepath: c.filepath,
                     image,
                     batch_size,
+                    skip_existing,
                 }),
                 Err(reason) => Item::Unreadable(c.filepath, reason),
             };
@@ -206,63 +191,61 @@ async fn stream(
     let requests = {
         let (local, bar) = (local.clone(), bar.clone());
         ReceiverStream::new(rx).filter_map(move |item| {
-            bar.inc(1);
             let out = match item {
                 Item::Image(r) => Some(r),
                 Item::Unreadable(filepath, reason) => {
-                    let mut l = local.lock().expect("failures lock");
-                    l.push(Failure {
+                    bar.inc(1);
+                    local.lock().expect("failures lock").push(Failure {
                         filepath,
                         kind: "UNREADABLE".into(),
                         reason,
                     });
-                    bar.set_message(format!("{} unreadable", l.len()));
                     None
                 }
             };
             std::future::ready(out)
         })
     };
-    let outcome = client.insert(requests).await;
+    let outcome = async {
+        let mut answers = client.insert(requests).await?.into_inner();
+        while let Some(answer) = answers.message().await? {
+            match answer.event {
+                Some(Event::Ack(ack)) => {
+                    bar.inc((ack.stored.len() + ack.failures.len() + ack.skipped.len()) as u64);
+                    add_ack(report, ack);
+                    bar.set_message(format!("{} stored", report.inserted));
+                }
+                Some(Event::Summary(_)) | None => {}
+            }
+        }
+        Ok::<_, tonic::Status>(())
+    }
+    .await;
     bar.finish_and_clear();
     let _ = reader.join();
     report
         .failures
         .extend(local.lock().expect("failures lock").drain(..));
-    match outcome {
-        Ok(summary) => {
-            add_summary(report, &summary.into_inner());
-            Ok(())
-        }
-        Err(status) => {
-            // The gateway puts what it committed in the status details.
-            let committed = InsertSummary::decode(status.details()).unwrap_or_default();
-            add_summary(report, &committed);
-            Err(CliError::IngestStopped {
-                status,
-                inserted: committed.inserted,
-            })
-        }
-    }
+    outcome.map_err(|status| CliError::IngestStopped {
+        status,
+        inserted: report.inserted,
+    })
 }
 
-fn add_summary(report: &mut Report, summary: &InsertSummary) {
-    report.inserted += summary.inserted;
-    report.failures.extend(summary.failures.iter().map(|f| {
+/// Counts one acknowledgement into the report.
+fn add_ack(report: &mut Report, ack: InsertAck) {
+    report.inserted += ack.stored.len() as u64;
+    report.skipped += ack.skipped.len() as u64;
+    report.failures.extend(ack.failures.into_iter().map(|f| {
+        let error = f.error.unwrap_or_default();
         Failure {
-            filepath: f.filepath.clone(),
-            kind: f
-                .error
-                .as_ref()
-                .map_or(ErrorKind::Unspecified, |e| e.kind())
+            filepath: f.filepath,
+            kind: error
+                .kind()
                 .as_str_name()
                 .trim_start_matches("ERROR_KIND_")
                 .to_string(),
-            reason: f
-                .error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
+            reason: error.message,
         }
     }));
 }
@@ -291,6 +274,7 @@ mod tests {
                 },
             ],
             seconds: 2.0,
+            error: None,
         };
         let text = r.render();
         assert!(text.starts_with("ingested 2 of 5 images into \"c\" in 2.0 s (1.0 images/s); 1 already stored, skipped; 2 failed:\n"));

@@ -107,8 +107,9 @@ struct IngestArgs {
     /// default (128) when not given.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch_size: Option<u32>,
-    /// Send only images whose filepath the collection does not hold yet: an
-    /// interrupted ingest resumes without duplicates.
+    /// Skip images whose filepath the collection already holds (the gateway
+    /// checks before embedding them): an interrupted ingest resumes without
+    /// duplicates.
     #[arg(long)]
     skip_existing: bool,
     /// Print the report as JSON.
@@ -195,11 +196,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 skip_existing: a.skip_existing,
                 progress: !a.json && std::io::stderr().is_terminal(),
             };
-            let report = ingest::run(&mut client, opts).await?;
+            let (report, stopped) = ingest::run(&mut client, opts).await?;
             if a.json {
                 print_json(&report);
             } else {
                 print!("{}", report.render());
+            }
+            if let Some(e) = stopped {
+                return Err(e);
             }
         }
         // Answered above, without the ImageSearch client.

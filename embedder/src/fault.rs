@@ -6,7 +6,9 @@
 //! - `model-panic`: the model thread panics on its first batch, as a CUDA
 //!   error surfacing as a panic would;
 //! - `abort-on-decode`: the process aborts while decoding, as it does when
-//!   an allocation fails.
+//!   an allocation fails;
+//! - `model-stall`: the model thread hangs on its first batch, as a wedged
+//!   GPU would, while the process stays up and answers health checks.
 
 #[cfg(feature = "fault-injection")]
 fn active(name: &str) -> bool {
@@ -22,6 +24,10 @@ pub fn on_batch() {
     #[cfg(feature = "fault-injection")]
     if active("model-panic") {
         panic!("injected fault: model-panic");
+    }
+    #[cfg(feature = "fault-injection")]
+    if active("model-stall") {
+        std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
     }
 }
 

@@ -114,6 +114,56 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: u32,
 
+    /// Most Insert streams open at once; more are RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IMGSEARCH_MAX_INSERT_STREAMS", default_value_t = 32)]
+    pub max_insert_streams: usize,
+
+    /// Bytes of images one Insert stream may hold while the embedders work
+    /// on them; when they are spent the stream stops reading (backpressure).
+    /// At least --max-message-bytes plus 1 KiB.
+    #[arg(long, env = "IMGSEARCH_INSERT_STREAM_BYTES", default_value_t = 256 << 20)]
+    pub insert_stream_bytes: usize,
+
+    /// Bytes all Insert streams together may hold; each reserves
+    /// --insert-stream-bytes when it opens, and one that finds no room is
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IMGSEARCH_INSERT_MEMORY_BYTES", default_value_t = 2 << 30)]
+    pub insert_memory_bytes: usize,
+
+    /// Seconds an Insert stream may send nothing; then what it sent is
+    /// committed and acknowledged, and it ends DEADLINE_EXCEEDED.
+    #[arg(long, env = "IMGSEARCH_INSERT_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub insert_idle_timeout_secs: u64,
+
+    /// Seconds an embedder may take to answer a Search's images, or go
+    /// without answering anything while an Insert stream's images wait; then
+    /// it is taken as gone.
+    #[arg(long, env = "IMGSEARCH_EMBED_TIMEOUT_SECS", default_value_t = 30)]
+    pub embed_timeout_secs: u64,
+
+    /// Seconds the flush at the end of an Insert may take; the rows stay
+    /// stored if it does not finish (Milvus seals them by itself).
+    #[arg(
+        long,
+        env = "IMGSEARCH_MILVUS_FLUSH_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub milvus_flush_timeout_secs: u64,
+
+    /// Seconds between HTTP/2 pings to idle callers; one that does not answer
+    /// within --keepalive-timeout-secs is dropped, and its Insert stream
+    /// commits what it received.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_KEEPALIVE_SECS", default_value_t = 30)]
+    pub keepalive_secs: u64,
+
+    /// Seconds a keepalive ping may go unanswered.
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub keepalive_timeout_secs: u64,
+
     /// Largest gRPC message accepted or sent (an image travels in one).
     #[arg(long, env = "IMGSEARCH_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
     pub max_message_bytes: usize,
@@ -132,6 +182,40 @@ pub struct Config {
 }
 
 impl Config {
+    /// Settings that cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        let item = self.max_message_bytes + crate::ingest::admission::ITEM_OVERHEAD_BYTES;
+        if self.insert_stream_bytes < item {
+            return Err(format!(
+                "--insert-stream-bytes {} cannot hold one image of --max-message-bytes {} \
+                 (it needs {item})",
+                self.insert_stream_bytes, self.max_message_bytes
+            ));
+        }
+        if self.insert_memory_bytes < self.insert_stream_bytes {
+            return Err(format!(
+                "--insert-memory-bytes {} is less than one stream's --insert-stream-bytes {}",
+                self.insert_memory_bytes, self.insert_stream_bytes
+            ));
+        }
+        if self.max_insert_streams == 0 {
+            return Err("--max-insert-streams must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the gateway checks filepath lengths itself. Only a test build
+    /// (feature `fault-injection`, IMGSEARCH_GATEWAY_FAULT=skip-filepath-check)
+    /// turns this off, so tests can watch Milvus refuse a row.
+    pub fn check_filepaths(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if std::env::var("IMGSEARCH_GATEWAY_FAULT").as_deref() == Ok("skip-filepath-check") {
+            tracing::warn!("fault injection: filepath lengths are not checked");
+            return false;
+        }
+        true
+    }
+
     /// The Milvus connection settings, credentials folded into one token.
     pub fn milvus(&self) -> MilvusConfig {
         let token = match (&self.milvus_token, &self.milvus_user, &self.milvus_password) {
@@ -149,6 +233,7 @@ impl Config {
             rpc_timeout: Duration::from_secs(self.milvus_timeout_secs),
             max_attempts: self.milvus_attempts,
             load_timeout: Duration::from_secs(self.load_timeout_secs),
+            flush_timeout: Duration::from_secs(self.milvus_flush_timeout_secs),
         }
     }
 }

@@ -7,6 +7,11 @@
 //! retrying would take the next replica down too. The health watcher marks
 //! replicas up again.
 //!
+//! Each replica's `Info` is kept from the last health check, so a call can
+//! go only to replicas whose model fingerprint matches the collection's
+//! without asking first; a call no replica matches is FAILED_PRECONDITION,
+//! naming both fingerprints. Every call has a deadline.
+//!
 //! With DNS discovery on, each configured hostname stands for every address
 //! it resolves to (a Kubernetes headless Service names all ready pods), and
 //! [`Embedders::refresh`] re-resolves it: one HTTP/2 connection per pod, so
@@ -32,7 +37,7 @@ use tonic::{
 };
 use tracing::{info, warn};
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, milvus::CollectionSpec};
 
 /// How long a replica that failed a call is skipped.
 const COOL_DOWN: Duration = Duration::from_secs(5);
@@ -44,6 +49,8 @@ struct Replica {
     client: EmbedderClient<Channel>,
     /// Milliseconds since `epoch` until which the replica is skipped.
     down_until_ms: AtomicU64,
+    /// Its last `Info` answer.
+    info: RwLock<Option<InfoResponse>>,
 }
 
 /// A configured endpoint; `name` is set when it is a hostname to resolve.
@@ -93,6 +100,8 @@ pub struct Embedders {
     replicas: Arc<RwLock<Arc<Vec<Arc<Replica>>>>>,
     max_message_bytes: usize,
     connect_timeout: Duration,
+    /// Deadline of a unary call, and of each answer on a stream.
+    call_timeout: Duration,
     next: Arc<AtomicUsize>,
     epoch: Instant,
 }
@@ -142,6 +151,7 @@ impl Embedders {
         dns: bool,
         max_message_bytes: usize,
         connect_timeout: Duration,
+        call_timeout: Duration,
     ) -> Result<Self, GatewayError> {
         if uris.is_empty() {
             return Err(GatewayError::InvalidArgument(
@@ -160,6 +170,7 @@ impl Embedders {
             replicas: Arc::default(),
             max_message_bytes,
             connect_timeout,
+            call_timeout,
             next: Arc::default(),
             epoch: Instant::now(),
         };
@@ -186,6 +197,7 @@ impl Embedders {
             target,
             client,
             down_until_ms: AtomicU64::new(0),
+            info: RwLock::new(None),
         }))
     }
 
@@ -277,18 +289,60 @@ impl Embedders {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The next replica in turn that is not marked down (or, when all are,
-    /// the next one anyway: it may be back).
-    fn pick(&self) -> Arc<Replica> {
+    /// The replicas in the order a call should try them: from the next in
+    /// turn, those not marked down first (the others may be back).
+    fn order(&self) -> Vec<Arc<Replica>> {
         let replicas = self.snapshot();
         let n = replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ms();
-        let i = (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| replicas[i].down_until_ms.load(Ordering::Relaxed) <= now)
-            .unwrap_or(start % n);
-        replicas[i].clone()
+        let (mut up, down): (Vec<_>, Vec<_>) = (0..n)
+            .map(|i| replicas[(start + i) % n].clone())
+            .partition(|r| r.down_until_ms.load(Ordering::Relaxed) <= now);
+        up.extend(down);
+        up
+    }
+
+    /// The next replica in turn that is not marked down (or, when all are,
+    /// the next one anyway: it may be back).
+    #[cfg(test)]
+    fn pick(&self) -> Arc<Replica> {
+        self.order().remove(0)
+    }
+
+    /// A replica's model fingerprint: from its last `Info`, or asked now.
+    async fn fingerprint_of(&self, replica: &Replica) -> Result<String, GatewayError> {
+        if let Some(info) = replica.info.read().expect("info lock").as_ref() {
+            return Ok(info.fingerprint.clone());
+        }
+        Ok(self.ask_info(replica).await?.fingerprint)
+    }
+
+    /// Whether `replica` may serve `spec`: `Ok(None)` when it may, the
+    /// replica's fingerprint when it differs from the collection's.
+    async fn mismatch(
+        &self,
+        replica: &Replica,
+        spec: &CollectionSpec,
+    ) -> Result<Option<String>, GatewayError> {
+        let Some(recorded) = &spec.fingerprint else {
+            return Ok(None);
+        };
+        let found = self.fingerprint_of(replica).await?;
+        Ok((found != *recorded).then_some(found))
+    }
+
+    fn mismatch_error(spec: &CollectionSpec, found: String) -> GatewayError {
+        GatewayError::ModelMismatch {
+            collection: spec.name.clone(),
+            recorded: spec.fingerprint.clone().unwrap_or_default(),
+            found,
+        }
+    }
+
+    /// Deadline of a unary call, and of each answer on a stream.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     fn mark(&self, replica: &Replica, up: bool) {
@@ -300,38 +354,81 @@ impl Embedders {
         replica.down_until_ms.store(until, Ordering::Relaxed);
     }
 
-    /// A client for one streaming call, and a way to report its replica down.
-    pub fn client(&self) -> (EmbedderClient<Channel>, ReplicaHandle) {
-        let replica = self.pick();
-        (
-            replica.client.clone(),
-            ReplicaHandle {
-                embedders: self.clone(),
-                replica,
-            },
-        )
+    /// A client for one streaming call on a replica whose model matches the
+    /// collection's, and a way to report that replica down.
+    pub async fn stream_client(
+        &self,
+        spec: &CollectionSpec,
+    ) -> Result<(EmbedderClient<Channel>, ReplicaHandle), GatewayError> {
+        let mut refused = None;
+        let mut last = None;
+        for replica in self.order() {
+            match self.mismatch(&replica, spec).await {
+                Ok(None) => {
+                    return Ok((
+                        replica.client.clone(),
+                        ReplicaHandle {
+                            embedders: self.clone(),
+                            replica,
+                        },
+                    ))
+                }
+                Ok(Some(found)) => refused = Some(found),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match (refused, last) {
+            (Some(found), _) => Self::mismatch_error(spec, found),
+            (None, Some(e)) => e,
+            (None, None) => GatewayError::EmbedderUnavailable("no embedder".into()),
+        })
     }
 
-    /// `EmbedBatch` on a reachable replica: an unreachable one is marked down,
-    /// and the call goes to the next when it never reached the first's
-    /// handler (see [`never_reached_handler`]).
+    /// `EmbedBatch` on a reachable replica whose model matches the
+    /// collection's: an unreachable one is marked down, and the call goes to
+    /// the next when it never reached the first's handler (see
+    /// [`never_reached_handler`]).
     pub async fn embed_batch(
         &self,
+        spec: &CollectionSpec,
         request: tonic::Request<EmbedBatchRequest>,
     ) -> Result<EmbedBatchResponse, GatewayError> {
         let metadata = request.metadata().clone();
         let body = request.into_inner();
         let mut last = None;
-        for _ in 0..self.replica_count() {
-            let replica = self.pick();
+        let mut refused = None;
+        for replica in self.order() {
+            match self.mismatch(&replica, spec).await {
+                Ok(None) => {}
+                Ok(Some(found)) => {
+                    refused = Some(found);
+                    continue;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            }
             let mut req = tonic::Request::new(body.clone());
             *req.metadata_mut() = metadata.clone();
-            match replica.client.clone().embed_batch(req).await {
+            req.set_timeout(self.call_timeout);
+            let mut client = replica.client.clone();
+            let call = tokio::time::timeout(self.call_timeout, client.embed_batch(req));
+            let Ok(answer) = call.await else {
+                warn!(embedder = %replica.uri, "embedder did not answer in time; not retried elsewhere");
+                self.mark(&replica, false);
+                return Err(GatewayError::EmbedderUnavailable(format!(
+                    "{} did not answer within {} s (--embed-timeout-secs)",
+                    replica.uri,
+                    self.call_timeout.as_secs()
+                )));
+            };
+            match answer {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s) if never_reached_handler(&s) => {
                     warn!(embedder = %replica.uri, status = %s, "embedder unreachable; trying another");
                     self.mark(&replica, false);
-                    last = Some(s);
+                    last = Some(status_error(s));
                 }
                 Err(s) if unreachable(&s) => {
                     warn!(embedder = %replica.uri, status = %s,
@@ -342,9 +439,39 @@ impl Embedders {
                 Err(s) => return Err(status_error(s)),
             }
         }
-        Err(status_error(last.unwrap_or_else(|| {
-            tonic::Status::unavailable("no embedder")
-        })))
+        Err(match (refused, last) {
+            (Some(found), _) => Self::mismatch_error(spec, found),
+            (None, Some(e)) => e,
+            (None, None) => GatewayError::EmbedderUnavailable("no embedder".into()),
+        })
+    }
+
+    /// `Info` from one replica, kept for later calls; marks it up or down.
+    async fn ask_info(&self, r: &Replica) -> Result<InfoResponse, GatewayError> {
+        let call = tokio::time::timeout(
+            Duration::from_secs(5),
+            r.client.clone().info(InfoRequest {}),
+        )
+        .await;
+        match call {
+            Ok(Ok(info)) => {
+                self.mark(r, true);
+                let info = info.into_inner();
+                *r.info.write().expect("info lock") = Some(info.clone());
+                Ok(info)
+            }
+            Ok(Err(s)) => {
+                self.mark(r, false);
+                Err(status_error(s))
+            }
+            Err(_) => {
+                self.mark(r, false);
+                Err(GatewayError::EmbedderUnavailable(format!(
+                    "{}: Info timed out",
+                    r.uri
+                )))
+            }
+        }
     }
 
     /// Asks every replica for `Info`, marking each up or down; the first
@@ -353,27 +480,11 @@ impl Embedders {
         let mut answer = None;
         let mut error = None;
         for r in self.snapshot().iter() {
-            let call = tokio::time::timeout(
-                Duration::from_secs(5),
-                r.client.clone().info(InfoRequest {}),
-            )
-            .await;
-            match call {
-                Ok(Ok(info)) => {
-                    self.mark(r, true);
-                    answer.get_or_insert(info.into_inner());
+            match self.ask_info(r).await {
+                Ok(info) => {
+                    answer.get_or_insert(info);
                 }
-                Ok(Err(s)) => {
-                    self.mark(r, false);
-                    error = Some(status_error(s));
-                }
-                Err(_) => {
-                    self.mark(r, false);
-                    error = Some(GatewayError::EmbedderUnavailable(format!(
-                        "{}: Info timed out",
-                        r.uri
-                    )));
-                }
+                Err(e) => error = Some(e),
             }
         }
         answer.ok_or_else(|| {
@@ -414,7 +525,14 @@ mod tests {
 
     fn embedders(uris: &[&str], dns: bool) -> Embedders {
         let uris: Vec<String> = uris.iter().map(|u| u.to_string()).collect();
-        Embedders::new(&uris, dns, 1 << 20, Duration::from_secs(1)).unwrap()
+        Embedders::new(
+            &uris,
+            dns,
+            1 << 20,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap()
     }
 
     fn uris(e: &Embedders) -> Vec<String> {

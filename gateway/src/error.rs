@@ -21,6 +21,18 @@ pub enum GatewayError {
     Overloaded(String),
     #[error("embedder failed: {0}")]
     Embedder(String),
+    #[error(
+        "collection {collection:?} holds vectors of model {recorded:?}, but the embedder runs \
+         {found:?}; vectors of different models cannot be compared (point the gateway at \
+         embedders with the collection's weights, or create a new collection)"
+    )]
+    ModelMismatch {
+        collection: String,
+        recorded: String,
+        found: String,
+    },
+    #[error("{0}")]
+    Deadline(String),
 }
 
 impl From<MilvusError> for GatewayError {
@@ -52,6 +64,8 @@ impl From<GatewayError> for tonic::Status {
             }
             GatewayError::Overloaded(_) => tonic::Status::resource_exhausted(msg),
             GatewayError::Milvus(_) | GatewayError::Embedder(_) => tonic::Status::internal(msg),
+            GatewayError::ModelMismatch { .. } => tonic::Status::failed_precondition(msg),
+            GatewayError::Deadline(_) => tonic::Status::deadline_exceeded(msg),
         }
     }
 }

@@ -1,13 +1,13 @@
-//! FindFilepaths: which filepaths a collection already holds. This is what
-//! makes an interrupted ingest resumable without duplicates: the client asks
-//! before sending, so images already stored never travel again.
+//! FindFilepaths: which filepaths a collection already holds, for clients
+//! that keep their own account (an Insert stream with `skip_existing` does
+//! the same check on the gateway).
 
 use imgsearch_proto::v1::{FindFilepathsRequest, FindFilepathsResponse};
 use tracing::instrument;
 
-use crate::{error::GatewayError, milvus::MilvusStore, schema::FILEPATH_MAX_LENGTH};
+use crate::{error::GatewayError, milvus::MilvusStore, schema::FILEPATH_MAX_BYTES};
 
-/// Most filepaths per call: 1024 quoted filepaths of 200 characters keep
+/// Most filepaths per call: 1024 quoted filepaths of 200 bytes keep
 /// Milvus's filter expression near 200 KiB.
 pub const MAX_FILEPATHS: usize = 1024;
 
@@ -28,9 +28,10 @@ pub async fn find(
     let askable: Vec<String> = req
         .filepaths
         .iter()
-        .filter(|p| p.chars().count() <= FILEPATH_MAX_LENGTH as usize)
+        .filter(|p| !p.is_empty() && p.len() <= FILEPATH_MAX_BYTES)
         .cloned()
         .collect();
+    store.collection_spec(&req.collection).await?;
     let stored = store.stored_filepaths(&req.collection, &askable).await?;
     let mut seen = std::collections::HashSet::new();
     let found = req

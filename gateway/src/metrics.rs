@@ -13,6 +13,10 @@ pub struct Metrics {
     pub inserted_rows: IntCounter,
     /// Insert items that failed, by error kind.
     pub item_failures: IntCounterVec,
+    /// Insert items skipped as already stored (`skip_existing`).
+    pub skipped_items: IntCounter,
+    /// Insert streams open now.
+    pub insert_streams: IntGauge,
     /// Milvus search time per Search call.
     pub search_seconds: Histogram,
     /// Embedding time per Search call.
@@ -56,6 +60,13 @@ impl Metrics {
                 .buckets(seconds_buckets()),
         )
         .unwrap();
+        let skipped_items = IntCounter::new(
+            "gateway_skipped_items_total",
+            "Insert items skipped as already stored",
+        )
+        .unwrap();
+        let insert_streams =
+            IntGauge::new("gateway_insert_streams", "Insert streams open now").unwrap();
         let milvus_up = IntGauge::new("gateway_milvus_up", "1 while Milvus answers").unwrap();
         let embedder_up =
             IntGauge::new("gateway_embedder_up", "1 while an embedder answers").unwrap();
@@ -68,6 +79,8 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(inserted_rows.clone()),
             Box::new(item_failures.clone()),
+            Box::new(skipped_items.clone()),
+            Box::new(insert_streams.clone()),
             Box::new(search_seconds.clone()),
             Box::new(embed_seconds.clone()),
             Box::new(milvus_up.clone()),
@@ -81,6 +94,8 @@ impl Metrics {
             requests,
             inserted_rows,
             item_failures,
+            skipped_items,
+            insert_streams,
             search_seconds,
             embed_seconds,
             milvus_up,

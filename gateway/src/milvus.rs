@@ -2,9 +2,19 @@
 //! touches the SDK, so its rough edges against Milvus 2.3 are handled here:
 //! search results are read through ids/scores/output fields (the SDK's
 //! `rows()` fails on 2.3.5), reads use Strong consistency so a finished
-//! Insert is visible to the next Search, and the retry policy is bounded.
+//! Insert is visible to the next Search, the retry policy is bounded, and
+//! the flush (which the SDK would poll forever) has a deadline.
+//!
+//! What Insert and Search need to know of a collection (its dimension and
+//! the model fingerprint it records) is cached for [`SPEC_TTL`], so they
+//! spend no Milvus call on it; creating or dropping a collection through
+//! this gateway clears its entry at once.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use imgsearch_proto::v1::{CollectionInfo, FieldInfo, Hit};
 use milvus::v2::prelude::*;
@@ -33,6 +43,22 @@ pub struct MilvusConfig {
     pub max_attempts: u32,
     /// How long CreateCollection waits for the collection to load.
     pub load_timeout: Duration,
+    /// How long a flush may take before the stream reports it unfinished.
+    pub flush_timeout: Duration,
+}
+
+/// How long a collection's cached [`CollectionSpec`] is trusted: another
+/// gateway may drop and recreate the collection meanwhile.
+const SPEC_TTL: Duration = Duration::from_secs(30);
+
+/// What the data path needs to know of a collection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectionSpec {
+    pub name: String,
+    pub dimension: u32,
+    /// The model fingerprint the collection records; `None` for one created
+    /// by other tools, whose vectors are then not checked.
+    pub fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for MilvusConfig {
@@ -45,6 +71,8 @@ impl std::fmt::Debug for MilvusConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("rpc_timeout", &self.rpc_timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("load_timeout", &self.load_timeout)
+            .field("flush_timeout", &self.flush_timeout)
             .finish()
     }
 }
@@ -55,6 +83,8 @@ impl std::fmt::Debug for MilvusConfig {
 pub struct MilvusStore {
     client: ClientV2,
     load_timeout: Duration,
+    flush_timeout: Duration,
+    specs: Arc<Mutex<HashMap<String, (Instant, CollectionSpec)>>>,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -100,6 +130,8 @@ impl MilvusStore {
         Ok(Self {
             client,
             load_timeout: cfg.load_timeout,
+            flush_timeout: cfg.flush_timeout,
+            specs: Arc::default(),
         })
     }
 
@@ -131,8 +163,10 @@ impl MilvusStore {
         &self,
         name: &str,
         dimension: u32,
+        fingerprint: &str,
         drop_if_exists: bool,
     ) -> Result<()> {
+        self.forget(name);
         if self.exists(name).await? {
             if !drop_if_exists {
                 return Err(GatewayError::CollectionExists(name.to_string()));
@@ -140,7 +174,7 @@ impl MilvusStore {
             self.drop_collection(name).await?;
         }
         self.client
-            .create_collection(schema::create_request(name, dimension)?)
+            .create_collection(schema::create_request(name, dimension, fingerprint)?)
             .await?;
         let deadline = tokio::time::Instant::now() + self.load_timeout;
         loop {
@@ -159,6 +193,7 @@ impl MilvusStore {
 
     #[instrument(skip(self))]
     pub async fn drop_collection(&self, name: &str) -> Result<()> {
+        self.forget(name);
         self.require(name).await?;
         let req = DropCollectionRequest::builder()
             .collection_name(name)
@@ -183,17 +218,24 @@ impl MilvusStore {
         Ok(self.client.get_load_state(req).await?.state())
     }
 
-    /// Schema, index, row count and load state.
-    #[instrument(skip(self))]
-    pub async fn describe(&self, name: &str) -> Result<CollectionInfo> {
+    /// A collection's schema, NOT_FOUND if it does not exist.
+    async fn schema(&self, name: &str) -> Result<CollectionSchema> {
         self.require(name).await?;
         let req = DescribeCollectionRequest::builder()
             .collection_name(name)
             .build()?;
         let described = self.client.describe_collection(req).await?;
-        let fields = described
-            .description()
-            .get_schema()
+        Ok(described.description().get_schema().clone())
+    }
+
+    /// Schema, index, row count and load state.
+    #[instrument(skip(self))]
+    pub async fn describe(&self, name: &str) -> Result<CollectionInfo> {
+        let schema = self.schema(name).await?;
+        let fingerprint = schema::fingerprint_of(schema.get_description())
+            .unwrap_or_default()
+            .to_string();
+        let fields = schema
             .get_fields()
             .iter()
             .map(|f| FieldInfo {
@@ -251,21 +293,43 @@ impl MilvusStore {
             metric_type,
             row_count,
             load_state: format!("{:?}", self.load_state(name).await?),
+            fingerprint,
         })
     }
 
-    /// The vector dimension of a collection, checking it is one of ours.
-    pub async fn dimension(&self, name: &str) -> Result<u32> {
-        let info = self.describe(name).await?;
-        info.fields
+    fn forget(&self, name: &str) {
+        self.specs.lock().expect("specs lock").remove(name);
+    }
+
+    /// Dimension and fingerprint of a collection, checking it is one of
+    /// ours; cached (see the module docs).
+    pub async fn collection_spec(&self, name: &str) -> Result<CollectionSpec> {
+        if let Some((at, spec)) = self.specs.lock().expect("specs lock").get(name) {
+            if at.elapsed() < SPEC_TTL {
+                return Ok(spec.clone());
+            }
+        }
+        let schema = self.schema(name).await?;
+        let dimension = schema
+            .get_fields()
             .iter()
-            .find(|f| f.name == VECTOR_FIELD && f.dimension > 0)
-            .map(|f| f.dimension)
+            .find(|f| f.get_name() == VECTOR_FIELD && f.get_data_type() == DataType::FloatVector)
+            .map(|f| f.get_dimension())
             .ok_or_else(|| {
                 GatewayError::InvalidArgument(format!(
                     "collection {name} has no {VECTOR_FIELD} vector field"
                 ))
-            })
+            })?;
+        let spec = CollectionSpec {
+            name: name.to_string(),
+            dimension,
+            fingerprint: schema::fingerprint_of(schema.get_description()).map(str::to_string),
+        };
+        self.specs
+            .lock()
+            .expect("specs lock")
+            .insert(name.to_string(), (Instant::now(), spec.clone()));
+        Ok(spec)
     }
 
     /// Inserts rows; returns their generated ids in row order.
@@ -283,7 +347,15 @@ impl MilvusStore {
                 FieldData::float_vector(VECTOR_FIELD, vectors),
             ])
             .build()?;
-        let resp = self.client.insert(req).await?;
+        let resp = self.client.insert(req).await.map_err(|e| {
+            let gone = e.to_string().contains("collection not found");
+            if gone {
+                self.forget(name);
+                GatewayError::CollectionNotFound(name.to_string())
+            } else {
+                GatewayError::from(e)
+            }
+        })?;
         match resp.ids() {
             Ids::Int64(ids) => Ok(ids.clone()),
             _ => Err(GatewayError::Milvus(
@@ -292,12 +364,21 @@ impl MilvusStore {
         }
     }
 
-    /// Seals and persists what was inserted (the tutorial's `flush()`).
+    /// Seals and persists what was inserted (the tutorial's `flush()`),
+    /// within the flush timeout.
     #[instrument(skip(self))]
     pub async fn flush(&self, name: &str) -> Result<()> {
-        let req = FlushRequest::builder().collection_names([name]).build()?;
-        self.client.flush(req).await?;
-        Ok(())
+        let req = FlushRequest::builder()
+            .collection_names([name])
+            .wait_flushed_ms(i64::try_from(self.flush_timeout.as_millis()).unwrap_or(i64::MAX))
+            .build()?;
+        match tokio::time::timeout(self.flush_timeout, self.client.flush(req)).await {
+            Ok(done) => done.map(|_| ()).map_err(GatewayError::from),
+            Err(_) => Err(GatewayError::MilvusUnavailable(format!(
+                "the flush did not finish within {} s (--milvus-flush-timeout-secs)",
+                self.flush_timeout.as_secs()
+            ))),
+        }
     }
 
     /// Which of `filepaths` at least one row of the collection holds.
@@ -307,7 +388,6 @@ impl MilvusStore {
         name: &str,
         filepaths: &[String],
     ) -> Result<std::collections::HashSet<String>> {
-        self.require(name).await?;
         if filepaths.is_empty() {
             return Ok(Default::default());
         }
@@ -380,16 +460,23 @@ impl MilvusStore {
     }
 }
 
-/// A Milvus expression string literal: double-quoted, with backslashes and
-/// quotes escaped, so a filepath can never change the expression.
+/// A Milvus expression string literal: double-quoted, with quotes and
+/// backslashes escaped, so a filepath can never change the expression, and
+/// line breaks written as `\n` and `\r`: Milvus's grammar admits any other
+/// character raw inside a literal, but not those two.
 fn string_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
         }
-        out.push(c);
     }
     out.push('"');
     out
@@ -414,5 +501,6 @@ mod tests {
             r#""x\" or id > 0 or ""#
         );
         assert_eq!(string_literal(r"c:\dir\"), r#""c:\\dir\\""#);
+        assert_eq!(string_literal("a\nb\rc\td\0"), "\"a\\nb\\rc\td\0\"");
     }
 }

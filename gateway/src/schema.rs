@@ -14,26 +14,31 @@ pub const ID_FIELD: &str = "id";
 pub const FILEPATH_FIELD: &str = "filepath";
 /// The ResNet50 vector.
 pub const VECTOR_FIELD: &str = "image_embedding";
-/// Longest filepath stored, as in the tutorial.
-pub const FILEPATH_MAX_LENGTH: u32 = 200;
+/// Longest filepath stored, as in the tutorial: VARCHAR(200), which Milvus
+/// measures in bytes of UTF-8.
+pub const FILEPATH_MAX_BYTES: usize = 200;
+/// Marks the model fingerprint in a collection's description.
+const FINGERPRINT_PREFIX: &str = "imgsearch vectors from ";
 
 /// The three fields, in the tutorial's order.
-pub fn collection_schema(dimension: u32) -> CollectionSchema {
-    CollectionSchema::new().fields(vec![
-        FieldSchema::new()
-            .name(ID_FIELD)
-            .data_type(DataType::Int64)
-            .primary_key(true)
-            .auto_id(true),
-        FieldSchema::new()
-            .name(FILEPATH_FIELD)
-            .data_type(DataType::VarChar)
-            .max_length(FILEPATH_MAX_LENGTH),
-        FieldSchema::new()
-            .name(VECTOR_FIELD)
-            .data_type(DataType::FloatVector)
-            .dimension(dimension),
-    ])
+pub fn collection_schema(dimension: u32, fingerprint: &str) -> CollectionSchema {
+    CollectionSchema::new()
+        .description(format!("{FINGERPRINT_PREFIX}{fingerprint}"))
+        .fields(vec![
+            FieldSchema::new()
+                .name(ID_FIELD)
+                .data_type(DataType::Int64)
+                .primary_key(true)
+                .auto_id(true),
+            FieldSchema::new()
+                .name(FILEPATH_FIELD)
+                .data_type(DataType::VarChar)
+                .max_length(FILEPATH_MAX_BYTES as u32),
+            FieldSchema::new()
+                .name(VECTOR_FIELD)
+                .data_type(DataType::FloatVector)
+                .dimension(dimension),
+        ])
 }
 
 /// AUTOINDEX with L2 on the vector field, as the tutorial creates it.
@@ -49,10 +54,35 @@ pub fn vector_index() -> IndexParam {
 pub fn create_request(
     name: &str,
     dimension: u32,
+    fingerprint: &str,
 ) -> Result<CreateCollectionRequest, milvus::v2::error::Error> {
     CreateCollectionRequest::builder()
         .collection_name(name)
-        .schema(collection_schema(dimension))
+        .schema(collection_schema(dimension, fingerprint))
         .index_param(vector_index())
         .build()
+}
+
+/// The fingerprint a collection's description records, if it has one (a
+/// collection created by other tools has none).
+pub fn fingerprint_of(description: &str) -> Option<&str> {
+    description
+        .strip_prefix(FINGERPRINT_PREFIX)
+        .filter(|f| !f.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_carries_the_fingerprint() {
+        let schema = collection_schema(2048, "resnet50-no-fc/sha256:00/preprocess:1");
+        assert_eq!(
+            fingerprint_of(schema.get_description()),
+            Some("resnet50-no-fc/sha256:00/preprocess:1")
+        );
+        assert_eq!(fingerprint_of("made by pymilvus"), None);
+        assert_eq!(fingerprint_of(""), None);
+    }
 }

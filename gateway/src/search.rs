@@ -47,7 +47,8 @@ pub async fn search(
             "{queries} queries; at most {MAX_QUERIES} per call"
         )));
     }
-    let dimension = store.dimension(&req.collection).await?;
+    let spec = store.collection_spec(&req.collection).await?;
+    let dimension = spec.dimension;
 
     let started = Instant::now();
     // One slot per query: a vector, or why there is none.
@@ -64,7 +65,7 @@ pub async fn search(
     } else {
         let mut request = tonic::Request::new(EmbedBatchRequest { images: req.images });
         trace.inject(&mut request);
-        let resp = embedders.embed_batch(request).await?;
+        let resp = embedders.embed_batch(&spec, request).await?;
         resp.results
             .into_iter()
             .map(|r| match r.result {

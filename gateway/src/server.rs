@@ -13,8 +13,16 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    config::Config, embedders::Embedders, error::GatewayError, metrics::Metrics,
-    milvus::MilvusStore, service::ImageSearchService,
+    config::Config,
+    embedders::Embedders,
+    error::GatewayError,
+    ingest::{
+        admission::{Admission, InsertLimits},
+        Ingest, IngestConfig,
+    },
+    metrics::Metrics,
+    milvus::MilvusStore,
+    service::ImageSearchService,
 };
 
 const SERVICE_NAME: &str = "imgsearch.v1.ImageSearch";
@@ -38,6 +46,7 @@ pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    cfg.check().map_err(GatewayError::InvalidArgument)?;
     let metrics = Metrics::new();
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
         .await
@@ -52,18 +61,28 @@ pub async fn run(
         cfg.embedder_dns,
         cfg.max_message_bytes,
         Duration::from_secs(5),
+        Duration::from_secs(cfg.embed_timeout_secs),
     )?;
     let (store_tx, store_rx) = watch::channel(None);
     let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
 
     let reflection_v1 = imgsearch_common::grpc::reflection_v1()?;
     let reflection_v1alpha = imgsearch_common::grpc::reflection_v1alpha()?;
-    let service = ImageSearchService::new(
-        store_rx,
+    let ingest = Ingest::new(
+        IngestConfig {
+            batch_size: cfg.batch_size as usize,
+            idle_timeout: Duration::from_secs(cfg.insert_idle_timeout_secs),
+            check_filepaths: cfg.check_filepaths(),
+        },
+        Admission::new(InsertLimits {
+            max_streams: cfg.max_insert_streams,
+            stream_bytes: cfg.insert_stream_bytes,
+            total_bytes: cfg.insert_memory_bytes,
+        }),
         embedders.clone(),
-        cfg.batch_size as usize,
         metrics.clone(),
     );
+    let service = ImageSearchService::new(store_rx, embedders.clone(), ingest, metrics.clone());
     let grpc = ImageSearchServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
@@ -84,6 +103,8 @@ pub async fn run(
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(cfg.keepalive_secs)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(cfg.keepalive_timeout_secs)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

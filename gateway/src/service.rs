@@ -6,16 +6,16 @@ use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
     CreateCollectionResponse, DescribeCollectionRequest, DropCollectionRequest,
-    DropCollectionResponse, ErrorKind, FindFilepathsRequest, FindFilepathsResponse, InsertRequest,
-    InsertSummary, ListCollectionsRequest, ListCollectionsResponse, SearchRequest, SearchResponse,
+    DropCollectionResponse, FindFilepathsRequest, FindFilepathsResponse, InsertRequest,
+    InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest, SearchResponse,
 };
-use prost::Message;
 use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{instrument, Span};
 
 use crate::{
-    embedders::Embedders, error::GatewayError, filepaths, ingest, metrics::Metrics,
+    embedders::Embedders, error::GatewayError, filepaths, ingest::Ingest, metrics::Metrics,
     milvus::MilvusStore, search,
 };
 
@@ -24,7 +24,7 @@ use crate::{
 pub struct ImageSearchService {
     store: watch::Receiver<Option<MilvusStore>>,
     embedders: Embedders,
-    batch_size: usize,
+    ingest: Ingest,
     metrics: Metrics,
 }
 
@@ -39,13 +39,13 @@ impl ImageSearchService {
     pub fn new(
         store: watch::Receiver<Option<MilvusStore>>,
         embedders: Embedders,
-        batch_size: usize,
+        ingest: Ingest,
         metrics: Metrics,
     ) -> Self {
         Self {
             store,
             embedders,
-            batch_size,
+            ingest,
             metrics,
         }
     }
@@ -65,20 +65,6 @@ impl ImageSearchService {
         }
         result.map(Response::new)
     }
-
-    fn count_insert(&self, summary: &InsertSummary) {
-        self.metrics.inserted_rows.inc_by(summary.inserted);
-        for f in &summary.failures {
-            let kind = f
-                .error
-                .as_ref()
-                .map_or(ErrorKind::Unspecified, |e| e.kind());
-            self.metrics
-                .item_failures
-                .with_label_values(&[kind.as_str_name()])
-                .inc();
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -92,10 +78,16 @@ impl ImageSearch for ImageSearchService {
         let req = request.into_inner();
         let result = async {
             let store = self.store()?;
-            // The vector field takes the dimension the embedders produce.
-            let dimension = self.embedders.info().await?.dimension;
+            // The vector field takes the dimension the embedders produce,
+            // and the collection records which model made its vectors.
+            let info = self.embedders.info().await?;
             store
-                .create_collection(&req.name, dimension, req.drop_if_exists.unwrap_or(true))
+                .create_collection(
+                    &req.name,
+                    info.dimension,
+                    &info.fingerprint,
+                    req.drop_if_exists.unwrap_or(true),
+                )
                 .await?;
             let collection = store.describe(&req.name).await?;
             Ok::<_, GatewayError>(CreateCollectionResponse {
@@ -148,49 +140,23 @@ impl ImageSearch for ImageSearchService {
         )
     }
 
+    type InsertStream = ReceiverStream<Result<InsertResponse, Status>>;
+
+    /// Admits the stream and hands it to the ingest task; how it ends is
+    /// counted there.
     #[instrument(skip_all, fields(trace_id))]
     async fn insert(
         &self,
         request: Request<Streaming<InsertRequest>>,
-    ) -> Result<Response<InsertSummary>, Status> {
+    ) -> Result<Response<Self::InsertStream>, Status> {
         let trace = trace(&request);
-        let store = match self.store() {
-            Ok(s) => s,
-            Err(e) => return self.counted("Insert", Err(e.into())),
-        };
-        let outcome = ingest::insert_stream(
-            &store,
-            &self.embedders,
-            self.batch_size,
-            &trace,
-            request.into_inner(),
-        )
-        .await;
-        let result = match outcome {
-            Ok(summary) => {
-                self.count_insert(&summary);
-                Ok(summary)
-            }
-            Err(interrupted) => {
-                self.count_insert(&interrupted.summary);
-                // What was committed travels with the error: the status
-                // details hold the encoded InsertSummary.
-                let status = Status::from(interrupted.error);
-                let s = &interrupted.summary;
-                let message = format!(
-                    "{} ({} rows inserted and flushed before it stopped; {} items failed)",
-                    status.message(),
-                    s.inserted,
-                    s.failures.len()
-                );
-                Err(Status::with_details(
-                    status.code(),
-                    message,
-                    s.encode_to_vec().into(),
-                ))
-            }
-        };
-        self.counted("Insert", result)
+        let started = self
+            .store()
+            .and_then(|store| self.ingest.start(store, trace, request.into_inner()));
+        match started {
+            Ok(answers) => Ok(Response::new(answers)),
+            Err(e) => self.counted("Insert", Err(e.into())),
+        }
     }
 
     #[instrument(skip_all, fields(trace_id))]

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 
 use imgsearch_proto::v1::{
     embed_response, embedder_client::EmbedderClient, EmbedRequest, EmbedResponse, ErrorKind,
@@ -29,6 +30,15 @@ impl EmbedderProcess {
     /// [`EmbedderProcess::start`] with environment variables, such as a
     /// fault hook's `IMGSEARCH_EMBEDDER_FAULT`.
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> EmbedderProcess {
+        Self::start_with_weights(&deps::seeded_weights(), extra, env).await
+    }
+
+    /// [`EmbedderProcess::start_with_env`] with another weights file.
+    pub async fn start_with_weights(
+        weights: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> EmbedderProcess {
         let ports = free_ports(2);
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -36,7 +46,7 @@ impl EmbedderProcess {
             "--metrics-listen".into(),
             format!("127.0.0.1:{}", ports[1]),
             "--weights".into(),
-            deps::seeded_weights().display().to_string(),
+            weights.display().to_string(),
             "--device".into(),
             "cpu".into(),
         ];
@@ -124,4 +134,19 @@ pub fn error_kind(r: &EmbedResponse) -> ErrorKind {
         Some(embed_response::Result::Error(e)) => e.kind(),
         other => panic!("{}: expected an error, got {other:?}", r.id),
     }
+}
+
+/// A copy of the seeded weights in `dir` with one weight changed: a model
+/// that loads like the original but has another fingerprint. (safetensors:
+/// an 8-byte header length, the JSON header, then the tensors' bytes; the
+/// byte changed is the lowest of a float near the end.)
+pub fn altered_weights(dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(deps::seeded_weights()).expect("seeded weights");
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert!(bytes.len() > 8 + header + 64, "weights too short");
+    let at = bytes.len() - 64;
+    bytes[at] ^= 1;
+    let out = dir.join("resnet50-altered.safetensors");
+    std::fs::write(&out, bytes).expect("write altered weights");
+    out
 }

@@ -17,6 +17,17 @@ impl GatewayProcess {
     /// Starts `imgsearch-gateway` for `milvus_uri` and `embedders` plus
     /// `extra` flags, and waits until it serves (Milvus and an embedder up).
     pub async fn start(milvus_uri: &str, embedders: &[String], extra: &[&str]) -> GatewayProcess {
+        Self::start_with_env(milvus_uri, embedders, extra, &[]).await
+    }
+
+    /// [`GatewayProcess::start`] with environment variables, such as a fault
+    /// hook's `IMGSEARCH_GATEWAY_FAULT`.
+    pub async fn start_with_env(
+        milvus_uri: &str,
+        embedders: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let ports = free_ports(2);
         let port = ports[0];
         let mut args: Vec<String> = vec![
@@ -33,7 +44,7 @@ impl GatewayProcess {
         let server = ServerProcess::start(
             "imgsearch-gateway",
             &args,
-            &[],
+            env,
             port,
             "imgsearch.v1.ImageSearch",
         )

@@ -6,13 +6,17 @@
 //!   test, for tests that stop and restart it).
 //! - [`embedder`], [`gateway`]: the real service binaries ([`server_process`]).
 //! - [`hostile`]: hostile images, generated.
+//! - [`insert`]: Insert streams driven and their answers collected.
+//! - [`cli`]: the `imgsearch` CLI as a client process.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
+pub mod cli;
 pub mod deps;
 pub mod embedder;
 pub mod gateway;
 pub mod hostile;
 pub mod http;
+pub mod insert;
 pub mod milvus;
 pub mod ports;
 pub mod process;

@@ -131,6 +131,53 @@ impl Milvus {
         format!("http://127.0.0.1:{}", self.ports["proxy_port"])
     }
 
+    /// Every row of a collection as (id, filepath), sorted by id, read from
+    /// Milvus directly with Strong consistency: what a test about data
+    /// counts, never the gateway's word.
+    pub async fn rows(&self, collection: &str) -> Vec<(i64, String)> {
+        Self::rows_at(&self.uri(), collection).await
+    }
+
+    /// [`Milvus::rows`] of the Milvus at `uri`.
+    pub async fn rows_at(uri: &str, collection: &str) -> Vec<(i64, String)> {
+        use milvus::v2::prelude as mv;
+        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(uri))
+            .await
+            .expect("SDK connects");
+        let resp = sdk
+            .query(
+                mv::QueryRequest::builder()
+                    .collection_name(collection)
+                    .filter("id >= 0")
+                    .output_fields(["id", "filepath"])
+                    .consistency_level(mv::ConsistencyLevel::Strong)
+                    .build()
+                    .expect("query"),
+            )
+            .await
+            .expect("query rows");
+        let fields = resp.results().get_output_fields();
+        let ids = fields
+            .iter()
+            .find_map(|f| match f {
+                mv::FieldData::Int64 { name, values } if name == "id" => Some(values.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let paths = fields
+            .iter()
+            .find_map(|f| match f {
+                mv::FieldData::VarChar { name, values } if name == "filepath" => {
+                    Some(values.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut rows: Vec<(i64, String)> = ids.into_iter().zip(paths).collect();
+        rows.sort();
+        rows
+    }
+
     /// The gRPC port.
     pub fn port(&self) -> u16 {
         self.ports["proxy_port"]

@@ -4,8 +4,10 @@
 
 use std::{path::Path, process::Command};
 
-use imgsearch_proto::v1::{CreateCollectionRequest, InsertRequest, SearchRequest};
-use imgsearch_tests::{deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
+use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
+use imgsearch_tests::{
+    deps, embedder::EmbedderProcess, gateway::GatewayProcess, insert::insert, milvus::Milvus,
+};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -111,17 +113,13 @@ async fn the_gateway_talks_tls_to_milvus() {
         .await
         .expect("create over TLS");
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
-    let summary = client
-        .insert(tokio_stream::iter([InsertRequest {
-            collection: "over_tls".into(),
-            filepath: "photo.jpg".into(),
-            image: image.clone(),
-            ..Default::default()
-        }]))
-        .await
-        .expect("insert over TLS")
-        .into_inner();
-    assert_eq!(summary.inserted, 1);
+    let answers = insert(
+        &mut client,
+        "over_tls",
+        vec![("photo.jpg".into(), image.clone())],
+    )
+    .await;
+    assert_eq!(answers.summary().inserted, 1, "{:?}", answers.error);
     let found = client
         .search(SearchRequest {
             collection: "over_tls".into(),

@@ -5,35 +5,14 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use imgsearch_proto::v1::{
-    image_search_client::ImageSearchClient, CreateCollectionRequest, DescribeCollectionRequest,
-    DropCollectionRequest, ErrorKind, InsertRequest, InsertSummary, ListCollectionsRequest,
-    SearchRequest, Vector,
+    CreateCollectionRequest, DescribeCollectionRequest, DropCollectionRequest, ErrorKind,
+    ListCollectionsRequest, SearchRequest, Vector,
 };
 use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus, pyref,
+    deps, embedder::EmbedderProcess, gateway::GatewayProcess, insert::insert, milvus::Milvus, pyref,
 };
 use milvus::v2::prelude as mv;
-use tonic::{transport::Channel, Code};
-
-async fn insert(
-    client: &mut ImageSearchClient<Channel>,
-    collection: &str,
-    items: Vec<(String, Vec<u8>)>,
-) -> Result<InsertSummary, tonic::Status> {
-    let collection = collection.to_string();
-    let requests =
-        tokio_stream::iter(
-            items
-                .into_iter()
-                .map(move |(filepath, image)| InsertRequest {
-                    collection: collection.clone(),
-                    filepath,
-                    image,
-                    ..Default::default()
-                }),
-        );
-    client.insert(requests).await.map(|r| r.into_inner())
-}
+use tonic::Code;
 
 fn files_as_items(files: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
     files
@@ -83,15 +62,31 @@ async fn the_tutorial_end_to_end() {
     let (held_back, stored) = fixtures.split_last().unwrap();
     let mut items = files_as_items(stored);
     items.insert(5, ("not-an-image.txt".into(), b"plain text".to_vec()));
-    let summary = insert(&mut client, name, items).await.expect("insert");
+    let answers = insert(&mut client, name, items).await;
+    assert!(answers.error.is_none(), "{:?}", answers.error);
+    answers.assert_every_item_settled_once();
+    let summary = answers.summary();
     assert_eq!(summary.received, stored.len() as u64 + 1);
     assert_eq!(summary.inserted, stored.len() as u64);
-    assert_eq!(summary.ids.len(), stored.len());
-    assert_eq!(summary.failures.len(), 1);
-    assert_eq!(summary.failures[0].index, 5);
+    assert!(summary.flushed);
+    // Batches of 8: the stored rows came in more than one acknowledgement.
+    assert!(answers.acks.iter().filter(|a| !a.stored.is_empty()).count() > 1);
+    let failures = answers.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].index, 5);
     assert_eq!(
-        summary.failures[0].error.as_ref().unwrap().kind(),
+        failures[0].error.as_ref().unwrap().kind(),
         ErrorKind::InvalidImage
+    );
+    assert_eq!(
+        milvus
+            .rows(name)
+            .await
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        answers.ids(),
+        "Milvus holds exactly the acknowledged rows"
     );
 
     // Milvus itself: schema, index, load state, rows; exactly the tutorial's.
@@ -240,7 +235,7 @@ async fn the_tutorial_end_to_end() {
         .all(|h| std::path::Path::new(&h.filepath).is_file()));
 
     // Parity in Milvus: the stored vectors are the tutorial's.
-    let ids: Vec<i64> = summary.ids.clone();
+    let ids: Vec<i64> = answers.ids();
     let rows = sdk
         .query(
             mv::QueryRequest::builder()
@@ -379,29 +374,37 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(dropped.unwrap_err().code(), Code::NotFound);
 
     let empty = insert(&mut client, name, vec![]).await;
-    assert_eq!(empty.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(empty.error.unwrap().code(), Code::InvalidArgument);
+    assert!(
+        empty.summary.is_none(),
+        "a refused stream ends with the error alone"
+    );
     let unknown = insert(
         &mut client,
         "no_such_collection",
         vec![("a.jpg".into(), image.clone())],
     )
     .await;
-    assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
+    assert_eq!(unknown.error.unwrap().code(), Code::NotFound);
 
     let long = "x".repeat(300);
-    let summary = insert(
+    let answers = insert(
         &mut client,
         name,
         vec![("ok.jpg".into(), image.clone()), (long, image.clone())],
     )
-    .await
-    .unwrap();
-    assert_eq!(summary.inserted, 1);
-    assert_eq!(summary.failures.len(), 1);
-    assert_eq!(summary.failures[0].index, 1);
+    .await;
+    assert_eq!(answers.summary().inserted, 1);
+    let failures = answers.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].index, 1);
     assert_eq!(
-        summary.failures[0].error.as_ref().unwrap().kind(),
+        failures[0].error.as_ref().unwrap().kind(),
         ErrorKind::InvalidArgument
+    );
+    assert!(
+        failures[0].filepath.ends_with("..."),
+        "a long filepath is echoed cut"
     );
 
     // A raw vector of the right dimension searches fine.

@@ -88,12 +88,19 @@ async fn readme_grpcurl_examples_work() {
     let output = |needle: &str| &outputs.iter().find(|(e, _)| e.contains(needle)).unwrap().1;
     assert!(output(":50051 list").contains("imgsearch.v1.ImageSearch"));
     assert!(output("describe imgsearch.v1.ImageSearch")
-        .contains("rpc Insert ( stream .imgsearch.v1.InsertRequest )"));
+        .contains("rpc Insert ( stream .imgsearch.v1.InsertRequest ) returns ( stream .imgsearch.v1.InsertResponse )"));
+    let insert = output("/Insert");
     assert!(
-        output("/Insert").contains("\"inserted\": \"2\""),
-        "{}",
-        output("/Insert")
+        insert.contains("\"stored\""),
+        "an acknowledgement: {insert}"
     );
+    assert!(
+        insert.contains("\"inserted\": \"2\""),
+        "the summary: {insert}"
+    );
+    let resumed = output("skip_existing");
+    assert!(resumed.contains("\"skipped\""), "{resumed}");
+    assert!(!resumed.contains("\"stored\""), "{resumed}");
     let search = output("/Search");
     assert!(search.contains("\"filepath\": \"photo.jpg\""), "{search}");
     assert!(output("/DescribeCollection").contains("AUTOINDEX"));

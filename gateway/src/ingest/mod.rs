@@ -1,0 +1,518 @@
+//! Streaming ingest: images in, acknowledgements out. The rules, in one
+//! place:
+//!
+//! - **Admission** ([`admission`]): at most `--max-insert-streams` streams,
+//!   each reserving `--insert-stream-bytes` of the gateway's
+//!   `--insert-memory-bytes`; beyond either, RESOURCE_EXHAUSTED at once.
+//! - **Checks before cost** ([`reader`], [`item`]): a filepath is 1 to 200
+//!   bytes of UTF-8; an item naming another collection, or too large for the
+//!   stream's budget, fails alone. None of these touches another item.
+//! - **Bounded memory**: images read and not yet answered by the embedder
+//!   hold the stream's budget; when it is spent the stream stops reading.
+//!   At most `EMBED_WINDOW` images are on their way to the embedder, one
+//!   batch of vectors waits for Milvus, and settlements are acknowledged at
+//!   least every batch's worth ([`ledger`]).
+//! - **Resume** ([`claims`]): under `skip_existing` every filepath is claimed
+//!   and looked up in Milvus before its image is embedded.
+//! - **Commit** ([`rows`]): a full batch is inserted and then acknowledged; a
+//!   batch Milvus refuses is split until its bad rows stand alone.
+//! - **Deadlines**: no message for `--insert-idle-timeout-secs` ends the
+//!   stream after committing what was received; an image unanswered for
+//!   `--embed-timeout-secs` stops it (the embedder is taken as gone); Milvus
+//!   calls have the SDK's per-call timeout, the flush its own.
+//! - **Ending**: whatever stops a stream, the rows already embedded are
+//!   committed, every item received is settled (stored, failed or skipped)
+//!   and acknowledged, the summary is sent, and only then the error, if
+//!   any. A stream refused at the start ends with the error alone.
+//! - **The model**: a stream goes only to an embedder whose fingerprint is
+//!   the collection's.
+
+pub mod admission;
+pub mod claims;
+mod item;
+mod ledger;
+mod reader;
+mod rows;
+
+use std::{
+    sync::{atomic::AtomicU64, Arc},
+    time::{Duration, Instant},
+};
+
+use futures::{Stream, StreamExt};
+use imgsearch_common::trace::TraceContext;
+use imgsearch_proto::v1::{
+    embed_response, EmbedRequest, EmbedResponse, ErrorKind, InsertRequest, InsertResponse,
+    ItemFailure,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{info, warn, Instrument};
+
+use self::{
+    admission::{Admission, StreamTicket},
+    claims::Claims,
+    item::{echoed, failure, ItemIndex},
+    ledger::Ledger,
+    reader::{Pending, ReadEnd, ReadEvent, Reader},
+    rows::Row,
+};
+use crate::{
+    embedders::{status_error, Embedders},
+    error::GatewayError,
+    metrics::Metrics,
+    milvus::{CollectionSpec, MilvusStore},
+};
+
+/// Images on their way to the embedder and not yet answered, at most.
+const EMBED_WINDOW: usize = 64;
+/// Settlements the reader may queue ahead of the stream.
+const EVENT_WINDOW: usize = 256;
+/// Answers queued for the caller; beyond, the stream waits for it to read.
+const ANSWER_WINDOW: usize = 4;
+/// How often the embedder's answer deadline is checked.
+const DEADLINE_TICK: Duration = Duration::from_millis(500);
+
+/// Largest batch a caller may ask for: 4096 rows of 2048 floats are 32 MiB,
+/// half of Milvus's 64 MiB message limit.
+pub const MAX_BATCH_SIZE: u32 = 4096;
+
+/// The ingest settings, from the flags.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Rows per Milvus insert unless the stream asks otherwise.
+    pub batch_size: usize,
+    pub idle_timeout: Duration,
+    /// Test-only switch: off lets over-long filepaths reach Milvus.
+    pub check_filepaths: bool,
+}
+
+/// Everything Insert streams share on one gateway.
+#[derive(Clone)]
+pub struct Ingest {
+    config: IngestConfig,
+    admission: Admission,
+    claims: Claims,
+    embedders: Embedders,
+    metrics: Metrics,
+}
+
+/// What the first message set up.
+struct Setup {
+    spec: CollectionSpec,
+    batch_size: usize,
+    skip_existing: bool,
+}
+
+impl Ingest {
+    pub fn new(
+        config: IngestConfig,
+        admission: Admission,
+        embedders: Embedders,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            config,
+            admission,
+            claims: Claims::default(),
+            embedders,
+            metrics,
+        }
+    }
+
+    /// Admits a stream and runs it in the background; its answers come out
+    /// of the returned stream.
+    pub fn start<S>(
+        &self,
+        store: MilvusStore,
+        trace: TraceContext,
+        requests: S,
+    ) -> Result<ReceiverStream<Result<InsertResponse, Status>>, GatewayError>
+    where
+        S: Stream<Item = Result<InsertRequest, Status>> + Send + Unpin + 'static,
+    {
+        let ticket = self.admission.admit()?;
+        self.metrics
+            .insert_streams
+            .set(self.admission.open_streams() as i64);
+        let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
+        let this = self.clone();
+        let span = tracing::info_span!("insert", trace_id = %trace.trace_id, collection = tracing::field::Empty);
+        tokio::spawn(
+            async move {
+                let mut ledger =
+                    Ledger::new(answers, this.metrics.clone(), this.config.idle_timeout);
+                let outcome = match this
+                    .run(&store, &trace, ticket, requests, &mut ledger)
+                    .await
+                {
+                    Ok(error) => {
+                        let status = error.map(Status::from);
+                        ledger.finish(status.clone()).await;
+                        status
+                    }
+                    // Refused at the start: nothing was received.
+                    Err(refused) => {
+                        let status = Status::from(refused);
+                        ledger.refuse(status.clone()).await;
+                        Some(status)
+                    }
+                };
+                this.metrics.observe("Insert", &outcome.map_or(Ok(()), Err));
+                this.metrics
+                    .insert_streams
+                    .set(this.admission.open_streams() as i64);
+            }
+            .instrument(span),
+        );
+        Ok(ReceiverStream::new(rx))
+    }
+
+    /// Reads the first message: which collection, what batch size.
+    async fn setup(
+        &self,
+        store: &MilvusStore,
+        first: &InsertRequest,
+    ) -> Result<Setup, GatewayError> {
+        if first.collection.is_empty() {
+            return Err(GatewayError::InvalidArgument(
+                "the first Insert message must name the collection".into(),
+            ));
+        }
+        tracing::Span::current().record("collection", first.collection.as_str());
+        let batch_size = match first.batch_size {
+            0 => self.config.batch_size,
+            n if n <= MAX_BATCH_SIZE => n as usize,
+            n => {
+                return Err(GatewayError::InvalidArgument(format!(
+                    "batch_size {n} is over {MAX_BATCH_SIZE}"
+                )))
+            }
+        };
+        Ok(Setup {
+            spec: store.collection_spec(&first.collection).await?,
+            batch_size,
+            skip_existing: first.skip_existing,
+        })
+    }
+
+    /// Runs one stream. `Err` when it is refused at the start; otherwise the
+    /// error (if any) that ends it after everything is acknowledged.
+    async fn run<S>(
+        &self,
+        store: &MilvusStore,
+        trace: &TraceContext,
+        ticket: StreamTicket,
+        mut requests: S,
+        ledger: &mut Ledger,
+    ) -> Result<Option<GatewayError>, GatewayError>
+    where
+        S: Stream<Item = Result<InsertRequest, Status>> + Send + Unpin + 'static,
+    {
+        let first = match tokio::time::timeout(self.config.idle_timeout, requests.next()).await {
+            Err(_) => return Err(GatewayError::Deadline("no Insert message arrived".into())),
+            Ok(None) => return Err(GatewayError::InvalidArgument("empty Insert stream".into())),
+            Ok(Some(Err(s))) => return Err(GatewayError::InvalidArgument(s.message().into())),
+            Ok(Some(Ok(first))) => first,
+        };
+        let setup = self.setup(store, &first).await?;
+        let (mut client, replica) = self.embedders.stream_client(&setup.spec).await?;
+        let (embed_tx, embed_rx) = mpsc::channel::<EmbedRequest>(EMBED_WINDOW);
+        let mut embed_request = tonic::Request::new(ReceiverStream::new(embed_rx));
+        trace.inject(&mut embed_request);
+        let mut answers = match client.embed(embed_request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                replica.mark_down();
+                return Err(status_error(s));
+            }
+        };
+
+        let started = Instant::now();
+        let pending = Pending::default();
+        let received = Arc::new(AtomicU64::new(0));
+        let cancel = CancellationToken::new();
+        let (events_tx, mut events) = mpsc::channel(EVENT_WINDOW);
+        let reader = tokio::spawn(
+            Reader {
+                requests,
+                first: Some(first),
+                collection: setup.spec.name.clone(),
+                skip_existing: setup.skip_existing,
+                group_size: setup.batch_size,
+                idle_timeout: self.config.idle_timeout,
+                store: store.clone(),
+                claims: self.claims.clone(),
+                ticket: Arc::new(ticket),
+                pending: pending.clone(),
+                embed_tx,
+                events: events_tx,
+                cancel: cancel.clone(),
+                received: received.clone(),
+                check_filepaths: self.config.check_filepaths,
+            }
+            .run()
+            .in_current_span(),
+        );
+
+        let mut stream = Flow {
+            store,
+            spec: &setup.spec,
+            pending: &pending,
+            ledger,
+            batch: Vec::with_capacity(setup.batch_size),
+            batch_size: setup.batch_size,
+            insert_seconds: 0.0,
+            last_answer: Instant::now(),
+        };
+        let embed_timeout = self.embedders.call_timeout();
+        let mut tick = tokio::time::interval(DEADLINE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut reading, mut embedding) = (true, true);
+        let mut stop: Option<GatewayError> = None;
+        while (reading || embedding) && stop.is_none() {
+            tokio::select! {
+                event = events.recv(), if reading => match event {
+                    Some(e) => stream.settle(e),
+                    None => reading = false,
+                },
+                answer = answers.message(), if embedding => match answer {
+                    Ok(Some(a)) => {
+                        stream.last_answer = Instant::now();
+                        stream.answer(a);
+                    }
+                    Ok(None) => {
+                        embedding = false;
+                        // The embedder ends its answers after the reader
+                        // closed its side (give the reader's task a moment
+                        // to be marked finished); before that, it left early.
+                        let mut waited = 0;
+                        while !reader.is_finished() && waited < 20 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            waited += 1;
+                        }
+                        if !reader.is_finished() {
+                            replica.mark_down();
+                            stop = Some(GatewayError::EmbedderUnavailable(
+                                "the embedder ended the stream early".into(),
+                            ));
+                        }
+                    }
+                    Err(s) => {
+                        warn!(status = %s, "embedder stream failed");
+                        replica.mark_down();
+                        stop = Some(status_error(s));
+                    }
+                },
+                _ = tick.tick() => {
+                    if stream.stalled(embed_timeout) {
+                        replica.mark_down();
+                        stop = Some(GatewayError::EmbedderUnavailable(format!(
+                            "the embedder answered nothing for {} s while images waited \
+                             (--embed-timeout-secs)",
+                            embed_timeout.as_secs()
+                        )));
+                    }
+                }
+            }
+            if stream.batch.len() >= stream.batch_size {
+                if let Some(e) = stream.commit().await {
+                    stop = Some(e);
+                }
+                stream.ledger.acknowledge().await;
+            } else if stream.ledger.unacked_at_least(stream.batch_size) {
+                stream.ledger.acknowledge().await;
+            }
+            if stream.ledger.caller_gone() {
+                // Nobody reads the answers: stop reading, finish the rest.
+                cancel.cancel();
+            }
+        }
+
+        // Wind down: stop the reader, settle what it held and what it sent.
+        cancel.cancel();
+        drop(answers);
+        let (end, unsettled) = reader.await.unwrap_or_else(|e| {
+            warn!(error = %e, "the reader task failed");
+            (ReadEnd::Cancelled, Vec::new())
+        });
+        while let Ok(e) = events.try_recv() {
+            stream.settle(e);
+        }
+        let milvus_down = matches!(
+            stop,
+            Some(GatewayError::MilvusUnavailable(_)) | Some(GatewayError::CollectionNotFound(_))
+        );
+        if milvus_down {
+            stream.fail_batch("not inserted: Milvus stopped answering");
+        } else if let Some(e) = stream.commit().await {
+            stop.get_or_insert(e);
+        }
+        let why = match &stop {
+            Some(e) => format!("not stored: the stream stopped ({e})"),
+            None => "not stored: the embedder never answered".to_string(),
+        };
+        let drained: Vec<_> = pending.lock().expect("pending lock").drain().collect();
+        for (index, item) in drained {
+            stream
+                .ledger
+                .failed(failure(index, item.filepath, ErrorKind::Unavailable, &why));
+        }
+        for (index, filepath) in unsettled {
+            stream
+                .ledger
+                .failed(failure(index, filepath, ErrorKind::Unavailable, &why));
+        }
+        stream.ledger.acknowledge().await;
+
+        let t = Instant::now();
+        if stream.ledger.summary.inserted > 0 && !milvus_down {
+            match store.flush(&setup.spec.name).await {
+                Ok(()) => stream.ledger.summary.flushed = true,
+                Err(e) => {
+                    stop.get_or_insert(e);
+                }
+            }
+        }
+        stream.insert_seconds += t.elapsed().as_secs_f64();
+        let summary = &mut stream.ledger.summary;
+        summary.received = received.load(std::sync::atomic::Ordering::Relaxed);
+        summary.insert_seconds = stream.insert_seconds;
+        summary.embed_seconds = (started.elapsed().as_secs_f64() - stream.insert_seconds).max(0.0);
+        let settled = stream.ledger.settled();
+        if settled != stream.ledger.summary.received {
+            warn!(
+                settled,
+                received = stream.ledger.summary.received,
+                "items left unsettled"
+            );
+        }
+        let s = &stream.ledger.summary;
+        info!(
+            received = s.received,
+            inserted = s.inserted,
+            failed = s.failed,
+            skipped = s.skipped,
+            flushed = s.flushed,
+            ?end,
+            "insert done"
+        );
+        Ok(stop.or(match end {
+            ReadEnd::Finished | ReadEnd::Cancelled => None,
+            ReadEnd::CallerFailed(s) => Some(GatewayError::InvalidArgument(format!(
+                "the Insert stream failed: {}",
+                s.message()
+            ))),
+            ReadEnd::Idle(after) => Some(GatewayError::Deadline(format!(
+                "no Insert message for {} s (--insert-idle-timeout-secs); what was received \
+                 is stored and acknowledged",
+                after.as_secs()
+            ))),
+            ReadEnd::EmbedderGone => Some(GatewayError::EmbedderUnavailable(
+                "the embedder stream closed".into(),
+            )),
+            ReadEnd::Store(e) => Some(e),
+        }))
+    }
+}
+
+/// Stages two and three of a stream: the embedder's answers into a batch,
+/// the batch into Milvus, settlements into the ledger.
+struct Flow<'a> {
+    store: &'a MilvusStore,
+    spec: &'a CollectionSpec,
+    pending: &'a Pending,
+    ledger: &'a mut Ledger,
+    batch: Vec<Row>,
+    batch_size: usize,
+    insert_seconds: f64,
+    /// When the embedder last answered anything.
+    last_answer: Instant,
+}
+
+impl Flow<'_> {
+    fn settle(&mut self, event: ReadEvent) {
+        match event {
+            ReadEvent::Failed(f) => self.ledger.failed(f),
+            ReadEvent::Skipped(i) => self.ledger.skipped(i),
+        }
+    }
+
+    /// One embedder answer: a row for the batch, or the item's failure.
+    fn answer(&mut self, answer: EmbedResponse) {
+        let item = ItemIndex::parse(&answer.id)
+            .and_then(|i| Some((i, self.pending.lock().expect("pending lock").remove(&i)?)));
+        let Some((index, item)) = item else {
+            warn!(id = %answer.id, "the embedder answered an id that is not in flight; ignored");
+            return;
+        };
+        let dimension = self.spec.dimension as usize;
+        match answer.result {
+            Some(embed_response::Result::Vector(v)) if v.values.len() == dimension => {
+                self.batch.push(Row {
+                    index,
+                    filepath: item.filepath,
+                    vector: v.values,
+                    _claim: item.claim,
+                })
+            }
+            Some(embed_response::Result::Vector(v)) => self.ledger.failed(failure(
+                index,
+                item.filepath,
+                ErrorKind::Internal,
+                format!(
+                    "the embedder returned {} values; the collection holds {dimension}",
+                    v.values.len()
+                ),
+            )),
+            Some(embed_response::Result::Error(e)) => self.ledger.failed(ItemFailure {
+                index: index.0,
+                filepath: echoed(item.filepath),
+                error: Some(e),
+            }),
+            None => self.ledger.failed(failure(
+                index,
+                item.filepath,
+                ErrorKind::Internal,
+                "the embedder sent an empty answer",
+            )),
+        }
+    }
+
+    /// Whether the embedder is stuck: images have waited longer than
+    /// `timeout` and it has answered nothing for as long. (A single image's
+    /// wait is no measure: under load an image may queue behind hundreds.)
+    fn stalled(&self, timeout: Duration) -> bool {
+        if self.last_answer.elapsed() <= timeout {
+            return false;
+        }
+        let pending = self.pending.lock().expect("pending lock");
+        pending.values().any(|p| p.sent_at.elapsed() > timeout)
+    }
+
+    /// Inserts the batch; settles every row; the error that must stop the
+    /// stream, if Milvus itself failed.
+    async fn commit(&mut self) -> Option<GatewayError> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        let rows = std::mem::take(&mut self.batch);
+        let t = Instant::now();
+        let done = rows::commit(self.store, &self.spec.name, rows).await;
+        self.insert_seconds += t.elapsed().as_secs_f64();
+        self.ledger.stored(done.stored);
+        for f in done.failures {
+            self.ledger.failed(f);
+        }
+        done.stop
+    }
+
+    fn fail_batch(&mut self, reason: &str) {
+        for r in std::mem::take(&mut self.batch) {
+            self.ledger
+                .failed(failure(r.index, r.filepath, ErrorKind::Unavailable, reason));
+        }
+    }
+}

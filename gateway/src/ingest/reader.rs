@@ -1,0 +1,365 @@
+//! Stage one of an Insert stream: the caller's messages in, images out to
+//! the embedder stream.
+//!
+//! Each item is checked before it costs anything: its collection, its
+//! filepath (1 to 200 bytes), and whether its image can fit the stream's
+//! budget; a bad item becomes a failure event and the next is read. A good
+//! item waits for room in the budget (backpressure), then, under
+//! `skip_existing`, joins a group that is claimed and looked up in Milvus
+//! before any of it is embedded. An item goes into the shared pending map
+//! before its image is sent, so the embedder's answer always finds it.
+//!
+//! Every wait can be cancelled; an item the reader holds when cancelled is
+//! handed back as unsettled, so the stream still accounts for it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, Stream, StreamExt};
+use imgsearch_proto::v1::{EmbedRequest, ErrorKind, InsertRequest, ItemFailure};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    admission::StreamTicket,
+    claims::{Claim, Claims},
+    item::{failure, filepath_problem, ItemIndex},
+};
+use crate::{error::GatewayError, filepaths::MAX_FILEPATHS, milvus::MilvusStore};
+
+/// An item sent to the embedder and not yet answered.
+pub struct PendingItem {
+    pub filepath: String,
+    pub claim: Option<Claim>,
+    /// When its image went out; the stream fails if no answer comes in time.
+    pub sent_at: Instant,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Items in flight to the embedder, shared with the stage that reads its
+/// answers.
+pub type Pending = Arc<Mutex<HashMap<ItemIndex, PendingItem>>>;
+
+/// What the reader settles by itself.
+pub enum ReadEvent {
+    Failed(ItemFailure),
+    Skipped(ItemIndex),
+}
+
+/// Why the reader stopped.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The caller closed its side.
+    Finished,
+    /// The caller's stream failed (it cancelled, or vanished).
+    CallerFailed(tonic::Status),
+    /// No message for the idle timeout.
+    Idle(Duration),
+    /// The stream told it to stop.
+    Cancelled,
+    /// The embedder stream closed under it.
+    EmbedderGone,
+    /// Milvus could not say which filepaths are stored.
+    Store(GatewayError),
+}
+
+/// A good item waiting to be sent.
+struct Candidate {
+    index: ItemIndex,
+    filepath: String,
+    image: Vec<u8>,
+    budget: OwnedSemaphorePermit,
+}
+
+/// The reader's channels and settings.
+pub struct Reader<S> {
+    pub requests: S,
+    pub first: Option<InsertRequest>,
+    pub collection: String,
+    pub skip_existing: bool,
+    /// Items looked up in Milvus at once under `skip_existing`.
+    pub group_size: usize,
+    pub idle_timeout: Duration,
+    pub store: MilvusStore,
+    pub claims: Claims,
+    pub ticket: Arc<StreamTicket>,
+    pub pending: Pending,
+    pub embed_tx: mpsc::Sender<EmbedRequest>,
+    pub events: mpsc::Sender<ReadEvent>,
+    pub cancel: CancellationToken,
+    /// Items read so far.
+    pub received: Arc<AtomicU64>,
+    /// Test-only: let over-long filepaths through, so Milvus refuses them.
+    pub check_filepaths: bool,
+}
+
+impl<S> Reader<S>
+where
+    S: Stream<Item = Result<InsertRequest, tonic::Status>> + Send + Unpin + 'static,
+{
+    /// Reads until the caller is done or the stream stops; returns why, and
+    /// the items it held and could not settle.
+    pub async fn run(mut self) -> (ReadEnd, Vec<(ItemIndex, String)>) {
+        let mut unsettled = Vec::new();
+        let end = self.read_all(&mut unsettled).await;
+        (end, unsettled)
+    }
+
+    async fn read_all(&mut self, unsettled: &mut Vec<(ItemIndex, String)>) -> ReadEnd {
+        let mut group: Vec<Candidate> = Vec::new();
+        loop {
+            let next = match self.first.take() {
+                Some(first) => Some(Ok(first)),
+                None => {
+                    let ready = if group.is_empty() {
+                        None
+                    } else {
+                        self.requests.next().now_or_never()
+                    };
+                    match ready {
+                        Some(next) => next,
+                        None => {
+                            // Nothing more at hand: send what is grouped
+                            // before waiting on the caller.
+                            if let Err(end) = self.check_group(&mut group, unsettled).await {
+                                return end;
+                            }
+                            match self.wait_next().await {
+                                Ok(next) => next,
+                                Err(end) => return end,
+                            }
+                        }
+                    }
+                }
+            };
+            let req = match next {
+                Some(Ok(req)) => req,
+                Some(Err(status)) => {
+                    return self
+                        .finish(&mut group, unsettled, ReadEnd::CallerFailed(status))
+                        .await
+                }
+                None => return self.finish(&mut group, unsettled, ReadEnd::Finished).await,
+            };
+            let index = ItemIndex(self.received.fetch_add(1, Ordering::Relaxed));
+            if let Some(failure) = self.refusal(index, &req) {
+                if !self.emit(ReadEvent::Failed(failure)).await {
+                    unsettled.push((index, req.filepath));
+                    unsettled.extend(group.drain(..).map(|c| (c.index, c.filepath)));
+                    return ReadEnd::Cancelled;
+                }
+                continue;
+            }
+            let budget = match self.ticket.try_reserve(req.image.len()) {
+                Some(permit) => Some(permit),
+                None => {
+                    // The grouped items hold budget too: send them before
+                    // waiting, or the wait could be for them.
+                    if let Err(end) = self.check_group(&mut group, unsettled).await {
+                        unsettled.push((index, req.filepath));
+                        return end;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => None,
+                        permit = self.ticket.reserve(req.image.len()) => Some(permit),
+                    }
+                }
+            };
+            let Some(budget) = budget else {
+                unsettled.push((index, req.filepath));
+                unsettled.extend(group.drain(..).map(|c| (c.index, c.filepath)));
+                return ReadEnd::Cancelled;
+            };
+            let candidate = Candidate {
+                index,
+                filepath: req.filepath,
+                image: req.image,
+                budget,
+            };
+            if self.skip_existing {
+                group.push(candidate);
+                if group.len() >= self.group_size {
+                    if let Err(end) = self.check_group(&mut group, unsettled).await {
+                        return end;
+                    }
+                }
+            } else if let Err(end) = self.forward(candidate, None).await {
+                return end;
+            }
+        }
+    }
+
+    /// Sends what is grouped, then ends with `end`.
+    async fn finish(
+        &mut self,
+        group: &mut Vec<Candidate>,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+        end: ReadEnd,
+    ) -> ReadEnd {
+        match self.check_group(group, unsettled).await {
+            Ok(()) => end,
+            Err(e) => e,
+        }
+    }
+
+    /// The next message, or why there is none.
+    async fn wait_next(&mut self) -> Result<Option<Result<InsertRequest, tonic::Status>>, ReadEnd> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(ReadEnd::Cancelled),
+            next = tokio::time::timeout(self.idle_timeout, self.requests.next()) => {
+                next.map_err(|_| ReadEnd::Idle(self.idle_timeout))
+            }
+        }
+    }
+
+    /// Why an item must fail before it costs anything, if it must.
+    fn refusal(&self, index: ItemIndex, req: &InsertRequest) -> Option<ItemFailure> {
+        let fail =
+            |kind, message: String| Some(failure(index, req.filepath.clone(), kind, message));
+        if !req.collection.is_empty() && req.collection != self.collection {
+            return fail(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "message names collection {:?}, the stream is for {:?}",
+                    req.collection, self.collection
+                ),
+            );
+        }
+        if self.check_filepaths {
+            if let Some(problem) = filepath_problem(&req.filepath) {
+                return fail(ErrorKind::InvalidArgument, problem);
+            }
+        }
+        if !self.ticket.fits(req.image.len()) {
+            return fail(
+                ErrorKind::ImageTooLarge,
+                format!(
+                    "an image of {} bytes does not fit this gateway's per-stream budget \
+                     (--insert-stream-bytes)",
+                    req.image.len()
+                ),
+            );
+        }
+        None
+    }
+
+    /// Sends a settlement to the stream; false when cancelled first.
+    async fn emit(&mut self, event: ReadEvent) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => false,
+            sent = self.events.send(event) => sent.is_ok(),
+        }
+    }
+
+    /// Under `skip_existing`: claims the group's filepaths, asks Milvus which
+    /// are stored, skips those and the ones claimed elsewhere, sends the rest.
+    async fn check_group(
+        &mut self,
+        group: &mut Vec<Candidate>,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<(), ReadEnd> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let mut claimed = Vec::with_capacity(group.len());
+        let mut skipped = Vec::new();
+        for c in group.drain(..) {
+            match self.claims.try_claim(&self.collection, &c.filepath) {
+                Some(claim) => claimed.push((c, claim)),
+                None => skipped.push(c),
+            }
+        }
+        let paths: Vec<String> = claimed.iter().map(|(c, _)| c.filepath.clone()).collect();
+        let (store, collection) = (&self.store, &self.collection);
+        let lookup = async {
+            let mut stored = std::collections::HashSet::new();
+            for chunk in paths.chunks(MAX_FILEPATHS) {
+                stored.extend(store.stored_filepaths(collection, chunk).await?);
+            }
+            Ok::<_, GatewayError>(stored)
+        };
+        let stored = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => None,
+            stored = lookup => Some(stored),
+        };
+        let stored = match stored {
+            Some(Ok(stored)) => stored,
+            other => {
+                let items = claimed.into_iter().map(|(c, _)| c).chain(skipped);
+                unsettled.extend(items.map(|c| (c.index, c.filepath)));
+                return Err(match other {
+                    Some(Err(e)) => ReadEnd::Store(e),
+                    _ => ReadEnd::Cancelled,
+                });
+            }
+        };
+        let mut send = Vec::with_capacity(claimed.len());
+        for (c, claim) in claimed {
+            if stored.contains(&c.filepath) {
+                skipped.push(c);
+            } else {
+                send.push((c, claim));
+            }
+        }
+        let mut skipped = skipped.into_iter();
+        while let Some(c) = skipped.next() {
+            if !self.emit(ReadEvent::Skipped(c.index)).await {
+                unsettled.push((c.index, c.filepath));
+                unsettled.extend(skipped.map(|c| (c.index, c.filepath)));
+                unsettled.extend(send.into_iter().map(|(c, _)| (c.index, c.filepath)));
+                return Err(ReadEnd::Cancelled);
+            }
+        }
+        let mut send = send.into_iter();
+        while let Some((c, claim)) = send.next() {
+            if let Err(end) = self.forward(c, Some(claim)).await {
+                unsettled.extend(send.map(|(c, _)| (c.index, c.filepath)));
+                return Err(end);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the item as pending, then sends its image to the embedder.
+    /// Once recorded, the stream settles it whatever happens here.
+    async fn forward(&mut self, c: Candidate, claim: Option<Claim>) -> Result<(), ReadEnd> {
+        let index = c.index;
+        self.pending.lock().expect("pending lock").insert(
+            index,
+            PendingItem {
+                filepath: c.filepath,
+                claim,
+                sent_at: Instant::now(),
+                _budget: c.budget,
+            },
+        );
+        let request = EmbedRequest {
+            id: index.embed_id(),
+            image: c.image,
+        };
+        let sent = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(ReadEnd::Cancelled),
+            sent = self.embed_tx.send(request) => sent,
+        };
+        if sent.is_err() {
+            return Err(ReadEnd::EmbedderGone);
+        }
+        // The answer deadline counts from when the image left, not from
+        // when it started waiting for room in the embedder window.
+        if let Some(p) = self.pending.lock().expect("pending lock").get_mut(&index) {
+            p.sent_at = Instant::now();
+        }
+        Ok(())
+    }
+}
