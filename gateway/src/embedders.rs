@@ -411,7 +411,9 @@ impl Embedders {
             }
             let mut req = tonic::Request::new(body.clone());
             *req.metadata_mut() = metadata.clone();
-            req.set_timeout(self.call_timeout);
+            // The embedder learns the deadline (grpc-timeout), a second
+            // later than ours so the local timeout below always speaks first.
+            req.set_timeout(self.call_timeout + Duration::from_secs(1));
             let mut client = replica.client.clone();
             let call = tokio::time::timeout(self.call_timeout, client.embed_batch(req));
             let Ok(answer) = call.await else {
