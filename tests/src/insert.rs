@@ -135,6 +135,15 @@ pub async fn create(client: &mut ImageSearchClient<Channel>, name: &str) {
         .unwrap_or_else(|s| panic!("create {name}: {s:?}"));
 }
 
+/// [`distinct_pngs`] as items named `{prefix}{i}.png`.
+pub fn named_pngs(prefix: &str, first: u64, n: u64) -> Vec<(String, Vec<u8>)> {
+    distinct_pngs(first, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, png)| (format!("{prefix}{i}.png"), png))
+        .collect()
+}
+
 /// `n` distinct small PNGs (noise of seeds `first..first + n`).
 pub fn distinct_pngs(first: u64, n: u64) -> Vec<Vec<u8>> {
     (first..first + n)

@@ -12,7 +12,7 @@ use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
     embedder::{altered_weights, EmbedderProcess},
     gateway::GatewayProcess,
-    insert::{collect, create, distinct_pngs, insert, insert_skipping_existing},
+    insert::{collect, create, distinct_pngs, insert, insert_skipping_existing, named_pngs},
     milvus::Milvus,
 };
 use tonic::Code;
@@ -131,11 +131,7 @@ async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
         GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", "8"]).await;
     let name = "concurrent_resumes";
     create(&mut gateway.client().await, name).await;
-    let items: Vec<(String, Vec<u8>)> = distinct_pngs(500, 40)
-        .into_iter()
-        .enumerate()
-        .map(|(i, png)| (format!("same{i}.png"), png))
-        .collect();
+    let items = named_pngs("same", 500, 40);
     let (mut a, mut b) = (gateway.client().await, gateway.client().await);
     let (first, second) = tokio::join!(
         insert_skipping_existing(&mut a, name, items.clone()),
@@ -177,12 +173,7 @@ async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
     let mut client = gateway.client().await;
     let name = "split_refused_batch";
     create(&mut client, name).await;
-    let images = distinct_pngs(100, 16);
-    let mut items: Vec<(String, Vec<u8>)> = images
-        .into_iter()
-        .enumerate()
-        .map(|(i, img)| (format!("good{i}.png"), img))
-        .collect();
+    let mut items = named_pngs("good", 100, 16);
     items[11].0 = "é".repeat(101);
     let answers = insert(&mut client, name, items).await;
     assert!(answers.error.is_none(), "{:?}", answers.error);
@@ -257,11 +248,7 @@ async fn a_stalled_embedder_ends_the_stream_after_the_embed_timeout() {
     let mut client = gateway.client().await;
     let name = "stalled_embedder";
     create(&mut client, name).await;
-    let items = distinct_pngs(600, 3)
-        .into_iter()
-        .enumerate()
-        .map(|(i, png)| (format!("stall{i}.png"), png))
-        .collect();
+    let items = named_pngs("stall", 600, 3);
     let started = std::time::Instant::now();
     let answers = insert(&mut client, name, items).await;
     let status = answers.error.clone().expect("the stream stops");
@@ -483,11 +470,7 @@ async fn grpc_answers_end_with_a_summary_after_every_acknowledgement() {
     let mut client = gateway.client().await;
     let name = "answer_order";
     create(&mut client, name).await;
-    let items = distinct_pngs(400, 5)
-        .into_iter()
-        .enumerate()
-        .map(|(i, png)| (format!("o{i}.png"), png))
-        .collect();
+    let items = named_pngs("o", 400, 5);
     let reqs = imgsearch_tests::insert::requests(name, items, false);
     let mut stream = client
         .insert(tokio_stream::iter(reqs))
