@@ -51,8 +51,19 @@ enum Command {
     Collection(CollectionCommand),
     /// Store images: files, directories (walked recursively) and .zip archives.
     Ingest(IngestArgs),
-    /// Find the stored images nearest to each query image.
+    /// Find the stored images nearest to each query image, or to stored
+    /// images (--like).
     Search(SearchArgs),
+    /// Delete stored images by filepath (every row holding one).
+    Delete {
+        /// Filepaths as stored.
+        #[arg(required = true)]
+        filepaths: Vec<String>,
+        #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+        collection: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Whether the gateway can serve (its Milvus and an embedder answer):
     /// exit 0 if so, 3 if not.
     Health {
@@ -120,8 +131,22 @@ struct IngestArgs {
 #[derive(Args, Debug)]
 struct SearchArgs {
     /// Query images.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "like")]
     images: Vec<PathBuf>,
+    /// "More like this": search with the vector of a stored image, by its
+    /// stored filepath (embeds nothing; the image itself is left out).
+    #[arg(long, value_name = "FILEPATH", conflicts_with = "images")]
+    like: Vec<String>,
+    /// Only hits closer than this squared L2 distance.
+    #[arg(long, value_name = "DISTANCE")]
+    max_distance: Option<f32>,
+    /// Skip this many nearest hits first (to page through results).
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+    /// How fresh the data must be: session (sees this gateway's writes, the
+    /// default), strong, bounded or eventually.
+    #[arg(long, default_value = "session", value_parser = ["session", "strong", "bounded", "eventually"])]
+    consistency: String,
     #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
     collection: String,
     /// Hits per query.
@@ -206,10 +231,32 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(e);
             }
         }
+        Command::Delete {
+            filepaths,
+            collection,
+            json,
+        } => {
+            let deleted = search::delete(&mut client, &collection, filepaths).await?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": deleted }));
+            } else {
+                println!("deleted {deleted} rows from {collection}");
+            }
+        }
         // Answered above, without the ImageSearch client.
         Command::Health { .. } => {}
         Command::Search(a) => {
-            let results = search::run(&mut client, &a.collection, &a.images, a.top_k).await?;
+            let opts = search::Options {
+                top_k: a.top_k,
+                max_distance: a.max_distance,
+                offset: a.offset,
+                consistency: search::consistency(&a.consistency),
+            };
+            let results = if a.like.is_empty() {
+                search::run(&mut client, &a.collection, &a.images, &opts).await?
+            } else {
+                search::like(&mut client, &a.collection, &a.like, &opts).await?
+            };
             if a.json {
                 print_json(&results);
             } else {

@@ -77,8 +77,8 @@ fn draw_row(img: &mut RgbImage, y: u32, q: &QueryResult, top_k: u32) {
         }
         return;
     }
-    for hit in q.hits.iter().take(top_k as usize) {
-        let x = hit.rank as u32 * CELL_WIDTH;
+    for (column, hit) in q.hits.iter().take(top_k as usize).enumerate() {
+        let x = (column as u32 + 1) * CELL_WIDTH;
         let caption = format!("#{} d={}", hit.rank, distance(hit.distance));
         draw_cell(img, x, y, &hit.filepath, &caption, INK);
     }

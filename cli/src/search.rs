@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use imgsearch_proto::v1::SearchRequest;
+use imgsearch_proto::v1::{
+    stored_ref, Consistency, DeleteRequest, SearchRequest, SearchResponse, StoredRef,
+};
 use serde::Serialize;
 
 use crate::{
@@ -18,7 +20,7 @@ const QUERIES_PER_CALL: usize = 64;
 /// One stored image near a query.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
-    /// 1 for the nearest.
+    /// 1 for the nearest (after --offset: offset + 1).
     pub rank: usize,
     pub id: i64,
     pub filepath: String,
@@ -48,51 +50,62 @@ pub struct Results {
     pub embed_seconds: f64,
 }
 
-/// Searches `collection` with each image of `queries`.
-pub async fn run(
-    client: &mut Client,
-    collection: &str,
-    queries: &[PathBuf],
-    top_k: u32,
-) -> Result<Results, CliError> {
-    if queries.is_empty() {
-        return Err(CliError::Usage("give at least one query image".into()));
+/// What every query of a search shares.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub top_k: u32,
+    pub max_distance: Option<f32>,
+    pub offset: u32,
+    pub consistency: Consistency,
+}
+
+/// The API's consistency for a `--consistency` value.
+pub fn consistency(name: &str) -> Consistency {
+    match name {
+        "strong" => Consistency::Strong,
+        "bounded" => Consistency::Bounded,
+        "eventually" => Consistency::Eventually,
+        _ => Consistency::Session,
     }
-    let mut out = Results {
-        collection: collection.to_string(),
-        top_k,
-        results: Vec::with_capacity(queries.len()),
-        search_seconds: 0.0,
-        embed_seconds: 0.0,
-    };
-    for chunk in queries.chunks(QUERIES_PER_CALL) {
-        let mut images = Vec::with_capacity(chunk.len());
-        for q in chunk {
-            let name = q.display().to_string();
-            let bytes = sources::read(&name, (MAX_MESSAGE_BYTES / 2) as u64)
-                .map_err(|e| CliError::Usage(format!("cannot read query image {name}: {e}")))?;
-            images.push(bytes);
+}
+
+impl Options {
+    fn request(&self, collection: &str) -> SearchRequest {
+        SearchRequest {
+            collection: collection.to_string(),
+            top_k: self.top_k,
+            max_distance: self.max_distance,
+            offset: self.offset,
+            consistency: self.consistency as i32,
+            ..Default::default()
         }
-        let resp = client
-            .search(SearchRequest {
-                collection: collection.to_string(),
-                images,
-                vectors: vec![],
-                top_k,
-            })
-            .await?
-            .into_inner();
-        out.search_seconds += resp.search_seconds;
-        out.embed_seconds += resp.embed_seconds;
-        for (q, r) in chunk.iter().zip(resp.results) {
-            out.results.push(QueryResult {
-                query: q.display().to_string(),
+    }
+}
+
+impl Results {
+    fn new(collection: &str, top_k: u32, queries: usize) -> Self {
+        Results {
+            collection: collection.to_string(),
+            top_k,
+            results: Vec::with_capacity(queries),
+            search_seconds: 0.0,
+            embed_seconds: 0.0,
+        }
+    }
+
+    /// Adds one call's answers, `names` naming its queries in order.
+    fn add(&mut self, names: impl Iterator<Item = String>, resp: SearchResponse, offset: u32) {
+        self.search_seconds += resp.search_seconds;
+        self.embed_seconds += resp.embed_seconds;
+        for (query, r) in names.zip(resp.results) {
+            self.results.push(QueryResult {
+                query,
                 hits: r
                     .hits
                     .into_iter()
                     .enumerate()
                     .map(|(i, h)| Hit {
-                        rank: i + 1,
+                        rank: offset as usize + i + 1,
                         id: h.id,
                         filepath: h.filepath,
                         distance: h.distance,
@@ -103,6 +116,88 @@ pub async fn run(
                     .map(|e| format!("{}: {}", e.kind().as_str_name(), e.message)),
             });
         }
+    }
+}
+
+/// "More like this": searches `collection` with the stored vectors of the
+/// rows holding `filepaths`, each row left out of its own hits.
+pub async fn like(
+    client: &mut Client,
+    collection: &str,
+    filepaths: &[String],
+    opts: &Options,
+) -> Result<Results, CliError> {
+    let mut out = Results::new(collection, opts.top_k, filepaths.len());
+    for chunk in filepaths.chunks(QUERIES_PER_CALL) {
+        let resp = client
+            .search(SearchRequest {
+                like: chunk
+                    .iter()
+                    .map(|p| StoredRef {
+                        r#ref: Some(stored_ref::Ref::Filepath(p.clone())),
+                    })
+                    .collect(),
+                ..opts.request(collection)
+            })
+            .await?
+            .into_inner();
+        out.add(chunk.iter().cloned(), resp, opts.offset);
+    }
+    Ok(out)
+}
+
+/// Deletes every row holding one of `filepaths`; returns how many went.
+pub async fn delete(
+    client: &mut Client,
+    collection: &str,
+    filepaths: Vec<String>,
+) -> Result<u64, CliError> {
+    let mut deleted = 0;
+    for chunk in filepaths.chunks(1024) {
+        deleted += client
+            .delete(DeleteRequest {
+                collection: collection.to_string(),
+                ids: vec![],
+                filepaths: chunk.to_vec(),
+            })
+            .await?
+            .into_inner()
+            .deleted;
+    }
+    Ok(deleted)
+}
+
+/// Searches `collection` with each image of `queries`.
+pub async fn run(
+    client: &mut Client,
+    collection: &str,
+    queries: &[PathBuf],
+    opts: &Options,
+) -> Result<Results, CliError> {
+    if queries.is_empty() {
+        return Err(CliError::Usage("give at least one query image".into()));
+    }
+    let mut out = Results::new(collection, opts.top_k, queries.len());
+    for chunk in queries.chunks(QUERIES_PER_CALL) {
+        let mut images = Vec::with_capacity(chunk.len());
+        for q in chunk {
+            let name = q.display().to_string();
+            let bytes = sources::read(&name, (MAX_MESSAGE_BYTES / 2) as u64)
+                .map_err(|e| CliError::Usage(format!("cannot read query image {name}: {e}")))?;
+            images.push(bytes);
+        }
+        let resp = client
+            .search(SearchRequest {
+                images,
+                ..opts.request(collection)
+            })
+            .await?
+            .into_inner();
+        out.add(
+            chunk.iter().map(|q| q.display().to_string()),
+            resp,
+            opts.offset,
+        );
     }
     Ok(out)
 }

@@ -50,6 +50,7 @@ impl EmbedError {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::Internal | ErrorKind::Unspecified => "internal",
         }
     }

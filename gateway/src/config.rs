@@ -5,7 +5,7 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Parser;
 
-use crate::milvus::MilvusConfig;
+use crate::{admission::StreamLimits, milvus::MilvusConfig};
 
 /// A value that must not be logged.
 #[derive(Clone)]
@@ -135,6 +135,26 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_INSERT_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub insert_idle_timeout_secs: u64,
 
+    /// Most SearchStream calls open at once; more are RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IMGSEARCH_MAX_SEARCH_STREAMS", default_value_t = 32)]
+    pub max_search_streams: usize,
+
+    /// Bytes of query images one SearchStream may hold before they are
+    /// answered; when they are spent the stream stops reading. At least
+    /// --max-message-bytes plus 1 KiB.
+    #[arg(long, env = "IMGSEARCH_SEARCH_STREAM_BYTES", default_value_t = 96 << 20)]
+    pub search_stream_bytes: usize,
+
+    /// Bytes all SearchStreams together may hold; each reserves
+    /// --search-stream-bytes when it opens.
+    #[arg(long, env = "IMGSEARCH_SEARCH_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub search_memory_bytes: usize,
+
+    /// Seconds a SearchStream may send nothing before it ends
+    /// DEADLINE_EXCEEDED (its answers so far are all sent).
+    #[arg(long, env = "IMGSEARCH_SEARCH_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub search_idle_timeout_secs: u64,
+
     /// Seconds an embedder may take to answer a Search's images, or go
     /// without answering anything while an Insert stream's images wait; then
     /// it is taken as gone.
@@ -184,24 +204,28 @@ pub struct Config {
 impl Config {
     /// Settings that cannot work together.
     pub fn check(&self) -> Result<(), String> {
-        let item = self.max_message_bytes + crate::ingest::admission::ITEM_OVERHEAD_BYTES;
-        if self.insert_stream_bytes < item {
-            return Err(format!(
-                "--insert-stream-bytes {} cannot hold one image of --max-message-bytes {} \
-                 (it needs {item})",
-                self.insert_stream_bytes, self.max_message_bytes
-            ));
+        self.insert_limits().check(self.max_message_bytes)?;
+        self.search_limits().check(self.max_message_bytes)
+    }
+
+    pub fn insert_limits(&self) -> StreamLimits {
+        StreamLimits {
+            rpc: "Insert",
+            flag: "insert",
+            max_streams: self.max_insert_streams,
+            stream_bytes: self.insert_stream_bytes,
+            total_bytes: self.insert_memory_bytes,
         }
-        if self.insert_memory_bytes < self.insert_stream_bytes {
-            return Err(format!(
-                "--insert-memory-bytes {} is less than one stream's --insert-stream-bytes {}",
-                self.insert_memory_bytes, self.insert_stream_bytes
-            ));
+    }
+
+    pub fn search_limits(&self) -> StreamLimits {
+        StreamLimits {
+            rpc: "SearchStream",
+            flag: "search",
+            max_streams: self.max_search_streams,
+            stream_bytes: self.search_stream_bytes,
+            total_bytes: self.search_memory_bytes,
         }
-        if self.max_insert_streams == 0 {
-            return Err("--max-insert-streams must be at least 1".into());
-        }
-        Ok(())
     }
 
     /// Whether the gateway checks filepath lengths itself. Only a test build

@@ -33,6 +33,8 @@ pub enum GatewayError {
     },
     #[error("{0}")]
     Deadline(String),
+    #[error("{0}")]
+    RowNotFound(String),
 }
 
 impl From<MilvusError> for GatewayError {
@@ -56,7 +58,9 @@ impl From<GatewayError> for tonic::Status {
     fn from(e: GatewayError) -> Self {
         let msg = e.to_string();
         match e {
-            GatewayError::CollectionNotFound(_) => tonic::Status::not_found(msg),
+            GatewayError::CollectionNotFound(_) | GatewayError::RowNotFound(_) => {
+                tonic::Status::not_found(msg)
+            }
             GatewayError::CollectionExists(_) => tonic::Status::already_exists(msg),
             GatewayError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             GatewayError::MilvusUnavailable(_) | GatewayError::EmbedderUnavailable(_) => {

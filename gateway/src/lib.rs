@@ -2,10 +2,12 @@
 //! talks to Milvus.
 //!
 //! Everything Milvus-specific stays in `milvus` (and `schema`) so the rest
-//! sees collections, rows and hits, never SDK types. `ingest`, `search` and
-//! `filepaths` are the core flows; `service` and `server` wire them to gRPC.
+//! sees collections, rows and hits, never SDK types. `ingest`, `search`,
+//! `delete` and `filepaths` are the core flows; `service` and `server` wire them to gRPC.
 
+pub mod admission;
 pub mod config;
+pub mod delete;
 pub mod embedders;
 pub mod error;
 pub mod filepaths;

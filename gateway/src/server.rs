@@ -13,15 +13,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
+    admission::Admission,
     config::Config,
     embedders::Embedders,
     error::GatewayError,
-    ingest::{
-        admission::{Admission, InsertLimits},
-        Ingest, IngestConfig,
-    },
+    ingest::{Ingest, IngestConfig},
     metrics::Metrics,
     milvus::MilvusStore,
+    search::stream::SearchStreams,
     service::ImageSearchService,
 };
 
@@ -74,15 +73,22 @@ pub async fn run(
             idle_timeout: Duration::from_secs(cfg.insert_idle_timeout_secs),
             check_filepaths: cfg.check_filepaths(),
         },
-        Admission::new(InsertLimits {
-            max_streams: cfg.max_insert_streams,
-            stream_bytes: cfg.insert_stream_bytes,
-            total_bytes: cfg.insert_memory_bytes,
-        }),
+        Admission::new(cfg.insert_limits()),
         embedders.clone(),
         metrics.clone(),
     );
-    let service = ImageSearchService::new(store_rx, embedders.clone(), ingest, metrics.clone());
+    let search_streams = SearchStreams::new(
+        Admission::new(cfg.search_limits()),
+        Duration::from_secs(cfg.search_idle_timeout_secs),
+        metrics.clone(),
+    );
+    let service = ImageSearchService::new(
+        store_rx,
+        embedders.clone(),
+        ingest,
+        search_streams,
+        metrics.clone(),
+    );
     let grpc = ImageSearchServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);

@@ -5,9 +5,10 @@
 use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
     image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
-    CreateCollectionResponse, DescribeCollectionRequest, DropCollectionRequest,
-    DropCollectionResponse, FindFilepathsRequest, FindFilepathsResponse, InsertRequest,
-    InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest, SearchResponse,
+    CreateCollectionResponse, DeleteRequest, DeleteResponse, DescribeCollectionRequest,
+    DropCollectionRequest, DropCollectionResponse, FindFilepathsRequest, FindFilepathsResponse,
+    InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
+    SearchResponse, SearchStreamRequest, SearchStreamResponse,
 };
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,8 +16,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{instrument, Span};
 
 use crate::{
-    embedders::Embedders, error::GatewayError, filepaths, ingest::Ingest, metrics::Metrics,
-    milvus::MilvusStore, search,
+    delete,
+    embedders::Embedders,
+    error::GatewayError,
+    filepaths,
+    ingest::Ingest,
+    metrics::Metrics,
+    milvus::MilvusStore,
+    search::{self, stream::SearchStreams, Searcher},
 };
 
 /// The gRPC service. Until Milvus is connected, calls are UNAVAILABLE.
@@ -25,6 +32,7 @@ pub struct ImageSearchService {
     store: watch::Receiver<Option<MilvusStore>>,
     embedders: Embedders,
     ingest: Ingest,
+    search_streams: SearchStreams,
     metrics: Metrics,
 }
 
@@ -40,14 +48,23 @@ impl ImageSearchService {
         store: watch::Receiver<Option<MilvusStore>>,
         embedders: Embedders,
         ingest: Ingest,
+        search_streams: SearchStreams,
         metrics: Metrics,
     ) -> Self {
         Self {
             store,
             embedders,
             ingest,
+            search_streams,
             metrics,
         }
+    }
+
+    fn searcher(&self) -> Result<Searcher, GatewayError> {
+        Ok(Searcher {
+            store: self.store()?,
+            embedders: self.embedders.clone(),
+        })
     }
 
     fn store(&self) -> Result<MilvusStore, GatewayError> {
@@ -165,11 +182,8 @@ impl ImageSearch for ImageSearchService {
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
         let trace = trace(&request);
-        let result = async {
-            let store = self.store()?;
-            search::search(&store, &self.embedders, &trace, request.into_inner()).await
-        }
-        .await;
+        let result =
+            async { search::search(&self.searcher()?, &trace, request.into_inner()).await }.await;
         if let Ok(r) = &result {
             self.metrics.search_seconds.observe(r.search_seconds);
             self.metrics.embed_seconds.observe(r.embed_seconds);
@@ -185,5 +199,34 @@ impl ImageSearch for ImageSearchService {
         trace(&request);
         let result = async { filepaths::find(&self.store()?, request.into_inner()).await }.await;
         self.counted("FindFilepaths", result.map_err(Status::from))
+    }
+
+    type SearchStreamStream = ReceiverStream<Result<SearchStreamResponse, Status>>;
+
+    /// Admits the stream and hands it to its task; how it ends is counted
+    /// there.
+    #[instrument(skip_all, fields(trace_id))]
+    async fn search_stream(
+        &self,
+        request: Request<Streaming<SearchStreamRequest>>,
+    ) -> Result<Response<Self::SearchStreamStream>, Status> {
+        let trace = trace(&request);
+        let started = self
+            .searcher()
+            .and_then(|s| self.search_streams.start(s, trace, request.into_inner()));
+        match started {
+            Ok(answers) => Ok(Response::new(answers)),
+            Err(e) => self.counted("SearchStream", Err(e.into())),
+        }
+    }
+
+    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id))]
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        trace(&request);
+        let result = async { delete::delete(&self.store()?, request.into_inner()).await }.await;
+        self.counted("Delete", result.map_err(Status::from))
     }
 }

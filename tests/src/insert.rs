@@ -20,6 +20,15 @@ impl Answers {
         self.acks.iter().flat_map(|a| a.stored.clone()).collect()
     }
 
+    /// The id the item at `index` was stored under.
+    pub fn id_of(&self, index: u64) -> i64 {
+        self.stored()
+            .iter()
+            .find(|s| s.index == index)
+            .unwrap_or_else(|| panic!("item {index} was not stored"))
+            .id
+    }
+
     /// Stored ids, sorted.
     pub fn ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.stored().iter().map(|s| s.id).collect();

@@ -8,6 +8,7 @@
 //! - [`hostile`]: hostile images, generated.
 //! - [`insert`]: Insert streams driven and their answers collected.
 //! - [`cli`]: the `imgsearch` CLI as a client process.
+//! - [`search`]: a stack to search, requests by kind, exact L2.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod milvus;
 pub mod ports;
 pub mod process;
 pub mod pyref;
+pub mod search;
 pub mod server_process;
 
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the

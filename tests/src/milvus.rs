@@ -178,6 +178,45 @@ impl Milvus {
         rows
     }
 
+    /// Every row's id and stored vector, read from Milvus directly (Strong),
+    /// sorted by id.
+    pub async fn vectors(&self, collection: &str) -> Vec<(i64, Vec<f32>)> {
+        use milvus::v2::prelude as mv;
+        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(self.uri()))
+            .await
+            .expect("SDK connects");
+        let resp = sdk
+            .query(
+                mv::QueryRequest::builder()
+                    .collection_name(collection)
+                    .filter("id >= 0")
+                    .output_fields(["id", "image_embedding"])
+                    .consistency_level(mv::ConsistencyLevel::Strong)
+                    .build()
+                    .expect("query"),
+            )
+            .await
+            .expect("query vectors");
+        let fields = resp.results().get_output_fields();
+        let ids = fields
+            .iter()
+            .find_map(|f| match f {
+                mv::FieldData::Int64 { name, values } if name == "id" => Some(values.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let vectors = fields
+            .iter()
+            .find_map(|f| match f {
+                mv::FieldData::FloatVector { values, .. } => Some(values.clone()),
+                _ => None,
+            })
+            .expect("vectors in the answer");
+        let mut rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+
     /// The gRPC port.
     pub fn port(&self) -> u16 {
         self.ports["proxy_port"]

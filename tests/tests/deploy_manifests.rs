@@ -286,6 +286,7 @@ async fn probes_ask_for_services_the_binaries_serve() {
             images: vec![image],
             vectors: vec![],
             top_k: 3,
+            ..Default::default()
         })
         .await
         .expect("search through the resolved embedder");

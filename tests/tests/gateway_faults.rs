@@ -26,6 +26,7 @@ async fn load_spreads_over_embedders_and_a_dead_one_is_skipped() {
         images: vec![image],
         vectors: vec![],
         top_k: 1,
+        ..Default::default()
     };
 
     for _ in 0..16 {

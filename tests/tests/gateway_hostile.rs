@@ -28,6 +28,7 @@ fn search(collection: &str, image: Vec<u8>) -> SearchRequest {
         images: vec![image],
         vectors: vec![],
         top_k: 1,
+        ..Default::default()
     }
 }
 

@@ -201,6 +201,7 @@ async fn the_tutorial_end_to_end() {
                 images,
                 vectors: vec![],
                 top_k: 3,
+                ..Default::default()
             })
             .await
             .expect("search")
@@ -223,6 +224,7 @@ async fn the_tutorial_end_to_end() {
             images: vec![std::fs::read(held_back).unwrap()],
             vectors: vec![],
             top_k: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -311,6 +313,7 @@ async fn bad_requests_get_clear_errors() {
             images,
             vectors,
             top_k,
+            ..Default::default()
         };
     let code = |r: Result<tonic::Response<_>, tonic::Status>| {
         r.map(|_: tonic::Response<imgsearch_proto::v1::SearchResponse>| ())
@@ -441,6 +444,7 @@ async fn trace_id_reaches_the_embedder_and_calls_are_counted() {
         images: vec![image],
         vectors: vec![],
         top_k: 3,
+        ..Default::default()
     });
     request.metadata_mut().insert(
         "traceparent",

@@ -43,7 +43,9 @@ impl Ledger {
         }
     }
 
-    pub fn stored(&mut self, rows: impl IntoIterator<Item = (ItemIndex, i64)>) {
+    /// Rows committed by an insert whose timestamp is `write_token`.
+    pub fn stored(&mut self, rows: impl IntoIterator<Item = (ItemIndex, i64)>, write_token: u64) {
+        self.summary.write_token = self.summary.write_token.max(write_token);
         for (index, id) in rows {
             self.ack.stored.push(StoredItem { index: index.0, id });
             self.summary.inserted += 1;
@@ -89,7 +91,8 @@ impl Ledger {
         if self.ack == InsertAck::default() {
             return;
         }
-        let ack = std::mem::take(&mut self.ack);
+        let mut ack = std::mem::take(&mut self.ack);
+        ack.write_token = self.summary.write_token;
         self.send(Ok(InsertResponse {
             event: Some(Event::Ack(ack)),
         }))

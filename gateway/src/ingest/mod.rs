@@ -1,7 +1,7 @@
 //! Streaming ingest: images in, acknowledgements out. The rules, in one
 //! place:
 //!
-//! - **Admission** ([`admission`]): at most `--max-insert-streams` streams,
+//! - **Admission** ([`crate::admission`]): at most `--max-insert-streams` streams,
 //!   each reserving `--insert-stream-bytes` of the gateway's
 //!   `--insert-memory-bytes`; beyond either, RESOURCE_EXHAUSTED at once.
 //! - **Checks before cost** ([`reader`], [`item`]): a filepath is 1 to 200
@@ -27,7 +27,6 @@
 //! - **The model**: a stream goes only to an embedder whose fingerprint is
 //!   the collection's.
 
-pub mod admission;
 pub mod claims;
 mod item;
 mod ledger;
@@ -52,7 +51,6 @@ use tonic::Status;
 use tracing::{info, warn, Instrument};
 
 use self::{
-    admission::{Admission, StreamTicket},
     claims::Claims,
     item::{echoed, failure, ItemIndex},
     ledger::Ledger,
@@ -60,6 +58,7 @@ use self::{
     rows::Row,
 };
 use crate::{
+    admission::{Admission, StreamTicket},
     embedders::{status_error, Embedders},
     error::GatewayError,
     metrics::Metrics,
@@ -502,7 +501,7 @@ impl Flow<'_> {
         let t = Instant::now();
         let done = rows::commit(self.store, &self.spec.name, rows).await;
         self.insert_seconds += t.elapsed().as_secs_f64();
-        self.ledger.stored(done.stored);
+        self.ledger.stored(done.stored, done.write_token);
         for f in done.failures {
             self.ledger.failed(f);
         }

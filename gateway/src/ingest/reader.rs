@@ -27,11 +27,12 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    admission::StreamTicket,
     claims::{Claim, Claims},
     item::{failure, filepath_problem, ItemIndex},
 };
-use crate::{error::GatewayError, filepaths::MAX_FILEPATHS, milvus::MilvusStore};
+use crate::{
+    admission::StreamTicket, error::GatewayError, filepaths::MAX_FILEPATHS, milvus::MilvusStore,
+};
 
 /// An item sent to the embedder and not yet answered.
 pub struct PendingItem {

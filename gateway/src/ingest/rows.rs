@@ -30,6 +30,8 @@ pub struct Row {
 pub struct Committed {
     pub stored: Vec<(ItemIndex, i64)>,
     pub failures: Vec<ItemFailure>,
+    /// Milvus's timestamp of the last insert.
+    pub write_token: u64,
     /// Why the stream must stop, when Milvus itself failed.
     pub stop: Option<GatewayError>,
 }
@@ -44,7 +46,8 @@ fn about_milvus(e: &GatewayError) -> bool {
         | GatewayError::Overloaded(_)
         | GatewayError::Embedder(_)
         | GatewayError::ModelMismatch { .. }
-        | GatewayError::Deadline(_) => true,
+        | GatewayError::Deadline(_)
+        | GatewayError::RowNotFound(_) => true,
     }
 }
 
@@ -63,7 +66,10 @@ pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Co
         let filepaths = part.iter().map(|r| r.filepath.clone()).collect();
         let vectors = part.iter().map(|r| r.vector.clone()).collect();
         match store.insert(collection, filepaths, vectors).await {
-            Ok(ids) => done.stored.extend(part.iter().map(|r| r.index).zip(ids)),
+            Ok((ids, timestamp)) => {
+                done.stored.extend(part.iter().map(|r| r.index).zip(ids));
+                done.write_token = done.write_token.max(timestamp);
+            }
             Err(e) if about_milvus(&e) => {
                 let reason = format!("not inserted: {e}");
                 fail_all(&mut done, part, ErrorKind::Unavailable, &reason);

@@ -1,9 +1,9 @@
 //! Everything the gateway asks of Milvus, behind one type. No other module
 //! touches the SDK, so its rough edges against Milvus 2.3 are handled here:
-//! search results are read through ids/scores/output fields (the SDK's
-//! `rows()` fails on 2.3.5), reads use Strong consistency so a finished
-//! Insert is visible to the next Search, the retry policy is bounded, and
-//! the flush (which the SDK would poll forever) has a deadline.
+//! reads go through [`reads`] with a guarantee timestamp of the gateway's
+//! choosing ([`freshness`]), every write's timestamp is recorded so a later
+//! read sees it, the retry policy is bounded, and the flush (which the SDK
+//! would poll forever) has a deadline.
 //!
 //! What Insert and Search need to know of a collection (its dimension and
 //! the model fingerprint it records) is cached for [`SPEC_TTL`], so they
@@ -16,10 +16,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use imgsearch_proto::v1::{CollectionInfo, FieldInfo, Hit};
+use imgsearch_proto::v1::{CollectionInfo, FieldInfo};
 use milvus::v2::prelude::*;
 use tracing::{debug, instrument};
 
+pub mod expr;
+pub mod freshness;
+pub mod reads;
+
+use self::{
+    expr::{check_name, filepaths_in, ids_in},
+    freshness::{Consistency, Freshness, WriteClock},
+    reads::{Columns, RawHit, Reads, SearchShape},
+};
 use crate::{
     error::GatewayError,
     schema::{self, FILEPATH_FIELD, VECTOR_FIELD},
@@ -50,6 +59,22 @@ pub struct MilvusConfig {
 /// How long a collection's cached [`CollectionSpec`] is trusted: another
 /// gateway may drop and recreate the collection meanwhile.
 const SPEC_TTL: Duration = Duration::from_secs(30);
+
+/// A stored row, as a caller names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowRef {
+    Id(i64),
+    Filepath(String),
+}
+
+impl std::fmt::Display for RowRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowRef::Id(id) => write!(f, "id {id}"),
+            RowRef::Filepath(p) => write!(f, "filepath {p:?}"),
+        }
+    }
+}
 
 /// What the data path needs to know of a collection.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,23 +110,8 @@ pub struct MilvusStore {
     load_timeout: Duration,
     flush_timeout: Duration,
     specs: Arc<Mutex<HashMap<String, (Instant, CollectionSpec)>>>,
-}
-
-fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(GatewayError::InvalidArgument(format!(
-            "invalid collection name {name:?}: letters, digits and underscores, starting with a letter or underscore"
-        )))
-    }
+    reads: Reads,
+    clock: WriteClock,
 }
 
 impl MilvusStore {
@@ -132,6 +142,8 @@ impl MilvusStore {
             load_timeout: cfg.load_timeout,
             flush_timeout: cfg.flush_timeout,
             specs: Arc::default(),
+            reads: Reads::connect(cfg).await?,
+            clock: WriteClock::default(),
         })
     }
 
@@ -275,17 +287,7 @@ impl MilvusStore {
                 Default::default()
             }
         };
-        let stats = GetCollectionStatsRequest::builder()
-            .collection_name(name)
-            .build()?;
-        let row_count = self
-            .client
-            .get_collection_stats(stats)
-            .await?
-            .statistics()
-            .get("row_count")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let row_count = self.count(name).await?;
         Ok(CollectionInfo {
             name: name.to_string(),
             fields,
@@ -332,14 +334,15 @@ impl MilvusStore {
         Ok(spec)
     }
 
-    /// Inserts rows; returns their generated ids in row order.
+    /// Inserts rows; returns their generated ids in row order and the
+    /// insert's timestamp (its write token).
     #[instrument(skip_all, fields(collection = name, rows = filepaths.len()))]
     pub async fn insert(
         &self,
         name: &str,
         filepaths: Vec<String>,
         vectors: Vec<Vec<f32>>,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<(Vec<i64>, u64)> {
         let req = InsertRequest::builder()
             .collection_name(name)
             .columns(vec![
@@ -356,8 +359,9 @@ impl MilvusStore {
                 GatewayError::from(e)
             }
         })?;
+        self.clock.record(name, resp.timestamp());
         match resp.ids() {
-            Ids::Int64(ids) => Ok(ids.clone()),
+            Ids::Int64(ids) => Ok((ids.clone(), resp.timestamp())),
             _ => Err(GatewayError::Milvus(
                 "collection has non-INT64 primary keys".into(),
             )),
@@ -391,10 +395,9 @@ impl MilvusStore {
         if filepaths.is_empty() {
             return Ok(Default::default());
         }
-        let list: Vec<String> = filepaths.iter().map(|p| string_literal(p)).collect();
         let req = QueryRequest::builder()
             .collection_name(name)
-            .filter(format!("{FILEPATH_FIELD} in [{}]", list.join(", ")))
+            .filter(filepaths_in(filepaths))
             .output_fields([FILEPATH_FIELD])
             .consistency_level(ConsistencyLevel::Strong)
             .build()?;
@@ -412,95 +415,116 @@ impl MilvusStore {
             .collect())
     }
 
-    /// The `top_k` nearest rows to each vector: (id, filepath, L2 distance).
-    #[instrument(skip_all, fields(collection = name, queries = vectors.len(), top_k))]
+    /// The nearest rows to each vector, as fresh as `freshness` asks.
+    #[instrument(skip_all, fields(collection = name, queries = vectors.len(), top_k = shape.top_k))]
     pub async fn search(
         &self,
         name: &str,
         vectors: Vec<Vec<f32>>,
-        top_k: u32,
-    ) -> Result<Vec<Vec<Hit>>> {
-        let req = SearchRequest::builder()
-            .collection_name(name)
-            .vector_field(VECTOR_FIELD)
-            .vectors(SearchVectors::Float(vectors))
-            .output_fields([FILEPATH_FIELD])
-            .limit(i64::from(top_k))
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()?;
-        let resp = self.client.search(req).await?;
-        resp.results()
-            .iter()
-            .map(|r| {
-                let Ids::Int64(ids) = r.get_ids() else {
-                    return Err(GatewayError::Milvus("unexpected VARCHAR ids".into()));
-                };
-                let paths = r
-                    .get_output_fields()
-                    .iter()
-                    .find_map(|f| match f {
-                        FieldData::VarChar { name, values } if name == FILEPATH_FIELD => {
-                            Some(values.clone())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                Ok(ids
-                    .iter()
-                    .zip(r.get_scores())
-                    .enumerate()
-                    .map(|(i, (&id, &distance))| Hit {
-                        id,
-                        filepath: paths.get(i).cloned().unwrap_or_default(),
-                        distance,
-                    })
-                    .collect())
-            })
-            .collect()
+        shape: &SearchShape,
+        freshness: Freshness,
+    ) -> Result<Vec<Vec<RawHit>>> {
+        let at = self.clock.read_at(name, freshness);
+        self.reads.search(name, vectors, shape, at).await
     }
-}
 
-/// A Milvus expression string literal: double-quoted, with quotes and
-/// backslashes escaped, so a filepath can never change the expression, and
-/// line breaks written as `\n` and `\r`: Milvus's grammar admits any other
-/// character raw inside a literal, but not those two.
-fn string_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    /// The stored vector of a row, by id or (the lowest id holding it) by
+    /// filepath; `None` if no row matches.
+    #[instrument(skip(self, freshness))]
+    pub async fn stored_vector(
+        &self,
+        name: &str,
+        row: &RowRef,
+        freshness: Freshness,
+    ) -> Result<Option<(i64, Vec<f32>)>> {
+        let at = self.clock.read_at(name, freshness);
+        let expr = match row {
+            RowRef::Id(id) => ids_in(&[*id]),
+            RowRef::Filepath(p) => filepaths_in(std::slice::from_ref(p)),
+        };
+        // Rows sharing a filepath are few; read their ids, then one vector.
+        let Columns { ids, .. } = self.reads.query(name, expr, &["id"], None, at).await?;
+        let Some(&id) = ids.iter().min() else {
+            return Ok(None);
+        };
+        let c = self
+            .reads
+            .query(name, ids_in(&[id]), &["id", VECTOR_FIELD], None, at)
+            .await?;
+        Ok(c.vectors.into_iter().next().map(|v| (id, v)))
     }
-    out.push('"');
-    out
+
+    /// Rows the collection holds now, deletes subtracted, as a Strong
+    /// `count(*)` sees them (Milvus's statistics count neither deletes nor
+    /// unflushed rows).
+    pub async fn count(&self, name: &str) -> Result<u64> {
+        let strong = self.clock.read_at(
+            name,
+            Freshness {
+                consistency: Consistency::Strong,
+                write_token: 0,
+            },
+        );
+        let c = self
+            .reads
+            .query(name, String::new(), &["count(*)"], None, strong)
+            .await?;
+        Ok(c.count.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Deletes the rows with these ids or filepaths. Returns how many
+    /// existed (found by a Strong read first, since Milvus counts the keys
+    /// it was given, not the rows it removed) and the delete's timestamp.
+    #[instrument(skip_all, fields(collection = name, ids = ids.len(), filepaths = filepaths.len()))]
+    pub async fn delete(
+        &self,
+        name: &str,
+        ids: &[i64],
+        filepaths: &[String],
+    ) -> Result<(u64, u64)> {
+        let mut matching = Vec::new();
+        if !ids.is_empty() {
+            matching.push(ids_in(ids));
+        }
+        if !filepaths.is_empty() {
+            matching.push(filepaths_in(filepaths));
+        }
+        let strong = self.clock.read_at(
+            name,
+            Freshness {
+                consistency: Consistency::Strong,
+                write_token: 0,
+            },
+        );
+        let mut found = self
+            .reads
+            .query(name, matching.join(" || "), &["id"], None, strong)
+            .await?
+            .ids;
+        found.sort_unstable();
+        found.dedup();
+        if found.is_empty() {
+            return Ok((0, 0));
+        }
+        let req = DeleteRequest::builder()
+            .collection_name(name)
+            .filter(ids_in(&found))
+            .build()?;
+        let resp = self.client.delete(req).await?;
+        // Milvus 2.3 answers a delete without its timestamp; one taken from
+        // its clock after the answer is as good a write token.
+        let timestamp = match resp.timestamp() {
+            0 => self.reads.now(name).await?,
+            t => t,
+        };
+        self.clock.record(name, timestamp);
+        Ok((found.len() as u64, timestamp))
+    }
 }
 
 fn index_type_name(t: IndexType) -> String {
     match t {
         IndexType::AutoIndex => "AUTOINDEX".into(),
         other => format!("{other:?}").to_uppercase(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::string_literal;
-
-    #[test]
-    fn string_literals_escape_quotes_and_backslashes() {
-        assert_eq!(string_literal("a/b.jpg"), r#""a/b.jpg""#);
-        assert_eq!(
-            string_literal(r#"x" or id > 0 or "#),
-            r#""x\" or id > 0 or ""#
-        );
-        assert_eq!(string_literal(r"c:\dir\"), r#""c:\\dir\\""#);
-        assert_eq!(string_literal("a\nb\rc\td\0"), "\"a\\nb\\rc\td\0\"");
     }
 }

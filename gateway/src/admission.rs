@@ -1,4 +1,5 @@
-//! What one gateway lets Insert streams hold. A stream is admitted only
+//! What one gateway lets the streams of one kind (Insert, SearchStream)
+//! hold, each kind with its own flags. A stream is admitted only
 //! while fewer than `max_streams` are open and the gateway-wide byte budget
 //! has room for the stream's own budget; otherwise it is refused at once,
 //! RESOURCE_EXHAUSTED, before a byte of it is read. Inside its budget a
@@ -22,18 +23,48 @@ fn units(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
 }
 
-/// The gateway-wide limits, from the flags.
+/// The gateway-wide limits of one kind of stream, from its flags.
 #[derive(Clone, Copy, Debug)]
-pub struct InsertLimits {
+pub struct StreamLimits {
+    /// The RPC, for messages: "Insert".
+    pub rpc: &'static str,
+    /// The flags' word: `insert` for --max-insert-streams,
+    /// --insert-stream-bytes and --insert-memory-bytes.
+    pub flag: &'static str,
     pub max_streams: usize,
     pub stream_bytes: usize,
     pub total_bytes: usize,
 }
 
+impl StreamLimits {
+    /// Settings that cannot work together, for the flags' check.
+    pub fn check(&self, max_message_bytes: usize) -> Result<(), String> {
+        let f = self.flag;
+        let item = max_message_bytes + ITEM_OVERHEAD_BYTES;
+        if self.stream_bytes < item {
+            return Err(format!(
+                "--{f}-stream-bytes {} cannot hold one image of --max-message-bytes \
+                 {max_message_bytes} (it needs {item})",
+                self.stream_bytes
+            ));
+        }
+        if self.total_bytes < self.stream_bytes {
+            return Err(format!(
+                "--{f}-memory-bytes {} is less than one stream's --{f}-stream-bytes {}",
+                self.total_bytes, self.stream_bytes
+            ));
+        }
+        if self.max_streams == 0 {
+            return Err(format!("--max-{f}-streams must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Admission for every Insert stream of one gateway.
 #[derive(Clone)]
 pub struct Admission {
-    limits: InsertLimits,
+    limits: StreamLimits,
     streams: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
 }
@@ -47,7 +78,7 @@ pub struct StreamTicket {
 }
 
 impl Admission {
-    pub fn new(limits: InsertLimits) -> Self {
+    pub fn new(limits: StreamLimits) -> Self {
         Self {
             limits,
             streams: Arc::new(Semaphore::new(limits.max_streams)),
@@ -66,9 +97,9 @@ impl Admission {
         let l = self.limits;
         let stream = self.streams.clone().try_acquire_owned().map_err(|_| {
             GatewayError::Overloaded(format!(
-                "{} Insert streams are open, the most this gateway takes \
-                 (--max-insert-streams); retry when one ends",
-                l.max_streams
+                "{} {} streams are open, the most this gateway takes \
+                 (--max-{}-streams); retry when one ends",
+                l.max_streams, l.rpc, l.flag
             ))
         })?;
         let bytes = self
@@ -77,11 +108,13 @@ impl Admission {
             .try_acquire_many_owned(units(l.stream_bytes))
             .map_err(|_| {
                 GatewayError::Overloaded(format!(
-                    "the open Insert streams hold this gateway's whole budget of {} MiB \
-                     (--insert-memory-bytes; each stream reserves {} MiB, \
-                     --insert-stream-bytes); retry when one ends",
+                    "the open {rpc} streams hold this gateway's whole budget of {} MiB \
+                     (--{flag}-memory-bytes; each stream reserves {} MiB, \
+                     --{flag}-stream-bytes); retry when one ends",
                     l.total_bytes >> 20,
-                    l.stream_bytes >> 20
+                    l.stream_bytes >> 20,
+                    rpc = l.rpc,
+                    flag = l.flag,
                 ))
             })?;
         Ok(StreamTicket {
@@ -123,7 +156,9 @@ mod tests {
     use super::*;
 
     fn admission(max_streams: usize, stream_mib: usize, total_mib: usize) -> Admission {
-        Admission::new(InsertLimits {
+        Admission::new(StreamLimits {
+            rpc: "Insert",
+            flag: "insert",
             max_streams,
             stream_bytes: stream_mib << 20,
             total_bytes: total_mib << 20,
@@ -159,6 +194,6 @@ mod tests {
         tokio::pin!(second);
         assert!(futures::poll!(second.as_mut()).is_pending());
         drop(held);
-        second.await;
+        let _room = second.await;
     }
 }

@@ -1,0 +1,399 @@
+//! Search: queries (images, vectors, stored rows) → vectors → Milvus, with
+//! the caller's options checked once, in domain terms, for both the unary
+//! call and the stream ([`stream`]).
+
+pub mod stream;
+
+use std::time::Instant;
+
+use imgsearch_common::trace::TraceContext;
+use imgsearch_proto::v1::{
+    self as pb, embed_response, stored_ref, EmbedBatchRequest, ErrorKind, Hit, ItemError,
+    QueryResult, SearchRequest, SearchResponse,
+};
+use tracing::instrument;
+
+use crate::{
+    embedders::Embedders,
+    error::GatewayError,
+    milvus::{
+        expr::string_literal,
+        freshness::{Consistency, Freshness},
+        reads::{RawHit, SearchShape},
+        CollectionSpec, MilvusStore, RowRef,
+    },
+    schema::FILEPATH_FIELD,
+};
+
+/// Hits per query when the request says 0, as in the tutorial.
+pub const DEFAULT_TOP_K: u32 = 3;
+/// Most hits per query (Milvus 2.3 allows 16384; more is not a search result
+/// a person or a service wants).
+pub const MAX_TOP_K: u32 = 1024;
+/// Milvus's result window: offset + top_k may not exceed it.
+pub const MAX_RESULT_WINDOW: u32 = 16384;
+/// Most queries in one unary call, and in one batch of a stream.
+pub const MAX_QUERIES: usize = 64;
+
+/// One query, whatever its kind.
+#[derive(Debug)]
+pub enum Query {
+    Image(Vec<u8>),
+    Vector(Vec<f32>),
+    Like(RowRef),
+}
+
+/// The options of a search, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub top_k: u32,
+    pub offset: u32,
+    pub max_distance: Option<f32>,
+    pub include_self: bool,
+    pub freshness: Freshness,
+}
+
+/// The options as the API carries them, in SearchRequest and in the first
+/// message of a SearchStream.
+pub struct RawOptions {
+    pub top_k: u32,
+    pub offset: u32,
+    pub max_distance: Option<f32>,
+    pub include_self: bool,
+    pub consistency: i32,
+    pub write_token: u64,
+}
+
+impl Options {
+    pub fn parse(raw: RawOptions) -> Result<Self, GatewayError> {
+        let bad = |m: String| Err(GatewayError::InvalidArgument(m));
+        let top_k = match raw.top_k {
+            0 => DEFAULT_TOP_K,
+            k if k > MAX_TOP_K => return bad(format!("top_k {k} is over the maximum {MAX_TOP_K}")),
+            k => k,
+        };
+        if u64::from(top_k) + u64::from(raw.offset) > u64::from(MAX_RESULT_WINDOW) {
+            return bad(format!(
+                "offset {} + top_k {top_k} is over {MAX_RESULT_WINDOW}, Milvus's result window",
+                raw.offset
+            ));
+        }
+        if let Some(d) = raw.max_distance {
+            if !d.is_finite() || d <= 0.0 {
+                return bad(format!(
+                    "max_distance {d} must be a finite squared L2 distance above 0"
+                ));
+            }
+        }
+        let consistency = match pb::Consistency::try_from(raw.consistency) {
+            Ok(pb::Consistency::Unspecified | pb::Consistency::Session) => Consistency::Session,
+            Ok(pb::Consistency::Strong) => Consistency::Strong,
+            Ok(pb::Consistency::Bounded) => Consistency::Bounded,
+            Ok(pb::Consistency::Eventually) => Consistency::Eventually,
+            Err(_) => return bad(format!("unknown consistency {}", raw.consistency)),
+        };
+        let freshness = Freshness {
+            consistency,
+            write_token: raw.write_token,
+        };
+        freshness.check()?;
+        Ok(Self {
+            top_k,
+            offset: raw.offset,
+            max_distance: raw.max_distance,
+            include_self: raw.include_self,
+            freshness,
+        })
+    }
+}
+
+/// A stored row reference from the API.
+pub fn row_ref(r: pb::StoredRef) -> Result<RowRef, GatewayError> {
+    match r.r#ref {
+        Some(stored_ref::Ref::Id(id)) => Ok(RowRef::Id(id)),
+        Some(stored_ref::Ref::Filepath(p)) if !p.is_empty() => Ok(RowRef::Filepath(p)),
+        _ => Err(GatewayError::InvalidArgument(
+            "a `like` reference needs an id or a non-empty filepath".into(),
+        )),
+    }
+}
+
+/// The results of a batch of queries, in order, and what they cost.
+pub struct Answered {
+    pub results: Vec<Result<Vec<Hit>, ItemError>>,
+    pub embed_seconds: f64,
+    pub search_seconds: f64,
+}
+
+fn item_error(kind: ErrorKind, message: String) -> ItemError {
+    ItemError {
+        kind: kind as i32,
+        message,
+    }
+}
+
+/// What the data path needs for searches.
+#[derive(Clone)]
+pub struct Searcher {
+    pub store: MilvusStore,
+    pub embedders: Embedders,
+}
+
+/// A query made ready for Milvus: its vector and, for a stored row left out
+/// of its own results, the filter that leaves it out.
+struct Ready {
+    vector: Vec<f32>,
+    exclude: Option<String>,
+}
+
+impl Searcher {
+    /// Answers `queries` (at most [`MAX_QUERIES`]) against `spec`'s
+    /// collection; a query that cannot be answered fails alone.
+    #[instrument(skip_all, fields(collection = %spec.name, queries = queries.len()))]
+    pub async fn answer(
+        &self,
+        spec: &CollectionSpec,
+        options: &Options,
+        trace: &TraceContext,
+        queries: Vec<Query>,
+    ) -> Result<Answered, GatewayError> {
+        let dimension = spec.dimension as usize;
+        let mut slots: Vec<Result<Option<Ready>, ItemError>> = Vec::with_capacity(queries.len());
+        let mut images = Vec::new();
+        let mut likes = Vec::new();
+        for (i, q) in queries.into_iter().enumerate() {
+            slots.push(match q {
+                Query::Vector(v) if v.len() != dimension => Err(item_error(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "the vector has {} values; the collection holds {dimension}",
+                        v.len()
+                    ),
+                )),
+                Query::Vector(vector) => Ok(Some(Ready {
+                    vector,
+                    exclude: None,
+                })),
+                Query::Image(bytes) => {
+                    images.push((i, bytes));
+                    Ok(None)
+                }
+                Query::Like(row) => {
+                    likes.push((i, row));
+                    Ok(None)
+                }
+            });
+        }
+
+        let started = Instant::now();
+        let embedding = !images.is_empty();
+        if embedding {
+            let (at, bytes): (Vec<usize>, Vec<Vec<u8>>) = images.into_iter().unzip();
+            let mut request = tonic::Request::new(EmbedBatchRequest { images: bytes });
+            trace.inject(&mut request);
+            let resp = self.embedders.embed_batch(spec, request).await?;
+            for (i, r) in at.into_iter().zip(resp.results) {
+                slots[i] = match r.result {
+                    Some(embed_response::Result::Vector(v)) if v.values.len() == dimension => {
+                        Ok(Some(Ready {
+                            vector: v.values,
+                            exclude: None,
+                        }))
+                    }
+                    Some(embed_response::Result::Vector(v)) => Err(item_error(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "embedder dimension {} differs from the collection's {dimension}",
+                            v.values.len()
+                        ),
+                    )),
+                    Some(embed_response::Result::Error(e)) => Err(e),
+                    None => Err(item_error(
+                        ErrorKind::Internal,
+                        "empty embedder answer".into(),
+                    )),
+                };
+            }
+        }
+        let embed_seconds = if embedding {
+            started.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+
+        let started = Instant::now();
+        for (i, row) in likes {
+            slots[i] = match self
+                .store
+                .stored_vector(&spec.name, &row, options.freshness)
+                .await?
+            {
+                Some((id, vector)) => Ok(Some(Ready {
+                    vector,
+                    exclude: (!options.include_self).then(|| match &row {
+                        RowRef::Id(_) => format!("id != {id}"),
+                        RowRef::Filepath(p) => format!("{FILEPATH_FIELD} != {}", string_literal(p)),
+                    }),
+                })),
+                None => Err(item_error(
+                    ErrorKind::NotFound,
+                    format!("no row of collection {} has {row}", spec.name),
+                )),
+            };
+        }
+
+        // Queries without a filter share one Milvus search; each one that
+        // leaves its own row out needs its own.
+        let shape = SearchShape {
+            top_k: options.top_k,
+            offset: options.offset,
+            max_distance: options.max_distance,
+            filter: None,
+        };
+        let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];
+        let plain: Vec<usize> = (0..slots.len())
+            .filter(|&i| matches!(&slots[i], Ok(Some(r)) if r.exclude.is_none()))
+            .collect();
+        if !plain.is_empty() {
+            let vectors = plain
+                .iter()
+                .map(|&i| match &mut slots[i] {
+                    Ok(Some(r)) => std::mem::take(&mut r.vector),
+                    _ => unreachable!("chosen above"),
+                })
+                .collect();
+            let hits = self
+                .store
+                .search(&spec.name, vectors, &shape, options.freshness)
+                .await?;
+            for (i, h) in plain.into_iter().zip(hits) {
+                found[i] = Some(h);
+            }
+        }
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Ok(Some(Ready {
+                vector,
+                exclude: Some(filter),
+            })) = slot
+            else {
+                continue;
+            };
+            let shape = SearchShape {
+                filter: Some(std::mem::take(filter)),
+                ..shape.clone()
+            };
+            let mut hits = self
+                .store
+                .search(
+                    &spec.name,
+                    vec![std::mem::take(vector)],
+                    &shape,
+                    options.freshness,
+                )
+                .await?;
+            found[i] = hits.pop();
+        }
+        let search_seconds = started.elapsed().as_secs_f64();
+
+        let results = slots
+            .into_iter()
+            .zip(found)
+            .map(|(slot, hits)| {
+                slot.map(|_| {
+                    hits.unwrap_or_default()
+                        .into_iter()
+                        .map(|h| Hit {
+                            id: h.id,
+                            filepath: h.filepath,
+                            distance: h.distance,
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        Ok(Answered {
+            results,
+            embed_seconds,
+            search_seconds,
+        })
+    }
+}
+
+/// The unary Search: one kind of query, at most [`MAX_QUERIES`]; an unknown
+/// `like` row fails the whole call, NOT_FOUND.
+#[instrument(skip_all, fields(collection = %req.collection, images = req.images.len(), vectors = req.vectors.len(), like = req.like.len()))]
+pub async fn search(
+    searcher: &Searcher,
+    trace: &TraceContext,
+    req: SearchRequest,
+) -> Result<SearchResponse, GatewayError> {
+    let options = Options::parse(RawOptions {
+        top_k: req.top_k,
+        offset: req.offset,
+        max_distance: req.max_distance,
+        include_self: req.include_self,
+        consistency: req.consistency,
+        write_token: req.write_token,
+    })?;
+    let kinds = [
+        !req.images.is_empty(),
+        !req.vectors.is_empty(),
+        !req.like.is_empty(),
+    ];
+    let queries = req.images.len() + req.vectors.len() + req.like.len();
+    if kinds.iter().filter(|&&k| k).count() != 1 {
+        return Err(GatewayError::InvalidArgument(
+            "give query images, query vectors or `like` rows (one kind, at least one)".into(),
+        ));
+    }
+    if queries > MAX_QUERIES {
+        return Err(GatewayError::InvalidArgument(format!(
+            "{queries} queries; at most {MAX_QUERIES} per call"
+        )));
+    }
+    let spec = searcher.store.collection_spec(&req.collection).await?;
+    let queries: Vec<Query> = if !req.like.is_empty() {
+        req.like
+            .into_iter()
+            .map(|r| row_ref(r).map(Query::Like))
+            .collect::<Result<_, _>>()?
+    } else if !req.vectors.is_empty() {
+        if let Some((i, v)) = req
+            .vectors
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.values.len() != spec.dimension as usize)
+        {
+            return Err(GatewayError::InvalidArgument(format!(
+                "query vector {i} has {} values; the collection holds {}",
+                v.values.len(),
+                spec.dimension
+            )));
+        }
+        req.vectors
+            .into_iter()
+            .map(|v| Query::Vector(v.values))
+            .collect()
+    } else {
+        req.images.into_iter().map(Query::Image).collect()
+    };
+    let answered = searcher.answer(&spec, &options, trace, queries).await?;
+    let mut results = Vec::with_capacity(answered.results.len());
+    for r in answered.results {
+        results.push(match r {
+            Ok(hits) => QueryResult { hits, error: None },
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(GatewayError::RowNotFound(e.message))
+            }
+            Err(e) => QueryResult {
+                hits: Vec::new(),
+                error: Some(e),
+            },
+        });
+    }
+    Ok(SearchResponse {
+        results,
+        embed_seconds: answered.embed_seconds,
+        search_seconds: answered.search_seconds,
+    })
+}

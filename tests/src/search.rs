@@ -1,0 +1,117 @@
+//! Searches as tests make them: the stack they need, requests by kind, and
+//! exact L2 to check what Milvus answers.
+
+use imgsearch_proto::v1::{
+    image_search_client::ImageSearchClient, stored_ref, SearchRequest, SearchResponse,
+    SearchStreamRequest, SearchStreamResponse, StoredRef, Vector,
+};
+use tonic::{transport::Channel, Status};
+
+use crate::{embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
+
+pub type Client = ImageSearchClient<Channel>;
+
+/// An embedder and a gateway on the shared Milvus, and a client of it.
+pub struct Stack {
+    pub milvus: &'static Milvus,
+    pub embedder: EmbedderProcess,
+    pub gateway: GatewayProcess,
+    pub client: Client,
+}
+
+impl Stack {
+    /// The stack, the gateway started with `gateway_flags`.
+    pub async fn start(gateway_flags: &[&str]) -> Stack {
+        let milvus = Milvus::shared();
+        let embedder = EmbedderProcess::start(&[]).await;
+        let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], gateway_flags).await;
+        let client = gateway.client().await;
+        Stack {
+            milvus,
+            embedder,
+            gateway,
+            client,
+        }
+    }
+
+    /// A second gateway on the same Milvus and embedder.
+    pub async fn another_gateway(&self) -> GatewayProcess {
+        GatewayProcess::start(&self.milvus.uri(), &[self.embedder.uri()], &[]).await
+    }
+}
+
+pub fn by_id(id: i64) -> StoredRef {
+    StoredRef {
+        r#ref: Some(stored_ref::Ref::Id(id)),
+    }
+}
+
+pub fn by_filepath(p: &str) -> StoredRef {
+    StoredRef {
+        r#ref: Some(stored_ref::Ref::Filepath(p.into())),
+    }
+}
+
+/// A request for `collection` with one query vector.
+pub fn for_vector(collection: &str, v: &[f32], top_k: u32) -> SearchRequest {
+    SearchRequest {
+        collection: collection.into(),
+        vectors: vec![Vector { values: v.to_vec() }],
+        top_k,
+        ..Default::default()
+    }
+}
+
+/// A request for `collection` with one `like` row.
+pub fn like(collection: &str, row: StoredRef, top_k: u32) -> SearchRequest {
+    SearchRequest {
+        collection: collection.into(),
+        like: vec![row],
+        top_k,
+        ..Default::default()
+    }
+}
+
+/// Runs a search; the hit ids of each query.
+pub async fn search(client: &mut Client, req: SearchRequest) -> Result<SearchResponse, Status> {
+    client.search(req).await.map(|r| r.into_inner())
+}
+
+/// Hit ids of the first query.
+pub fn first_ids(resp: &SearchResponse) -> Vec<i64> {
+    resp.results[0].hits.iter().map(|h| h.id).collect()
+}
+
+/// Sends `reqs` on one SearchStream; every answer, and how it ended.
+pub async fn stream(
+    client: &mut Client,
+    reqs: Vec<SearchStreamRequest>,
+) -> (Vec<SearchStreamResponse>, Option<Status>) {
+    let mut answers = Vec::new();
+    let mut s = match client.search_stream(tokio_stream::iter(reqs)).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => return (answers, Some(e)),
+    };
+    loop {
+        match s.message().await {
+            Ok(Some(a)) => answers.push(a),
+            Ok(None) => return (answers, None),
+            Err(e) => return (answers, Some(e)),
+        }
+    }
+}
+
+/// Squared L2 distance, as Milvus reports it.
+pub fn l2(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum()
+}
+
+/// Every stored row by exact distance to `q`, nearest first: (distance, id).
+pub fn exact_order(q: &[f32], rows: &[(i64, Vec<f32>)]) -> Vec<(f64, i64)> {
+    let mut d: Vec<(f64, i64)> = rows.iter().map(|(id, v)| (l2(q, v), *id)).collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0));
+    d
+}
