@@ -27,9 +27,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
-    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, InfoRequest,
-    InfoResponse,
+    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, EmbedResponse,
+    InfoRequest, InfoResponse,
 };
 use tonic::{
     codegen::http::Uri,
@@ -382,6 +383,39 @@ impl Embedders {
             (None, Some(e)) => e,
             (None, None) => GatewayError::EmbedderUnavailable("no embedder".into()),
         })
+    }
+
+    /// Embeds `images` with as few `EmbedBatch` calls as the message limit
+    /// allows (a stream's batch may hold more bytes than one message), in
+    /// order, each call tagged with `trace`.
+    pub async fn embed_images(
+        &self,
+        spec: &CollectionSpec,
+        trace: &TraceContext,
+        images: Vec<Vec<u8>>,
+    ) -> Result<Vec<EmbedResponse>, GatewayError> {
+        // Room for the framing of each image in the request.
+        let room = self.max_message_bytes.saturating_sub(64 << 10).max(1);
+        let mut results = Vec::with_capacity(images.len());
+        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        let mut images = images.into_iter().peekable();
+        while let Some(image) = images.next() {
+            bytes += image.len() + 16;
+            chunk.push(image);
+            let full = images
+                .peek()
+                .is_none_or(|next| bytes + next.len() + 16 > room);
+            if full {
+                let mut request = tonic::Request::new(EmbedBatchRequest {
+                    images: std::mem::take(&mut chunk),
+                });
+                trace.inject(&mut request);
+                results.extend(self.embed_batch(spec, request).await?.results);
+                bytes = 0;
+            }
+        }
+        Ok(results)
     }
 
     /// `EmbedBatch` on a reachable replica whose model matches the

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
-    self as pb, embed_response, stored_ref, EmbedBatchRequest, ErrorKind, Hit, ItemError,
-    QueryResult, SearchRequest, SearchResponse,
+    self as pb, embed_response, stored_ref, ErrorKind, Hit, ItemError, QueryResult, SearchRequest,
+    SearchResponse,
 };
 use tracing::instrument;
 
@@ -189,10 +189,8 @@ impl Searcher {
         let embedding = !images.is_empty();
         if embedding {
             let (at, bytes): (Vec<usize>, Vec<Vec<u8>>) = images.into_iter().unzip();
-            let mut request = tonic::Request::new(EmbedBatchRequest { images: bytes });
-            trace.inject(&mut request);
-            let resp = self.embedders.embed_batch(spec, request).await?;
-            for (i, r) in at.into_iter().zip(resp.results) {
+            let embedded = self.embedders.embed_images(spec, trace, bytes).await?;
+            for (i, r) in at.into_iter().zip(embedded) {
                 slots[i] = match r.result {
                     Some(embed_response::Result::Vector(v)) if v.values.len() == dimension => {
                         Ok(Some(Ready {
