@@ -272,3 +272,76 @@ async fn the_tutorial_as_cli_commands() {
     assert_eq!(not_serving.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&not_serving.stderr).contains("NOT_SERVING"));
 }
+
+/// The hits of the first result of a `search --json`: (rank, filepath, distance).
+fn hits(found: &Value) -> Vec<(u64, String, f64)> {
+    found["results"][0]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["rank"].as_u64().unwrap(),
+                h["filepath"].as_str().unwrap().to_string(),
+                h["distance"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_like_a_stored_image_paged_cut_and_deleted_from_the_cli() {
+    let milvus = Milvus::shared();
+    let embedder = EmbedderProcess::start(&[]).await;
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let addr = format!("127.0.0.1:{}", gateway.grpc_port);
+    let gw = addr.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    imgsearch_tests::cli::write_pngs(&cwd.join("img"), "p", 0, 12);
+    ok(gw, cwd, &["collection", "create", "cli_like"]);
+    ok(gw, cwd, &["ingest", "img", "-c", "cli_like"]);
+    let item = "img/p00000.png";
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "--like", item, "-c", "cli_like", "--json"];
+        args.extend_from_slice(extra);
+        hits(&json(gw, cwd, &args))
+    };
+
+    let four = search(&["-k", "4"]);
+    assert_eq!(four.len(), 4);
+    assert!(
+        four.iter().all(|h| h.1 != item),
+        "the item itself is left out"
+    );
+    let page = search(&["-k", "2", "--offset", "2", "--consistency", "strong"]);
+    assert_eq!(page, four[2..].to_vec(), "ranks 3 and 4, the same hits");
+    let cut = (four[1].2 + four[2].2) / 2.0;
+    let within = search(&["-k", "4", "--max-distance", &cut.to_string()]);
+    assert_eq!(within, four[..2].to_vec());
+
+    let deleted = json(
+        gw,
+        cwd,
+        &[
+            "delete",
+            &four[0].1,
+            "img/never.png",
+            "-c",
+            "cli_like",
+            "--json",
+        ],
+    );
+    assert_eq!(deleted["deleted"], 1);
+    let after = search(&["-k", "4"]);
+    assert!(after.iter().all(|h| h.1 != four[0].1), "{after:?}");
+    let described = json(gw, cwd, &["collection", "describe", "cli_like", "--json"]);
+    assert_eq!(described["row_count"], 11);
+    let unknown = imgsearch(
+        gw,
+        cwd,
+        &["search", "--like", "img/never.png", "-c", "cli_like"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+}

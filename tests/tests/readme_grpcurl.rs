@@ -37,6 +37,8 @@ async fn readme_grpcurl_examples_work() {
         "ListCollections",
         "/Insert",
         "/Search",
+        "/SearchStream",
+        "/Delete",
         "Embedder/Info",
         "EmbedBatch",
     ] {
@@ -103,6 +105,19 @@ async fn readme_grpcurl_examples_work() {
     assert!(!resumed.contains("\"stored\""), "{resumed}");
     let search = output("/Search");
     assert!(search.contains("\"filepath\": \"photo.jpg\""), "{search}");
+    let like = output("\"like\": [");
+    assert!(like.contains("\"filepath\": \"other.jpg\""), "{like}");
+    assert!(!like.contains("\"filepath\": \"photo.jpg\""), "{like}");
+    let streamed = output("/SearchStream");
+    assert!(
+        streamed.contains("\"index\": \"1\""),
+        "two answers: {streamed}"
+    );
+    assert!(
+        streamed.contains("\"filepath\": \"photo.jpg\""),
+        "{streamed}"
+    );
+    assert!(output("/Delete").contains("\"deleted\": \"1\""));
     assert!(output("/DescribeCollection").contains("AUTOINDEX"));
     assert!(output("Embedder/Info").contains("\"dimension\": 2048"));
     assert!(output("EmbedBatch").contains("values"));
