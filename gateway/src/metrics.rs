@@ -17,6 +17,8 @@ pub struct Metrics {
     pub skipped_items: IntCounter,
     /// Insert streams open now.
     pub insert_streams: IntGauge,
+    /// SearchStreams open now.
+    pub search_streams: IntGauge,
     /// Milvus search time per Search call.
     pub search_seconds: Histogram,
     /// Embedding time per Search call.
@@ -67,6 +69,8 @@ impl Metrics {
         .unwrap();
         let insert_streams =
             IntGauge::new("gateway_insert_streams", "Insert streams open now").unwrap();
+        let search_streams =
+            IntGauge::new("gateway_search_streams", "SearchStreams open now").unwrap();
         let milvus_up = IntGauge::new("gateway_milvus_up", "1 while Milvus answers").unwrap();
         let embedder_up =
             IntGauge::new("gateway_embedder_up", "1 while an embedder answers").unwrap();
@@ -81,6 +85,7 @@ impl Metrics {
             Box::new(item_failures.clone()),
             Box::new(skipped_items.clone()),
             Box::new(insert_streams.clone()),
+            Box::new(search_streams.clone()),
             Box::new(search_seconds.clone()),
             Box::new(embed_seconds.clone()),
             Box::new(milvus_up.clone()),
@@ -96,6 +101,7 @@ impl Metrics {
             item_failures,
             skipped_items,
             insert_streams,
+            search_streams,
             search_seconds,
             embed_seconds,
             milvus_up,

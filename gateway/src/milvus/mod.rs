@@ -438,14 +438,17 @@ impl MilvusStore {
         freshness: Freshness,
     ) -> Result<Option<(i64, Vec<f32>)>> {
         let at = self.clock.read_at(name, freshness);
-        let expr = match row {
-            RowRef::Id(id) => ids_in(&[*id]),
-            RowRef::Filepath(p) => filepaths_in(std::slice::from_ref(p)),
-        };
-        // Rows sharing a filepath are few; read their ids, then one vector.
-        let Columns { ids, .. } = self.reads.query(name, expr, &["id"], None, at).await?;
-        let Some(&id) = ids.iter().min() else {
-            return Ok(None);
+        let id = match row {
+            RowRef::Id(id) => *id,
+            // Rows sharing a filepath are few; read their ids, then one vector.
+            RowRef::Filepath(p) => {
+                let expr = filepaths_in(std::slice::from_ref(p));
+                let Columns { ids, .. } = self.reads.query(name, expr, &["id"], None, at).await?;
+                match ids.iter().min() {
+                    Some(&id) => id,
+                    None => return Ok(None),
+                }
+            }
         };
         let c = self
             .reads

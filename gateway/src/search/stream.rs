@@ -87,6 +87,9 @@ impl SearchStreams {
         S: Stream<Item = Result<SearchStreamRequest, Status>> + Send + Unpin + 'static,
     {
         let ticket = self.admission.admit()?;
+        self.metrics
+            .search_streams
+            .set(self.admission.open_streams() as i64);
         let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
         let this = self.clone();
         let span = tracing::info_span!("search_stream", trace_id = %trace.trace_id, collection = tracing::field::Empty);
@@ -102,6 +105,9 @@ impl SearchStreams {
                         .await;
                 }
                 this.metrics.observe("SearchStream", &outcome);
+                this.metrics
+                    .search_streams
+                    .set(this.admission.open_streams() as i64);
             }
             .instrument(span),
         );
