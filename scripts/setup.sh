@@ -9,7 +9,8 @@
 #   scripts/setup.sh libtorch   install only the named components
 #
 # Components: system libtorch milvus grpcurl deploy fixtures pyref weights corpus
-# (corpus, the demo/benchmark photos, only when named or by scripts/demo.sh)
+# pymilvus (corpus, the demo/benchmark photos, and pymilvus, the search
+# benchmark's baseline client, only when named)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -181,6 +182,12 @@ install_corpus() {
   cp "$tmp"/x/usr/share/games/endless-sky/images/land/*.jpg "$dir/"
   rm -rf "$tmp"
   mark_done "$dir" "$stamp"
+}
+
+install_pymilvus() {
+  # The tutorial's Milvus client, for scripts/bench_search.sh's baseline.
+  # (its environs dependency breaks with marshmallow 4)
+  venv "$cache/venv-pymilvus" "pymilvus==$MILVUS_VERSION" "marshmallow<4"
 }
 
 link_deps() { ln -sfn "$cache" "$root/.deps"; }

@@ -140,36 +140,12 @@ impl Milvus {
 
     /// [`Milvus::rows`] of the Milvus at `uri`.
     pub async fn rows_at(uri: &str, collection: &str) -> Vec<(i64, String)> {
-        use milvus::v2::prelude as mv;
-        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(uri))
-            .await
-            .expect("SDK connects");
-        let resp = sdk
-            .query(
-                mv::QueryRequest::builder()
-                    .collection_name(collection)
-                    .filter("id >= 0")
-                    .output_fields(["id", "filepath"])
-                    .consistency_level(mv::ConsistencyLevel::Strong)
-                    .build()
-                    .expect("query"),
-            )
-            .await
-            .expect("query rows");
-        let fields = resp.results().get_output_fields();
-        let ids = fields
-            .iter()
-            .find_map(|f| match f {
-                mv::FieldData::Int64 { name, values } if name == "id" => Some(values.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        use milvus::v2::prelude::FieldData;
+        let (ids, fields) = Self::every_row(uri, collection, "filepath").await;
         let paths = fields
-            .iter()
+            .into_iter()
             .find_map(|f| match f {
-                mv::FieldData::VarChar { name, values } if name == "filepath" => {
-                    Some(values.clone())
-                }
+                FieldData::VarChar { name, values } if name == "filepath" => Some(values),
                 _ => None,
             })
             .unwrap_or_default();
@@ -181,8 +157,28 @@ impl Milvus {
     /// Every row's id and stored vector, read from Milvus directly (Strong),
     /// sorted by id.
     pub async fn vectors(&self, collection: &str) -> Vec<(i64, Vec<f32>)> {
+        use milvus::v2::prelude::FieldData;
+        let (ids, fields) = Self::every_row(&self.uri(), collection, "image_embedding").await;
+        let vectors = fields
+            .into_iter()
+            .find_map(|f| match f {
+                FieldData::FloatVector { values, .. } => Some(values),
+                _ => None,
+            })
+            .expect("vectors in the answer");
+        let mut rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+
+    /// Every row's id and `field` (Strong), through the SDK.
+    async fn every_row(
+        uri: &str,
+        collection: &str,
+        field: &str,
+    ) -> (Vec<i64>, Vec<milvus::v2::prelude::FieldData>) {
         use milvus::v2::prelude as mv;
-        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(self.uri()))
+        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(uri))
             .await
             .expect("SDK connects");
         let resp = sdk
@@ -190,14 +186,14 @@ impl Milvus {
                 mv::QueryRequest::builder()
                     .collection_name(collection)
                     .filter("id >= 0")
-                    .output_fields(["id", "image_embedding"])
+                    .output_fields(["id", field])
                     .consistency_level(mv::ConsistencyLevel::Strong)
                     .build()
                     .expect("query"),
             )
             .await
-            .expect("query vectors");
-        let fields = resp.results().get_output_fields();
+            .expect("query rows");
+        let fields = resp.results().get_output_fields().to_vec();
         let ids = fields
             .iter()
             .find_map(|f| match f {
@@ -205,16 +201,7 @@ impl Milvus {
                 _ => None,
             })
             .unwrap_or_default();
-        let vectors = fields
-            .iter()
-            .find_map(|f| match f {
-                mv::FieldData::FloatVector { values, .. } => Some(values.clone()),
-                _ => None,
-            })
-            .expect("vectors in the answer");
-        let mut rows: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
-        rows.sort_by_key(|r| r.0);
-        rows
+        (ids, fields)
     }
 
     /// The gRPC port.

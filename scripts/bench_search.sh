@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# One-image search latency, p50 and p99 over CALLS (default 120) calls each:
+# the gateway's wall time, embedding time and Milvus time at every
+# consistency level, and the tutorial's own pymilvus search of the same
+# query vectors on the same collection, as the baseline of the ratios. The
+# collection holds the endless-sky corpus ingested four times (about 1,090
+# rows); the embedder runs bf16 on CPU. Prints a Markdown table.
+#
+#   scripts/bench_search.sh [CALLS]
+#
+# Uses the local embedded Milvus on 19530 (scripts/milvus.sh): started if
+# not running, and stopped again only if this script started it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh system libtorch milvus weights corpus pymilvus >/dev/null
+cargo build --release --locked --workspace --bins 2>&1 | tail -1 >&2
+
+calls=${1:-120}
+weights=.deps/weights/resnet50-seed0.safetensors
+collection=bench_search
+port=$((20000 + RANDOM % 20000))
+gateway=127.0.0.1:$port embedder=127.0.0.1:$((port + 1))
+work=$(mktemp -d)
+pids=()
+started_milvus=false
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  $started_milvus && scripts/milvus.sh stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if ! scripts/milvus.sh status >/dev/null 2>&1; then
+  scripts/milvus.sh start
+  started_milvus=true
+fi
+
+target/release/imgsearch-embedder --listen "$embedder" --metrics-listen 127.0.0.1:$((port + 2)) \
+  --weights "$weights" --device cpu --precision bf16 >"$work/embedder.log" 2>&1 &
+pids+=($!)
+target/release/imgsearch-gateway --listen "$gateway" --metrics-listen 127.0.0.1:$((port + 3)) \
+  --milvus-uri http://127.0.0.1:19530 --embedder "http://$embedder" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+cli() { target/release/imgsearch --gateway "$gateway" "$@"; }
+cli health --wait 300 >/dev/null
+
+photos=(.deps/corpus/endless-sky/*.jpg)
+queries=("${photos[@]:0:10}")
+echo "ingesting ${#photos[@]} photos four times..." >&2
+cli collection create "$collection" >/dev/null
+for copy in 1 2 3 4; do
+  mkdir -p "$work/copy$copy"
+  for f in "${photos[@]:10}"; do ln -s "$(realpath "$f")" "$work/copy$copy/"; done
+  cli ingest "$work/copy$copy" -c "$collection" --json >/dev/null
+done
+rows=$(cli collection describe "$collection" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['row_count'])")
+
+echo "searching ($calls calls per level)..." >&2
+ours=$(target/release/search-bench "http://$gateway" "http://$embedder" "$collection" "$calls" \
+  "$work/vectors.json" "${queries[@]}")
+base=$(.deps/venv-pymilvus/bin/python scripts/search_baseline.py http://127.0.0.1:19530 \
+  "$collection" "$calls" "$work/vectors.json")
+cli collection drop "$collection" >/dev/null
+
+cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+python3 - "$ours" "$base" "$rows" "$calls" "$cpu" "$(nproc)" <<'PY'
+import json, sys
+ours, base = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+rows, calls, cpu, cores = sys.argv[3:]
+print(f"One-image search, {calls} calls per row, {rows} rows, embedded Milvus 2.3.5, "
+      f"embedder bf16 on CPU; {cpu}, {cores} cores.\n")
+print("| client | consistency | wall p50 / p99 (ms) | embed p50 (ms) | Milvus p50 / p99 (ms) | Milvus p50 vs baseline |")
+print("|---|---|---|---|---|---|")
+print(f"| pymilvus (the tutorial) | bounded | | | {base['p50_ms']:.1f} / {base['p99_ms']:.1f} | 1.00x |")
+names = {"session": "session (default)", "session_vectors": "session, query vectors (no embedding)"}
+for level in ("session", "strong", "bounded", "eventually", "session_vectors"):
+    r = ours[level]
+    w, e, m = r["wall"], r["embed"], r["milvus"]
+    ratio = m["p50_ms"] / base["p50_ms"]
+    print(f"| imgsearch gateway | {names.get(level, level)} | {w['p50_ms']:.1f} / {w['p99_ms']:.1f} "
+          f"| {e['p50_ms']:.1f} | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} | {ratio:.2f}x |")
+s, v = ours["session"], ours["session_vectors"]
+print(f"\nGoals (default consistency): Milvus p50 at most 2x the baseline: "
+      f"{s['milvus']['p50_ms'] / base['p50_ms']:.2f}x with image queries, "
+      f"{v['milvus']['p50_ms'] / base['p50_ms']:.2f}x with vector queries; "
+      f"wall p50 at most embed p50 + 20 ms: {s['wall']['p50_ms'] - s['embed']['p50_ms']:+.1f} ms over embed.")
+PY
