@@ -145,3 +145,50 @@ async fn streams_beyond_the_limit_are_refused_and_an_idle_one_ends() {
     assert_eq!(end.unwrap_err().code(), Code::DeadlineExceeded);
     drop(tx);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_vanishes_frees_its_place() {
+    let mut s = Stack::start(&["--max-search-streams", "1"]).await;
+    let c = "stream_vanish";
+    create(&mut s.client, c).await;
+    insert(&mut s.client, c, named_pngs("v/", 0, 4)).await;
+
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(query(c, Query::Like(by_filepath("v/0.png"))))
+        .await
+        .unwrap();
+    let mut open = s
+        .client
+        .search_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    open.message().await.unwrap().expect("an answer");
+    assert_eq!(s.gateway.metric("gateway_search_streams"), 1.0);
+    // The caller goes away without closing its side properly.
+    drop(open);
+    drop(tx);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (answers, end) = stream(
+            &mut s.client,
+            vec![query(c, Query::Like(by_filepath("v/1.png")))],
+        )
+        .await;
+        match end {
+            None => {
+                assert_eq!(answers.len(), 1);
+                break;
+            }
+            Some(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place was never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some(e) => panic!("{e:?}"),
+        }
+    }
+}

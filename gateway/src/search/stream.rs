@@ -67,6 +67,13 @@ enum ReadEnd {
 
 type Answers = mpsc::Sender<Result<SearchStreamResponse, Status>>;
 
+/// Whether every query read was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    Yes,
+    No,
+}
+
 impl SearchStreams {
     pub fn new(admission: Admission, idle_timeout: Duration, metrics: Metrics) -> Self {
         Self {
@@ -163,10 +170,14 @@ impl SearchStreams {
         let answered = self
             .answer_all(&searcher, &spec, &options, trace, &mut arrived, answers)
             .await;
-        if answered.is_err() {
+        drop(arrived);
+        if !matches!(answered, Ok(Drained::Yes)) {
+            // The stream ends early: the reader stops wherever it waits.
             abort.abort();
         }
-        answered?;
+        if answered? == Drained::No {
+            return Ok(());
+        }
         match reader.await {
             Ok(ReadEnd::Done) => Ok(()),
             Ok(ReadEnd::Idle) => Err(self.idle_error()),
@@ -185,7 +196,8 @@ impl SearchStreams {
         ))
     }
 
-    /// Answers batches of whatever has arrived until the reader is done.
+    /// Answers batches of whatever has arrived until the reader is done
+    /// (`Drained::Yes`) or the caller stops reading (`Drained::No`).
     async fn answer_all(
         &self,
         searcher: &Searcher,
@@ -194,7 +206,7 @@ impl SearchStreams {
         trace: &TraceContext,
         arrived: &mut mpsc::Receiver<Arrived>,
         answers: &Answers,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Drained, GatewayError> {
         let mut batch = Vec::with_capacity(MAX_QUERIES);
         while arrived.recv_many(&mut batch, MAX_QUERIES).await > 0 {
             let mut results: Vec<Option<Result<Vec<Hit>, ItemError>>> = Vec::new();
@@ -250,11 +262,11 @@ impl SearchStreams {
                     .is_err()
                 {
                     info!("the caller stopped reading answers; ending the stream");
-                    return Ok(());
+                    return Ok(Drained::No);
                 }
             }
         }
-        Ok(())
+        Ok(Drained::Yes)
     }
 }
 
