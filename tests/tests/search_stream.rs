@@ -9,7 +9,7 @@ use imgsearch_proto::v1::{
 use imgsearch_tests::{
     hostile::{noise, png},
     insert::{create, insert, named_pngs},
-    search::{by_filepath, stream, Stack},
+    search::{by_filepath, stream, Client, Stack},
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,6 +39,30 @@ fn kind(i: u64) -> Kind {
         7 => Kind::Unknown,
         _ => Kind::Photo,
     }
+}
+
+/// A stream left open after one `like` query and its answer: the sender
+/// that keeps it open, its answers, and the first answer.
+async fn open_stream(
+    client: &mut Client,
+    collection: &str,
+    like: &str,
+) -> (
+    mpsc::Sender<SearchStreamRequest>,
+    tonic::Streaming<SearchStreamResponse>,
+    SearchStreamResponse,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(query(collection, Query::Like(by_filepath(like))))
+        .await
+        .unwrap();
+    let mut answers = client
+        .search_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().expect("an answer");
+    (tx, answers, first)
 }
 
 fn error_kind(a: &SearchStreamResponse) -> Option<ErrorKind> {
@@ -118,17 +142,7 @@ async fn streams_beyond_the_limit_are_refused_and_an_idle_one_ends() {
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("l/", 0, 4)).await;
 
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(query(c, Query::Like(by_filepath("l/0.png"))))
-        .await
-        .unwrap();
-    let mut open = s
-        .client
-        .search_stream(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = open.message().await.unwrap().expect("an answer");
+    let (tx, mut open, first) = open_stream(&mut s.client, c, "l/0.png").await;
     assert_eq!(first.result.unwrap().hits.len(), 3);
 
     let (_, refused) = stream(
@@ -153,17 +167,7 @@ async fn a_caller_that_vanishes_frees_its_place() {
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("v/", 0, 4)).await;
 
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(query(c, Query::Like(by_filepath("v/0.png"))))
-        .await
-        .unwrap();
-    let mut open = s
-        .client
-        .search_stream(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    open.message().await.unwrap().expect("an answer");
+    let (tx, open, _) = open_stream(&mut s.client, c, "v/0.png").await;
     assert_eq!(s.gateway.metric("gateway_search_streams"), 1.0);
     // The caller goes away without closing its side properly.
     drop(open);
