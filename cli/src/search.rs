@@ -16,6 +16,8 @@ use crate::{
 
 /// Queries per Search call (the gateway's maximum).
 const QUERIES_PER_CALL: usize = 64;
+/// Filepaths per Delete call (the gateway's maximum).
+const DELETES_PER_CALL: usize = 1024;
 
 /// One stored image near a query.
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +155,7 @@ pub async fn delete(
     filepaths: Vec<String>,
 ) -> Result<u64, CliError> {
     let mut deleted = 0;
-    for chunk in filepaths.chunks(1024) {
+    for chunk in filepaths.chunks(DELETES_PER_CALL) {
         deleted += client
             .delete(DeleteRequest {
                 collection: collection.to_string(),

@@ -52,14 +52,17 @@ impl Metrics {
         let search_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "gateway_search_seconds",
-                "Milvus search time per Search call",
+                "Milvus search time per Search call or SearchStream batch",
             )
             .buckets(seconds_buckets()),
         )
         .unwrap();
         let embed_seconds = Histogram::with_opts(
-            HistogramOpts::new("gateway_embed_seconds", "Embedding time per Search call")
-                .buckets(seconds_buckets()),
+            HistogramOpts::new(
+                "gateway_embed_seconds",
+                "Embedding time per Search call or SearchStream batch",
+            )
+            .buckets(seconds_buckets()),
         )
         .unwrap();
         let skipped_items = IntCounter::new(

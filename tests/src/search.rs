@@ -72,7 +72,7 @@ pub fn like(collection: &str, row: StoredRef, top_k: u32) -> SearchRequest {
     }
 }
 
-/// Runs a search; the hit ids of each query.
+/// Runs a unary search.
 pub async fn search(client: &mut Client, req: SearchRequest) -> Result<SearchResponse, Status> {
     client.search(req).await.map(|r| r.into_inner())
 }

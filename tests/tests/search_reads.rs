@@ -187,7 +187,7 @@ async fn deleted_rows_are_gone_from_the_next_search_and_the_count() {
 
     let rows = s.milvus.vectors(c).await;
     assert_eq!(rows.len(), 7);
-    let q = &s.milvus.vectors(c).await[0].1;
+    let q = &rows[0].1;
     let hits = search(&mut s.client, for_vector(c, q, 10)).await.unwrap();
     let found = first_ids(&hits);
     assert_eq!(found.len(), 7);

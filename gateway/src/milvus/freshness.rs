@@ -46,6 +46,12 @@ pub const MAX_TOKEN_AHEAD_MS: u64 = 10_000;
 const LOGICAL_BITS: u32 = 18;
 
 impl Freshness {
+    /// Every write acknowledged before the read, by anyone.
+    pub const STRONG: Freshness = Freshness {
+        consistency: Consistency::Strong,
+        write_token: 0,
+    };
+
     /// Refuses what cannot be honoured: a token with a level that ignores it,
     /// or a token that is not a timestamp Milvus could have issued yet.
     pub fn check(&self) -> Result<(), GatewayError> {

@@ -26,7 +26,7 @@ pub mod reads;
 
 use self::{
     expr::{check_name, filepaths_in, ids_in},
-    freshness::{Consistency, Freshness, WriteClock},
+    freshness::{Freshness, WriteClock},
     reads::{Columns, RawHit, Reads, SearchShape},
 };
 use crate::{
@@ -461,13 +461,7 @@ impl MilvusStore {
     /// `count(*)` sees them (Milvus's statistics count neither deletes nor
     /// unflushed rows).
     pub async fn count(&self, name: &str) -> Result<u64> {
-        let strong = self.clock.read_at(
-            name,
-            Freshness {
-                consistency: Consistency::Strong,
-                write_token: 0,
-            },
-        );
+        let strong = self.clock.read_at(name, Freshness::STRONG);
         let c = self
             .reads
             .query(name, String::new(), &["count(*)"], None, strong)
@@ -492,13 +486,7 @@ impl MilvusStore {
         if !filepaths.is_empty() {
             matching.push(filepaths_in(filepaths));
         }
-        let strong = self.clock.read_at(
-            name,
-            Freshness {
-                consistency: Consistency::Strong,
-                write_token: 0,
-            },
-        );
+        let strong = self.clock.read_at(name, Freshness::STRONG);
         let mut found = self
             .reads
             .query(name, matching.join(" || "), &["id"], None, strong)

@@ -229,6 +229,7 @@ impl SearchStreams {
                         embed_seconds = a.embed_seconds;
                         search_seconds = a.search_seconds;
                         self.metrics.search_seconds.observe(search_seconds);
+                        self.metrics.embed_seconds.observe(embed_seconds);
                         for (slot, r) in asked.into_iter().zip(a.results) {
                             results[slot] = Some(r);
                         }
