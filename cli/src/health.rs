@@ -9,13 +9,16 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-use crate::{error::CliError, gateway};
+use crate::{
+    error::CliError,
+    gateway::{self, GatewayArgs},
+};
 
 const SERVICE: &str = "imgsearch.v1.ImageSearch";
 
 /// One check: `Ok(true)` when SERVING.
-async fn check(address: &str, timeout: Duration) -> Result<bool, CliError> {
-    let mut client = HealthClient::new(gateway::channel(address, timeout).await?);
+async fn check(gateway: &GatewayArgs) -> Result<bool, CliError> {
+    let mut client = HealthClient::new(gateway::channel(gateway).await?);
     let status = client
         .check(HealthCheckRequest {
             service: SERVICE.into(),
@@ -28,10 +31,10 @@ async fn check(address: &str, timeout: Duration) -> Result<bool, CliError> {
 
 /// Checks, then re-checks every half second for up to `wait`; an error (exit
 /// 3) when the gateway is unreachable or not serving by then.
-pub async fn run(address: &str, timeout: Duration, wait: Duration) -> Result<(), CliError> {
+pub async fn run(gateway: &GatewayArgs, wait: Duration) -> Result<(), CliError> {
     let deadline = Instant::now() + wait;
     loop {
-        let last = check(address, timeout).await;
+        let last = check(gateway).await;
         if let Ok(true) = last {
             return Ok(());
         }

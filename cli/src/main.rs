@@ -9,6 +9,7 @@ mod error;
 mod gateway;
 mod health;
 mod ingest;
+mod keys;
 mod picture;
 mod search;
 mod sources;
@@ -22,23 +23,8 @@ use error::CliError;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Address of the imgsearch gateway (`host:port` or a URI).
-    #[arg(
-        long,
-        global = true,
-        env = "IMGSEARCH_GATEWAY",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    gateway: String,
-
-    /// Seconds to wait for the gateway to accept the connection.
-    #[arg(
-        long,
-        global = true,
-        env = "IMGSEARCH_CONNECT_TIMEOUT_SECS",
-        default_value_t = 5
-    )]
-    connect_timeout_secs: u64,
+    #[command(flatten)]
+    gateway: gateway::GatewayArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -64,6 +50,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys for the gateway.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Whether the gateway can serve (its Milvus and an embedder answer):
     /// exit 0 if so, 3 if not.
     Health {
@@ -75,6 +64,25 @@ enum Command {
 
 /// The collection the tutorial uses, unless told otherwise.
 const DEFAULT_COLLECTION: &str = "image_embeddings";
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Make a new random key: the key goes into --out (readable by you
+    /// alone), and the line for the gateway's keys file, which holds only
+    /// the key's digest, to stdout.
+    Create {
+        /// The key's name, as the gateway's logs will show its calls.
+        #[arg(long)]
+        name: String,
+        /// read (searches), write (also inserts and deletes) or admin (also
+        /// creating and dropping collections).
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Where to write the key; an existing file is not overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
 
 #[derive(Subcommand, Debug)]
 enum CollectionCommand {
@@ -169,13 +177,19 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let timeout = Duration::from_secs(cli.connect_timeout_secs);
-    if let Command::Health { wait } = cli.command {
-        health::run(&cli.gateway, timeout, Duration::from_secs(wait)).await?;
-        println!("SERVING");
-        return Ok(());
+    match &cli.command {
+        Command::Health { wait } => {
+            health::run(&cli.gateway, Duration::from_secs(*wait)).await?;
+            println!("SERVING");
+            return Ok(());
+        }
+        Command::Key(KeyCommand::Create { name, role, out }) => {
+            println!("{}", keys::create(name, role, out)?);
+            return Ok(());
+        }
+        _ => {}
     }
-    let mut client = gateway::connect(&cli.gateway, timeout).await?;
+    let mut client = gateway::connect(&cli.gateway).await?;
     match cli.command {
         Command::Collection(c) => match c {
             CollectionCommand::Create {
@@ -244,7 +258,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         // Answered above, without the ImageSearch client.
-        Command::Health { .. } => {}
+        Command::Health { .. } | Command::Key(_) => {}
         Command::Search(a) => {
             let opts = search::Options {
                 top_k: a.top_k,

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use imgsearch_common::tls::ServerTlsArgs;
 
 use crate::{
     batcher::BatchConfig,
@@ -15,12 +16,23 @@ use crate::{
 #[command(version, about)]
 pub struct Config {
     /// gRPC listen address (imgsearch.v1.Embedder, health, reflection).
+    /// Loopback unless told otherwise: the embedder checks no caller, so
+    /// reaching it beyond this host is a deployment's choice (mTLS, network
+    /// policies).
     #[arg(
         long,
         env = "IMGSEARCH_EMBEDDER_LISTEN",
-        default_value = "0.0.0.0:50052"
+        default_value = "127.0.0.1:50052"
     )]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+
+    /// Plaintext gRPC health only (for the kubelet's probes, which speak no
+    /// TLS); off when unset.
+    #[arg(long, env = "IMGSEARCH_EMBEDDER_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
 
     /// Prometheus metrics listen address (GET /metrics).
     #[arg(

@@ -33,6 +33,8 @@ pub enum ServeError {
     Model(#[from] model::ModelError),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] imgsearch_common::grpc::ListenError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
@@ -72,10 +74,9 @@ pub async fn run(
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(ServeError::Bind)?;
-    info!(addr = %listener.local_addr().map_err(ServeError::Bind)?, "gRPC listening");
+    let incoming = imgsearch_common::grpc::listen(cfg.listen, &cfg.tls).await?;
+    let probes =
+        imgsearch_common::grpc::serve_probes(cfg.probe_listen, health_service.clone()).await?;
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let drained = CancellationToken::new();
     let server = {
@@ -85,18 +86,15 @@ pub async fn run(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(grpc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    stop.cancelled().await;
-                    // Let streams answer what they admitted before the transport
-                    // stops taking frames.
-                    tokio::select! {
-                        _ = tokio::time::sleep(grace) => {},
-                        _ = drained.cancelled() => {},
-                    }
-                },
-            )
+            .serve_with_incoming_shutdown(incoming, async move {
+                stop.cancelled().await;
+                // Let streams answer what they admitted before the transport
+                // stops taking frames.
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {},
+                    _ = drained.cancelled() => {},
+                }
+            })
     };
     let server = tokio::spawn(server);
 
@@ -166,6 +164,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || model_thread.join())
         .await
         .ok();
+    probes.inspect(|p| p.abort());
     info!("stopped");
     failure.map_or(Ok(()), |reason| Err(ServeError::ModelFailed(reason)))
 }

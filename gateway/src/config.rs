@@ -1,9 +1,16 @@
 //! Command-line flags, each with an environment-variable twin. Secrets are
-//! wrapped so `Debug` (and so the start-up log) never shows them.
+//! never flags: they come from files or the environment, and are wrapped
+//! so `Debug` (and so the start-up log) never shows them.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Parser;
+use imgsearch_common::tls::{self, ServerTlsArgs, TlsError};
+use tonic::transport::ClientTlsConfig;
 
 use crate::{admission::StreamLimits, milvus::MilvusConfig};
 
@@ -17,10 +24,21 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
+impl Secret {
+    /// The secret in `file` if given, else in the environment variable
+    /// `env`. A file's trailing newline is not part of it.
+    pub fn from_file_or_env(file: Option<&Path>, env: &str) -> Result<Option<Self>, String> {
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            return Ok(Some(Secret(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )));
+        }
+        Ok(std::env::var(env)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret))
     }
 }
 
@@ -29,12 +47,37 @@ impl FromStr for Secret {
 #[command(version, about)]
 pub struct Config {
     /// gRPC listen address (imgsearch.v1.ImageSearch, health, reflection).
+    /// Beyond loopback, API keys are required (or --allow-unauthenticated).
     #[arg(
         long,
         env = "IMGSEARCH_GATEWAY_LISTEN",
-        default_value = "0.0.0.0:50051"
+        default_value = "127.0.0.1:50051"
     )]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+
+    /// Plaintext gRPC health only (for the kubelet's probes, which speak no
+    /// TLS); off when unset.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+
+    /// API keys file: `NAME ROLE DIGEST` lines (`imgsearch key create`
+    /// makes them). Every call but health then needs a key with the role
+    /// for it. Re-read when it changes.
+    #[arg(long, env = "IMGSEARCH_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Serve without API keys on an address beyond loopback: only behind
+    /// something else that checks callers.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// Serve gRPC reflection (the API's schema, for grpcurl), without a key.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_REFLECTION", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub reflection: bool,
 
     /// Prometheus metrics listen address (GET /metrics).
     #[arg(
@@ -52,17 +95,20 @@ pub struct Config {
     )]
     pub milvus_uri: String,
 
-    /// Milvus user (with --milvus-password); or use --milvus-token.
+    /// Milvus user, with a password from --milvus-password-file or
+    /// IMGSEARCH_MILVUS_PASSWORD; or use a token instead.
     #[arg(long, env = "IMGSEARCH_MILVUS_USER")]
     pub milvus_user: Option<String>,
 
-    /// Milvus password.
-    #[arg(long, env = "IMGSEARCH_MILVUS_PASSWORD", hide_env_values = true)]
-    pub milvus_password: Option<Secret>,
+    /// File holding the Milvus password (else IMGSEARCH_MILVUS_PASSWORD;
+    /// never a flag, where `ps` would show it).
+    #[arg(long, env = "IMGSEARCH_MILVUS_PASSWORD_FILE")]
+    pub milvus_password_file: Option<PathBuf>,
 
-    /// Milvus token: an API key (Zilliz Cloud) or "user:password".
-    #[arg(long, env = "IMGSEARCH_MILVUS_TOKEN", hide_env_values = true)]
-    pub milvus_token: Option<Secret>,
+    /// File holding the Milvus token, an API key (Zilliz Cloud) or
+    /// "user:password" (else IMGSEARCH_MILVUS_TOKEN).
+    #[arg(long, env = "IMGSEARCH_MILVUS_TOKEN_FILE")]
+    pub milvus_token_file: Option<PathBuf>,
 
     /// Milvus database; the server's default when unset.
     #[arg(long, env = "IMGSEARCH_MILVUS_DATABASE")]
@@ -108,6 +154,28 @@ pub struct Config {
     /// streams. Off, a name is one connection.
     #[arg(long, env = "IMGSEARCH_EMBEDDER_DNS")]
     pub embedder_dns: bool,
+
+    /// PEM CA bundle to verify https:// embedders with (the system's roots
+    /// when unset).
+    #[arg(long, env = "IMGSEARCH_EMBEDDER_TLS_CA")]
+    pub embedder_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for embedders that require one (mTLS), with
+    /// --embedder-tls-key.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_TLS_CERT",
+        requires = "embedder_tls_key"
+    )]
+    pub embedder_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --embedder-tls-cert.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_TLS_KEY",
+        requires = "embedder_tls_cert"
+    )]
+    pub embedder_tls_key: Option<PathBuf>,
 
     /// Rows per Milvus insert (the tutorial's BATCH_SIZE).
     #[arg(long, env = "IMGSEARCH_BATCH_SIZE", default_value_t = 128,
@@ -205,7 +273,27 @@ impl Config {
     /// Settings that cannot work together.
     pub fn check(&self) -> Result<(), String> {
         self.insert_limits().check(self.max_message_bytes)?;
-        self.search_limits().check(self.max_message_bytes)
+        self.search_limits().check(self.max_message_bytes)?;
+        self.check_exposure()
+    }
+
+    /// An unauthenticated gateway is a loopback one unless the operator
+    /// says otherwise: one call could otherwise drop a collection.
+    fn check_exposure(&self) -> Result<(), String> {
+        if self.api_keys_file.is_some()
+            || self.allow_unauthenticated
+            || self.listen.ip().is_loopback()
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to serve on {} without API keys: anyone reaching it could drop \
+             collections. Create a key with `imgsearch key create --name NAME --role admin \
+             --out NAME.key`, put the line it prints in a file and pass --api-keys-file FILE \
+             (IMGSEARCH_API_KEYS_FILE); or listen on 127.0.0.1; or pass \
+             --allow-unauthenticated when something in front checks callers",
+            self.listen
+        ))
     }
 
     pub fn insert_limits(&self) -> StreamLimits {
@@ -240,15 +328,33 @@ impl Config {
         true
     }
 
+    /// TLS for `https://` embedders; `None` when every one is plaintext.
+    pub fn embedder_tls(&self) -> Result<Option<ClientTlsConfig>, TlsError> {
+        if !self.embedders.iter().any(|u| u.starts_with("https://")) {
+            return Ok(None);
+        }
+        let identity = self
+            .embedder_tls_cert
+            .as_deref()
+            .zip(self.embedder_tls_key.as_deref());
+        tls::client_config(self.embedder_tls_ca.as_deref(), identity, None).map(Some)
+    }
+
     /// The Milvus connection settings, credentials folded into one token.
-    pub fn milvus(&self) -> MilvusConfig {
-        let token = match (&self.milvus_token, &self.milvus_user, &self.milvus_password) {
-            (Some(t), _, _) => Some(t.0.clone()),
+    pub fn milvus(&self) -> Result<MilvusConfig, String> {
+        let token =
+            Secret::from_file_or_env(self.milvus_token_file.as_deref(), "IMGSEARCH_MILVUS_TOKEN")?;
+        let password = Secret::from_file_or_env(
+            self.milvus_password_file.as_deref(),
+            "IMGSEARCH_MILVUS_PASSWORD",
+        )?;
+        let token = match (token, &self.milvus_user, password) {
+            (Some(t), _, _) => Some(t.0),
             (None, Some(u), Some(p)) => Some(format!("{u}:{}", p.0)),
             (None, Some(u), None) => Some(format!("{u}:")),
             (None, None, _) => None,
         };
-        MilvusConfig {
+        Ok(MilvusConfig {
             uri: self.milvus_uri.clone(),
             token,
             database: self.milvus_database.clone(),
@@ -258,6 +364,6 @@ impl Config {
             max_attempts: self.milvus_attempts,
             load_timeout: Duration::from_secs(self.load_timeout_secs),
             flush_timeout: Duration::from_secs(self.milvus_flush_timeout_secs),
-        }
+        })
     }
 }

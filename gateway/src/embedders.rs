@@ -34,7 +34,7 @@ use imgsearch_proto::v1::{
 };
 use tonic::{
     codegen::http::Uri,
-    transport::{Channel, Endpoint},
+    transport::{Channel, ClientTlsConfig, Endpoint},
 };
 use tracing::{info, warn};
 
@@ -105,6 +105,8 @@ pub struct Embedders {
     call_timeout: Duration,
     next: Arc<AtomicUsize>,
     epoch: Instant,
+    /// For `https://` endpoints.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// Whether a failed call means the replica itself is unreachable.
@@ -150,6 +152,7 @@ impl Embedders {
     pub fn new(
         uris: &[String],
         dns: bool,
+        tls: Option<ClientTlsConfig>,
         max_message_bytes: usize,
         connect_timeout: Duration,
         call_timeout: Duration,
@@ -174,6 +177,7 @@ impl Embedders {
             call_timeout,
             next: Arc::default(),
             epoch: Instant::now(),
+            tls,
         };
         let replicas = uris
             .iter()
@@ -185,11 +189,23 @@ impl Embedders {
     }
 
     fn replica(&self, target: usize, uri: String) -> Result<Arc<Replica>, GatewayError> {
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|e| GatewayError::InvalidArgument(format!("embedder endpoint {uri:?}: {e}")))?
+        let invalid = |e: &dyn std::fmt::Display| {
+            GatewayError::InvalidArgument(format!("embedder endpoint {uri:?}: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| invalid(&e))?
             .connect_timeout(self.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true);
+        if uri.starts_with("https://") {
+            let mut tls = self.tls.clone().unwrap_or_default();
+            // A resolved replica is dialled by address; its certificate
+            // names the configured host.
+            if let Some(name) = &self.targets[target].name {
+                tls = tls.domain_name(name.host.clone());
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
+        }
         let client = EmbedderClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
@@ -564,6 +580,7 @@ mod tests {
         Embedders::new(
             &uris,
             dns,
+            None,
             1 << 20,
             Duration::from_secs(1),
             Duration::from_secs(1),

@@ -3,9 +3,11 @@
 //!
 //! Everything Milvus-specific stays in `milvus` (and `schema`) so the rest
 //! sees collections, rows and hits, never SDK types. `ingest`, `search`,
-//! `delete` and `filepaths` are the core flows; `service` and `server` wire them to gRPC.
+//! `delete` and `filepaths` are the core flows; `service` and `server` wire them to gRPC,
+//! behind `auth`'s check of the caller's key.
 
 pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod delete;
 pub mod embedders;

@@ -14,12 +14,13 @@ use tracing::{info, warn};
 
 use crate::{
     admission::Admission,
+    auth::{guard::Guard, keys::ApiKeys},
     config::Config,
     embedders::Embedders,
     error::GatewayError,
     ingest::{Ingest, IngestConfig},
     metrics::Metrics,
-    milvus::MilvusStore,
+    milvus::{MilvusConfig, MilvusStore},
     search::stream::SearchStreams,
     service::ImageSearchService,
 };
@@ -34,6 +35,10 @@ pub enum ServeError {
     Config(#[from] GatewayError),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] imgsearch_common::grpc::ListenError),
+    #[error("embedder TLS: {0}")]
+    EmbedderTls(#[from] imgsearch_common::tls::TlsError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
@@ -46,6 +51,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     cfg.check().map_err(GatewayError::InvalidArgument)?;
+    let milvus_cfg = cfg.milvus().map_err(GatewayError::InvalidArgument)?;
+    let keys = cfg
+        .api_keys_file
+        .as_deref()
+        .map(ApiKeys::load)
+        .transpose()?;
     let metrics = Metrics::new();
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
         .await
@@ -58,6 +69,7 @@ pub async fn run(
     let embedders = Embedders::new(
         &cfg.embedders,
         cfg.embedder_dns,
+        cfg.embedder_tls()?,
         cfg.max_message_bytes,
         Duration::from_secs(5),
         Duration::from_secs(cfg.embed_timeout_secs),
@@ -65,8 +77,6 @@ pub async fn run(
     let (store_tx, store_rx) = watch::channel(None);
     let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
 
-    let reflection_v1 = imgsearch_common::grpc::reflection_v1()?;
-    let reflection_v1alpha = imgsearch_common::grpc::reflection_v1alpha()?;
     let ingest = Ingest::new(
         IngestConfig {
             batch_size: cfg.batch_size as usize,
@@ -92,14 +102,17 @@ pub async fn run(
     let grpc = ImageSearchServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
+    let keys_watch = keys.as_ref().map(ApiKeys::watch);
+    announce_access(&cfg, keys.as_ref());
+    let grpc = Guard::new(keys, metrics.clone()).wrap(grpc);
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(ServeError::Bind)?;
-    info!(addr = %listener.local_addr().map_err(ServeError::Bind)?, "gRPC listening");
+    let incoming = imgsearch_common::grpc::listen(cfg.listen, &cfg.tls).await?;
+    let probes =
+        imgsearch_common::grpc::serve_probes(cfg.probe_listen, health_service.clone()).await?;
 
     let watcher = tokio::spawn(watch_dependencies(
         cfg.clone(),
+        milvus_cfg,
         embedders,
         store_tx,
         health.clone(),
@@ -107,20 +120,25 @@ pub async fn run(
     ));
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let reflection = if cfg.reflection {
+        Some((
+            imgsearch_common::grpc::reflection_v1()?,
+            imgsearch_common::grpc::reflection_v1alpha()?,
+        ))
+    } else {
+        None
+    };
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(cfg.keepalive_secs)))
             .http2_keepalive_timeout(Some(Duration::from_secs(cfg.keepalive_timeout_secs)))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_optional_service(reflection.as_ref().map(|r| r.0.clone()))
+            .add_optional_service(reflection.map(|r| r.1))
             .add_service(grpc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stopping_rx.wait_for(|s| *s).await;
-                },
-            ),
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopping_rx.wait_for(|s| *s).await;
+            }),
     );
     shutdown.await;
     info!("shutting down");
@@ -131,6 +149,8 @@ pub async fn run(
         Ok(result) => result.expect("server task")?,
         Err(_) => warn!("calls still open after the grace period; exiting"),
     }
+    probes.inspect(|p| p.abort());
+    keys_watch.inspect(|k| k.abort());
     info!("stopped");
     Ok(())
 }
@@ -139,12 +159,12 @@ pub async fn run(
 /// the embedders.
 async fn watch_dependencies(
     cfg: Config,
+    milvus_cfg: MilvusConfig,
     embedders: Embedders,
     store_tx: watch::Sender<Option<MilvusStore>>,
     health: imgsearch_common::grpc::Health,
     metrics: Metrics,
 ) {
-    let milvus_cfg = cfg.milvus();
     info!(milvus = ?milvus_cfg, embedders = ?cfg.embedders, "connecting");
     let mut last = None;
     loop {
@@ -184,5 +204,25 @@ async fn watch_dependencies(
             last = Some(serving);
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// Says at start who may call, and warns where keys would cross the
+/// network in plaintext.
+fn announce_access(cfg: &Config, keys: Option<&ApiKeys>) {
+    match keys {
+        None if cfg.listen.ip().is_loopback() => {
+            info!("no API keys: callers on this host may do everything")
+        }
+        None => warn!(
+            listen = %cfg.listen,
+            "no API keys: every caller may do everything, dropping collections included"
+        ),
+        Some(keys) => {
+            info!(keys = keys.len(), "API keys required");
+            if cfg.tls.cert.is_none() && !cfg.listen.ip().is_loopback() {
+                warn!("API keys are checked but TLS is off: keys cross the network in plaintext");
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{instrument, Span};
 
 use crate::{
+    auth::Caller,
     delete,
     embedders::Embedders,
     error::GatewayError,
@@ -36,10 +37,16 @@ pub struct ImageSearchService {
     metrics: Metrics,
 }
 
-/// The caller's trace context (or a new one), recorded on the current span.
+/// The caller's trace context (or a new one), recorded on the current span
+/// with the name of the caller's key, so every log line of a call says who
+/// made it.
 fn trace<T>(request: &Request<T>) -> TraceContext {
     let t = TraceContext::from_metadata_or_start(request.metadata());
-    Span::current().record("trace_id", t.trace_id.as_str());
+    let span = Span::current();
+    span.record("trace_id", t.trace_id.as_str());
+    if let Some(caller) = request.extensions().get::<Caller>() {
+        span.record("caller", caller.key.as_str());
+    }
     t
 }
 
@@ -86,7 +93,7 @@ impl ImageSearchService {
 
 #[tonic::async_trait]
 impl ImageSearch for ImageSearchService {
-    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id))]
+    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id, caller))]
     async fn create_collection(
         &self,
         request: Request<CreateCollectionRequest>,
@@ -115,7 +122,7 @@ impl ImageSearch for ImageSearchService {
         self.counted("CreateCollection", result.map_err(Status::from))
     }
 
-    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id))]
+    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id, caller))]
     async fn drop_collection(
         &self,
         request: Request<DropCollectionRequest>,
@@ -131,7 +138,7 @@ impl ImageSearch for ImageSearchService {
         )
     }
 
-    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id))]
+    #[instrument(skip_all, fields(name = %request.get_ref().name, trace_id, caller))]
     async fn describe_collection(
         &self,
         request: Request<DescribeCollectionRequest>,
@@ -142,7 +149,7 @@ impl ImageSearch for ImageSearchService {
         self.counted("DescribeCollection", result.map_err(Status::from))
     }
 
-    #[instrument(skip_all, fields(trace_id))]
+    #[instrument(skip_all, fields(trace_id, caller))]
     async fn list_collections(
         &self,
         request: Request<ListCollectionsRequest>,
@@ -161,7 +168,7 @@ impl ImageSearch for ImageSearchService {
 
     /// Admits the stream and hands it to the ingest task; how it ends is
     /// counted there.
-    #[instrument(skip_all, fields(trace_id))]
+    #[instrument(skip_all, fields(trace_id, caller))]
     async fn insert(
         &self,
         request: Request<Streaming<InsertRequest>>,
@@ -176,7 +183,7 @@ impl ImageSearch for ImageSearchService {
         }
     }
 
-    #[instrument(skip_all, fields(trace_id))]
+    #[instrument(skip_all, fields(trace_id, caller))]
     async fn search(
         &self,
         request: Request<SearchRequest>,
@@ -191,7 +198,7 @@ impl ImageSearch for ImageSearchService {
         self.counted("Search", result.map_err(Status::from))
     }
 
-    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id))]
+    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id, caller))]
     async fn find_filepaths(
         &self,
         request: Request<FindFilepathsRequest>,
@@ -205,7 +212,7 @@ impl ImageSearch for ImageSearchService {
 
     /// Admits the stream and hands it to its task; how it ends is counted
     /// there.
-    #[instrument(skip_all, fields(trace_id))]
+    #[instrument(skip_all, fields(trace_id, caller))]
     async fn search_stream(
         &self,
         request: Request<Streaming<SearchStreamRequest>>,
@@ -220,7 +227,7 @@ impl ImageSearch for ImageSearchService {
         }
     }
 
-    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id))]
+    #[instrument(skip_all, fields(collection = %request.get_ref().collection, trace_id, caller))]
     async fn delete(
         &self,
         request: Request<DeleteRequest>,

@@ -4,6 +4,8 @@
 //! their messages live in [`v1`]; [`FILE_DESCRIPTOR_SET`] feeds server
 //! reflection so `grpcurl list/describe` work with no proto files at hand.
 
+pub mod api_key;
+
 /// Version 1 of the API (`package imgsearch.v1`).
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

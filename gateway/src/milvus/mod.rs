@@ -18,7 +18,7 @@ use std::{
 
 use imgsearch_proto::v1::{CollectionInfo, FieldInfo};
 use milvus::v2::prelude::*;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 pub mod expr;
 pub mod freshness;
@@ -204,9 +204,16 @@ impl MilvusStore {
     }
 
     #[instrument(skip(self))]
+    /// Logged as a warning: the call's span names the caller's key, so the
+    /// log says who dropped what (by DropCollection, or CreateCollection
+    /// over an existing collection).
     pub async fn drop_collection(&self, name: &str) -> Result<()> {
         self.forget(name);
         self.require(name).await?;
+        warn!(
+            collection = name,
+            "dropping the collection and all its rows"
+        );
         let req = DropCollectionRequest::builder()
             .collection_name(name)
             .build()?;

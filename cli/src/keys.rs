@@ -1,0 +1,60 @@
+//! `imgsearch key create`: a new API key, written where only its owner can
+//! read it, and the line the gateway's keys file needs (the key's digest,
+//! never the key).
+
+use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+
+use imgsearch_proto::api_key;
+
+use crate::error::CliError;
+
+/// Writes a new key to `out` and returns its keys-file line.
+pub fn create(name: &str, role: &str, out: &Path) -> Result<String, CliError> {
+    if !api_key::valid_name(name) {
+        return Err(CliError::Usage(format!(
+            "{name:?} is not a key name ({})",
+            api_key::NAME_RULE
+        )));
+    }
+    let mut random = [0u8; 32];
+    getrandom::getrandom(&mut random)
+        .map_err(|e| CliError::Usage(format!("no randomness for a key: {e}")))?;
+    let key = api_key::new_key(&random);
+    let refused =
+        |e: std::io::Error| CliError::Usage(format!("cannot write {}: {e}", out.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(refused)?;
+    writeln!(file, "{key}").map_err(refused)?;
+    Ok(format!("{name} {role} {}", api_key::digest(&key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_line_holds_the_digest_of_the_key_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ci.key");
+        let line = create("ci", "read", &out).unwrap();
+        let key = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(line, format!("ci read {}", api_key::digest(key.trim())));
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_existing_key_file_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ci.key");
+        std::fs::write(&out, "keep me").unwrap();
+        assert!(create("ci", "read", &out).is_err());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+    }
+}
