@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use imgsearch_proto::v1::{
     embed_response, embedder_client::EmbedderClient, EmbedRequest, EmbedResponse, ErrorKind,
 };
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::{deps, ports::free_ports, server_process::ServerProcess};
 
@@ -39,6 +39,21 @@ impl EmbedderProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> EmbedderProcess {
+        Self::launch(weights, extra, env, None).await
+    }
+
+    /// [`EmbedderProcess::start`] for an embedder serving TLS (its flags in
+    /// `extra`), reached with `tls`.
+    pub async fn start_tls(extra: &[&str], tls: ClientTlsConfig) -> EmbedderProcess {
+        Self::launch(&deps::seeded_weights(), extra, &[], Some(tls)).await
+    }
+
+    async fn launch(
+        weights: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        tls: Option<ClientTlsConfig>,
+    ) -> EmbedderProcess {
         let ports = free_ports(2);
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -51,12 +66,13 @@ impl EmbedderProcess {
             "cpu".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let server = ServerProcess::start(
+        let server = ServerProcess::start_tls(
             "imgsearch-embedder",
             &args,
             env,
             ports[0],
             "imgsearch.v1.Embedder",
+            tls,
         )
         .await;
         EmbedderProcess {
@@ -67,13 +83,9 @@ impl EmbedderProcess {
 
     /// A connected client with generous message limits.
     pub async fn client(&self) -> EmbedderClient<Channel> {
-        EmbedderClient::new(
-            crate::channel(&self.uri())
-                .await
-                .expect("connect to embedder"),
-        )
-        .max_decoding_message_size(CLIENT_MAX_MESSAGE)
-        .max_encoding_message_size(CLIENT_MAX_MESSAGE)
+        EmbedderClient::new(self.channel().await.expect("connect to embedder"))
+            .max_decoding_message_size(CLIENT_MAX_MESSAGE)
+            .max_encoding_message_size(CLIENT_MAX_MESSAGE)
     }
 
     /// A metric's value summed over its label sets, e.g. `embedder_images_total`.

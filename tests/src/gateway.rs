@@ -3,7 +3,7 @@
 use std::ops::{Deref, DerefMut};
 
 use imgsearch_proto::v1::image_search_client::ImageSearchClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::{embedder::CLIENT_MAX_MESSAGE, ports::free_ports, server_process::ServerProcess};
 
@@ -28,6 +28,27 @@ impl GatewayProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> GatewayProcess {
+        Self::launch(milvus_uri, embedders, extra, env, None).await
+    }
+
+    /// [`GatewayProcess::start`] for a gateway serving TLS (its flags in
+    /// `extra`), reached with `tls`.
+    pub async fn start_tls(
+        milvus_uri: &str,
+        embedders: &[String],
+        extra: &[&str],
+        tls: ClientTlsConfig,
+    ) -> GatewayProcess {
+        Self::launch(milvus_uri, embedders, extra, &[], Some(tls)).await
+    }
+
+    async fn launch(
+        milvus_uri: &str,
+        embedders: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        tls: Option<ClientTlsConfig>,
+    ) -> GatewayProcess {
         let ports = free_ports(2);
         let port = ports[0];
         let mut args: Vec<String> = vec![
@@ -41,12 +62,13 @@ impl GatewayProcess {
             embedders.join(","),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let server = ServerProcess::start(
+        let server = ServerProcess::start_tls(
             "imgsearch-gateway",
             &args,
             env,
             port,
             "imgsearch.v1.ImageSearch",
+            tls,
         )
         .await;
         GatewayProcess {
@@ -62,13 +84,9 @@ impl GatewayProcess {
 
     /// A connected client with generous message limits.
     pub async fn client(&self) -> ImageSearchClient<Channel> {
-        ImageSearchClient::new(
-            crate::channel(&self.uri())
-                .await
-                .expect("connect to gateway"),
-        )
-        .max_decoding_message_size(CLIENT_MAX_MESSAGE)
-        .max_encoding_message_size(CLIENT_MAX_MESSAGE)
+        ImageSearchClient::new(self.channel().await.expect("connect to gateway"))
+            .max_decoding_message_size(CLIENT_MAX_MESSAGE)
+            .max_encoding_message_size(CLIENT_MAX_MESSAGE)
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`insert`]: Insert streams driven and their answers collected.
 //! - [`cli`]: the `imgsearch` CLI as a client process.
 //! - [`search`]: a stack to search, requests by kind, exact L2.
+//! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod hostile;
 pub mod http;
 pub mod insert;
 pub mod milvus;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod pyref;
@@ -28,7 +30,17 @@ pub mod server_process;
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the
 /// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)
 pub async fn channel(uri: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(uri.to_string())?
-        .connect()
-        .await
+    tls_channel(uri, None).await
+}
+
+/// [`channel`] with TLS settings, when given.
+pub async fn tls_channel(
+    uri: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri.to_string())?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint.connect().await
 }

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -32,6 +33,8 @@ pub struct ServerProcess {
     /// The gRPC port.
     pub grpc_port: u16,
     health_service: String,
+    /// How clients reach it when it serves TLS.
+    tls: Option<ClientTlsConfig>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -45,6 +48,19 @@ impl ServerProcess {
         env: &[(&str, &str)],
         grpc_port: u16,
         health_service: &str,
+    ) -> ServerProcess {
+        Self::start_tls(name, args, env, grpc_port, health_service, None).await
+    }
+
+    /// [`ServerProcess::start`] for a server reached with `tls` (over
+    /// `https://localhost`) when it is set.
+    pub async fn start_tls(
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        grpc_port: u16,
+        health_service: &str,
+        tls: Option<ClientTlsConfig>,
     ) -> ServerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join(format!("{name}.log"));
@@ -60,6 +76,7 @@ impl ServerProcess {
             child: Some(child),
             grpc_port,
             health_service: health_service.into(),
+            tls,
             log,
             _dir: dir,
         };
@@ -67,9 +84,22 @@ impl ServerProcess {
         p
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS.
     pub fn uri(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        match self.tls {
+            None => format!("http://127.0.0.1:{}", self.grpc_port),
+            Some(_) => format!("https://localhost:{}", self.grpc_port),
+        }
+    }
+
+    /// A channel to its gRPC port, with TLS when it serves TLS.
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        crate::tls_channel(&self.uri(), self.tls.clone()).await
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The process's log so far.
@@ -127,7 +157,7 @@ impl ServerProcess {
 
     /// What `grpc.health.v1` says of `service`; `None` when it cannot be asked.
     pub async fn health(&self, service: &str) -> Option<ServingStatus> {
-        let channel = crate::channel(&self.uri()).await.ok()?;
+        let channel = self.channel().await.ok()?;
         let req = HealthCheckRequest {
             service: service.to_string(),
         };

@@ -2,93 +2,17 @@
 //! most production clusters do) through an `https://` URI and a private CA
 //! given with `--milvus-ca-cert`.
 
-use std::{path::Path, process::Command};
-
 use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
 use imgsearch_tests::{
     deps, embedder::EmbedderProcess, gateway::GatewayProcess, insert::insert, milvus::Milvus,
+    pki::Pki,
 };
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (scripts/setup.sh system installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for `localhost` signed by it.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=imgsearch test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_talks_tls_to_milvus() {
-    let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
-    let file = |name: &str| certs.path().join(name).display().to_string();
+    let pki = Pki::new("imgsearch test CA");
+    pki.issue("server", false);
+    let file = |name: &str| pki.file(name).display().to_string();
     let milvus = Milvus::start_with(&[
         ("tls_mode", "1".into()),
         ("server_pem_path", file("server.pem")),
