@@ -1,21 +1,30 @@
 //! Every grpcurl example of the README, run as written (ports aside) with the
 //! real grpcurl binary against a real gateway and embedder: reflection only,
-//! no proto files.
+//! no proto files; the plaintext ones against the loopback demo set-up, the
+//! TLS ones against a gateway with a certificate and API keys.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
-use imgsearch_tests::{deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
+use imgsearch_tests::{
+    deps,
+    embedder::EmbedderProcess,
+    gateway::GatewayProcess,
+    milvus::Milvus,
+    pki::{server_flags, Pki},
+    server_process::workspace_binary,
+};
 
-/// The grpcurl lines between `<!-- grpcurl-examples -->` markers.
-fn readme_examples() -> Vec<String> {
+/// The grpcurl lines between `<!-- MARKER -->` and `<!-- /MARKER -->`.
+fn readme_examples(marker: &str) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let (open, close) = (format!("<!-- {marker} -->"), format!("<!-- /{marker} -->"));
     let mut out = Vec::new();
     let mut inside = false;
     for line in readme.lines() {
         match line.trim() {
-            "<!-- grpcurl-examples -->" => inside = true,
-            "<!-- /grpcurl-examples -->" => inside = false,
+            l if l == open => inside = true,
+            l if l == close => inside = false,
             l if inside && l.starts_with("grpcurl ") => out.push(l.to_string()),
             _ => {}
         }
@@ -23,9 +32,40 @@ fn readme_examples() -> Vec<String> {
     out
 }
 
+/// Runs each example with bash in `dir`, its ports replaced as `ports`
+/// says; each must succeed. Returns (example, stdout) pairs.
+fn run_all(examples: &[String], ports: &[(&str, String)], dir: &Path) -> Vec<(String, String)> {
+    let path = format!(
+        "{}:{}",
+        deps::grpcurl().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut outputs = Vec::new();
+    for example in examples {
+        let cmd = ports
+            .iter()
+            .fold(example.clone(), |cmd, (from, to)| cmd.replace(from, to));
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(dir)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{example}\nfailed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push((example.clone(), stdout));
+    }
+    outputs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_grpcurl_examples_work() {
-    let examples = readme_examples();
+    let examples = readme_examples("grpcurl-examples");
     assert!(
         examples.len() >= 12,
         "README lost its grpcurl examples: {examples:#?}"
@@ -55,38 +95,17 @@ async fn readme_grpcurl_examples_work() {
     let fixtures = deps::fixture_images();
     std::fs::copy(&fixtures[0], dir.path().join("photo.jpg")).unwrap();
     std::fs::copy(&fixtures[1], dir.path().join("other.jpg")).unwrap();
-    let path = format!(
-        "{}:{}",
-        deps::grpcurl().parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-
-    let mut outputs = Vec::new();
-    for example in &examples {
-        let cmd = example
-            .replace(
-                "localhost:50051",
-                &format!("127.0.0.1:{}", gateway.grpc_port),
-            )
-            .replace(
-                "localhost:50052",
-                &format!("127.0.0.1:{}", embedder.grpc_port),
-            );
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(&cmd)
-            .current_dir(dir.path())
-            .env("PATH", &path)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{example}\nfailed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        outputs.push((example.clone(), stdout));
-    }
+    let ports = [
+        (
+            "localhost:50051",
+            format!("127.0.0.1:{}", gateway.grpc_port),
+        ),
+        (
+            "localhost:50052",
+            format!("127.0.0.1:{}", embedder.grpc_port),
+        ),
+    ];
+    let outputs = run_all(&examples, &ports, dir.path());
     let output = |needle: &str| &outputs.iter().find(|(e, _)| e.contains(needle)).unwrap().1;
     assert!(output(":50051 list").contains("imgsearch.v1.ImageSearch"));
     assert!(output("describe imgsearch.v1.ImageSearch")
@@ -121,4 +140,55 @@ async fn readme_grpcurl_examples_work() {
     assert!(output("/DescribeCollection").contains("AUTOINDEX"));
     assert!(output("Embedder/Info").contains("\"dimension\": 2048"));
     assert!(output("EmbedBatch").contains("values"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_grpcurl_examples_with_tls_and_api_keys_work() {
+    let examples = readme_examples("grpcurl-tls-examples");
+    for needle in [
+        "-cacert",
+        "authorization: Bearer",
+        "/Insert",
+        "/Search",
+        "DropCollection",
+    ] {
+        assert!(
+            examples.iter().any(|e| e.contains(needle)),
+            "no README TLS example with {needle}: {examples:#?}"
+        );
+    }
+    let pki = Pki::new("readme CA");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pki.ca(), dir.path().join("ca.pem")).unwrap();
+    std::fs::copy(&deps::fixture_images()[0], dir.path().join("photo.jpg")).unwrap();
+    let mut lines = String::new();
+    for (name, role) in [("admin", "admin"), ("writer", "write"), ("reader", "read")] {
+        let out = Command::new(workspace_binary("imgsearch"))
+            .args(["key", "create", "--name", name, "--role", role, "--out"])
+            .arg(dir.path().join(format!("{name}.key")))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        lines.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, lines).unwrap();
+    let mut flags = server_flags(&pki.issue("gateway", false));
+    flags.extend(["--api-keys-file".into(), keys.display().to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    let milvus = Milvus::shared();
+    let embedder = EmbedderProcess::start(&[]).await;
+    let gateway =
+        GatewayProcess::start_tls(&milvus.uri(), &[embedder.uri()], &flags, pki.client(None)).await;
+    let ports = [(
+        "localhost:50051",
+        format!("localhost:{}", gateway.grpc_port),
+    )];
+    let outputs = run_all(&examples, &ports, dir.path());
+    let output = |needle: &str| &outputs.iter().find(|(e, _)| e.contains(needle)).unwrap().1;
+    assert!(output(" list").contains("imgsearch.v1.ImageSearch"));
+    assert!(output("Health/Check").contains("SERVING"));
+    assert!(output("/Insert").contains("\"inserted\": \"1\""));
+    assert!(output("/Search").contains("\"filepath\": \"photo.jpg\""));
 }

@@ -133,7 +133,7 @@ async fn the_probe_port_answers_health_alone_in_plaintext() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_over_tls() {
+async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_with_tls_and_a_key() {
     let pki = Pki::new("cluster CA");
     let mut embedder_flags = server_flags(&pki.issue("embedder", false));
     embedder_flags.extend(["--tls-client-ca".into(), pki.ca().display().to_string()]);
@@ -148,6 +148,19 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_ov
         gateway_client.0.display().to_string(),
         "--embedder-tls-key".into(),
         gateway_client.1.display().to_string(),
+    ]);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("ops.key");
+    let line = Command::new(workspace_binary("imgsearch"))
+        .args(["key", "create", "--name", "ops", "--role", "admin", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(keys.path().join("keys"), line).unwrap();
+    flags.extend([
+        "--api-keys-file".into(),
+        keys.path().join("keys").display().to_string(),
     ]);
     let milvus = Milvus::shared();
     let gateway = GatewayProcess::start_tls(
@@ -169,6 +182,7 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_ov
             .args(["--gateway", &gateway.uri()])
             .args(args)
             .env("IMGSEARCH_TLS_CA", pki.ca())
+            .env("IMGSEARCH_API_KEY_FILE", &key_file)
             .env_remove("IMGSEARCH_COLLECTION")
             .output()
             .unwrap();
