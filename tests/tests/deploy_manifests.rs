@@ -116,7 +116,8 @@ fn check_server(
     );
 
     // Every key of the ConfigMap is an env var of the binary (a typo would be
-    // silently ignored), and the addresses in it are the defaults.
+    // silently ignored), and the ports in it are the defaults (the addresses
+    // are all interfaces, where the binaries default to loopback).
     let cm = find(objects, "ConfigMap", config);
     for (key, value) in cm["data"].as_object().unwrap() {
         if key != "RUST_LOG" {
@@ -126,7 +127,8 @@ fn check_server(
             );
         }
         if key == listen_env || key == metrics_env {
-            assert_eq!(value, &defaults[key], "{config}: {key}");
+            let value = value.as_str().unwrap();
+            assert_eq!(port_of(value), port_of(&defaults[key]), "{config}: {key}");
         }
     }
 
@@ -144,12 +146,21 @@ fn check_server(
         find(objects, "ConfigMap", config)["metadata"]["name"],
         "{deployment} reads its ConfigMap"
     );
+    // The probes ask the plaintext health-only port the binary opens.
+    let probe_env = listen_env.replace("_LISTEN", "_PROBE_LISTEN");
+    assert!(help.contains(&format!("[env: {probe_env}")), "{bin}: {probe_env}");
+    let probe_port = named_port(container, "probe");
+    assert_eq!(
+        port_of(cm["data"][&probe_env].as_str().unwrap()),
+        probe_port,
+        "{config}: {probe_env}"
+    );
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let p = &container[probe];
         if !p.is_null() {
             assert_eq!(
                 p["grpc"]["port"].as_u64(),
-                Some(grpc),
+                Some(probe_port),
                 "{deployment}: {probe}"
             );
         }
@@ -198,7 +209,7 @@ fn overlays_agree_with_the_binaries() {
         assert_eq!(
             gateway_env["IMGSEARCH_EMBEDDERS"],
             format!(
-                "http://embedder.{namespace}.svc.cluster.local:{}",
+                "https://embedder.{namespace}.svc.cluster.local:{}",
                 embedder_service["spec"]["ports"][0]["port"]
             )
         );
