@@ -148,7 +148,10 @@ fn check_server(
     );
     // The probes ask the plaintext health-only port the binary opens.
     let probe_env = listen_env.replace("_LISTEN", "_PROBE_LISTEN");
-    assert!(help.contains(&format!("[env: {probe_env}")), "{bin}: {probe_env}");
+    assert!(
+        help.contains(&format!("[env: {probe_env}")),
+        "{bin}: {probe_env}"
+    );
     let probe_port = named_port(container, "probe");
     assert_eq!(
         port_of(cm["data"][&probe_env].as_str().unwrap()),

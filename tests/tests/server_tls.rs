@@ -133,7 +133,8 @@ async fn the_probe_port_answers_health_alone_in_plaintext() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_with_tls_and_a_key() {
+async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_with_mutual_tls_and_a_key(
+) {
     let pki = Pki::new("cluster CA");
     let mut embedder_flags = server_flags(&pki.issue("embedder", false));
     embedder_flags.extend(["--tls-client-ca".into(), pki.ca().display().to_string()]);
@@ -141,7 +142,10 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
     let embedder =
         EmbedderProcess::start_tls(&strs(&embedder_flags), pki.client(Some(&gateway_client))).await;
     let mut flags = server_flags(&pki.issue("gateway", false));
+    let cli_cert = pki.issue("cli", true);
     flags.extend([
+        "--tls-client-ca".into(),
+        pki.ca().display().to_string(),
         "--embedder-tls-ca".into(),
         pki.ca().display().to_string(),
         "--embedder-tls-cert".into(),
@@ -167,7 +171,7 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
         &milvus.uri(),
         &[embedder.uri()],
         &strs(&flags),
-        pki.client(None),
+        pki.client(Some(&cli_cert)),
     )
     .await;
 
@@ -182,6 +186,8 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
             .args(["--gateway", &gateway.uri()])
             .args(args)
             .env("IMGSEARCH_TLS_CA", pki.ca())
+            .env("IMGSEARCH_TLS_CERT", &cli_cert.0)
+            .env("IMGSEARCH_TLS_KEY", &cli_cert.1)
             .env("IMGSEARCH_API_KEY_FILE", &key_file)
             .env_remove("IMGSEARCH_COLLECTION")
             .output()
