@@ -100,3 +100,39 @@ pub fn write_pngs(dir: &Path, prefix: &str, first: u64, n: u64) {
         std::fs::write(dir.join(format!("{prefix}{i:05}.png")), png).expect("write image");
     }
 }
+
+/// Runs `cmd`, which must succeed; returns its stdout.
+pub fn succeed(mut cmd: Command) -> String {
+    let out = cmd.output().expect("run command");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `imgsearch key create`: the key it wrote to `dir/NAME.key`, and the line
+/// it printed for the keys file.
+pub fn create_key(dir: &Path, name: &str, role: &str) -> (String, String) {
+    let out_file = dir.join(format!("{name}.key"));
+    let mut cmd = Command::new(workspace_binary("imgsearch"));
+    cmd.args(["key", "create", "--name", name, "--role", role, "--out"])
+        .arg(&out_file);
+    let line = succeed(cmd);
+    let key = std::fs::read_to_string(&out_file).expect("key file");
+    (key.trim().to_string(), line)
+}
+
+/// A keys file `dir/keys` with one new key per `(name, role)`; the keys, in
+/// the same order.
+pub fn keys_file(dir: &Path, keys: &[(&str, &str)]) -> (std::path::PathBuf, Vec<String>) {
+    let (keys, lines): (Vec<String>, String) = keys
+        .iter()
+        .map(|(name, role)| create_key(dir, name, role))
+        .unzip();
+    let file = dir.join("keys");
+    std::fs::write(&file, lines).expect("write keys file");
+    (file, keys)
+}

@@ -3,7 +3,7 @@
 //! by key name, and the refusal to serve beyond loopback without keys.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -14,6 +14,7 @@ use imgsearch_proto::v1::{
     InsertRequest, ListCollectionsRequest, SearchRequest, SearchStreamRequest, Vector,
 };
 use imgsearch_tests::{
+    cli::{create_key, keys_file},
     deps,
     embedder::EmbedderProcess,
     gateway::GatewayProcess,
@@ -24,27 +25,6 @@ use imgsearch_tests::{
 use tonic::{transport::Channel, Code, Request, Streaming};
 
 type Client = ImageSearchClient<Channel>;
-
-/// `imgsearch key create`: the key written to `dir/NAME.key`, and the line
-/// it printed for the keys file.
-fn create_key(dir: &Path, name: &str, role: &str) -> (String, String) {
-    let out_file = dir.join(format!("{name}.key"));
-    let out = Command::new(workspace_binary("imgsearch"))
-        .args(["key", "create", "--name", name, "--role", role, "--out"])
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = std::fs::read_to_string(&out_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    (key, String::from_utf8(out.stdout).unwrap())
-}
 
 /// A gateway checking keys, with one key per role in `keys`.
 struct Guarded {
@@ -58,14 +38,12 @@ struct Guarded {
 
 async fn guarded_gateway() -> Guarded {
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = String::new();
-    let keys = ["read", "write", "admin"].map(|role| {
-        let (key, line) = create_key(dir.path(), &format!("{role}-key"), role);
-        lines.push_str(&line);
-        key
-    });
-    let keys_file = dir.path().join("keys");
-    std::fs::write(&keys_file, lines).unwrap();
+    let roles = [
+        ("read-key", "read"),
+        ("write-key", "write"),
+        ("admin-key", "admin"),
+    ];
+    let (keys_file, keys) = keys_file(dir.path(), &roles);
     let embedder = EmbedderProcess::start(&[]).await;
     let file = keys_file.display().to_string();
     let gateway = GatewayProcess::start(
@@ -79,7 +57,7 @@ async fn guarded_gateway() -> Guarded {
         _embedder: embedder,
         dir,
         keys_file,
-        keys,
+        keys: keys.try_into().unwrap(),
     }
 }
 

@@ -6,12 +6,12 @@
 use std::{path::Path, process::Command};
 
 use imgsearch_tests::{
+    cli::{keys_file, succeed},
     deps,
     embedder::EmbedderProcess,
     gateway::GatewayProcess,
     milvus::Milvus,
     pki::{server_flags, Pki},
-    server_process::workspace_binary,
 };
 
 /// The grpcurl lines between `<!-- MARKER -->` and `<!-- /MARKER -->`.
@@ -45,19 +45,9 @@ fn run_all(examples: &[String], ports: &[(&str, String)], dir: &Path) -> Vec<(St
         let cmd = ports
             .iter()
             .fold(example.clone(), |cmd, (from, to)| cmd.replace(from, to));
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(&cmd)
-            .current_dir(dir)
-            .env("PATH", &path)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{example}\nfailed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut bash = Command::new("bash");
+        bash.arg("-c").arg(&cmd).current_dir(dir).env("PATH", &path);
+        let stdout = succeed(bash);
         outputs.push((example.clone(), stdout));
     }
     outputs
@@ -161,18 +151,8 @@ async fn readme_grpcurl_examples_with_tls_and_api_keys_work() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(pki.ca(), dir.path().join("ca.pem")).unwrap();
     std::fs::copy(&deps::fixture_images()[0], dir.path().join("photo.jpg")).unwrap();
-    let mut lines = String::new();
-    for (name, role) in [("admin", "admin"), ("writer", "write"), ("reader", "read")] {
-        let out = Command::new(workspace_binary("imgsearch"))
-            .args(["key", "create", "--name", name, "--role", role, "--out"])
-            .arg(dir.path().join(format!("{name}.key")))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        lines.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, lines).unwrap();
+    let roles = [("admin", "admin"), ("writer", "write"), ("reader", "read")];
+    let (keys, _) = keys_file(dir.path(), &roles);
     let mut flags = server_flags(&pki.issue("gateway", false));
     flags.extend(["--api-keys-file".into(), keys.display().to_string()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -10,6 +10,7 @@ use std::{
 
 use imgsearch_proto::v1::{embedder_client::EmbedderClient, InfoRequest};
 use imgsearch_tests::{
+    cli::{keys_file, succeed},
     deps,
     embedder::EmbedderProcess,
     gateway::GatewayProcess,
@@ -154,18 +155,9 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
         gateway_client.1.display().to_string(),
     ]);
     let keys = tempfile::tempdir().unwrap();
+    let (keys_file, _) = keys_file(keys.path(), &[("ops", "admin")]);
     let key_file = keys.path().join("ops.key");
-    let line = Command::new(workspace_binary("imgsearch"))
-        .args(["key", "create", "--name", "ops", "--role", "admin", "--out"])
-        .arg(&key_file)
-        .output()
-        .unwrap()
-        .stdout;
-    std::fs::write(keys.path().join("keys"), line).unwrap();
-    flags.extend([
-        "--api-keys-file".into(),
-        keys.path().join("keys").display().to_string(),
-    ]);
+    flags.extend(["--api-keys-file".into(), keys_file.display().to_string()]);
     let milvus = Milvus::shared();
     let gateway = GatewayProcess::start_tls(
         &milvus.uri(),
@@ -182,23 +174,15 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
     let query = images.path().join("1.jpg").display().to_string();
     let dir = images.path().display().to_string();
     let cli = |args: &[&str]| {
-        let out = Command::new(workspace_binary("imgsearch"))
-            .args(["--gateway", &gateway.uri()])
+        let mut cmd = Command::new(workspace_binary("imgsearch"));
+        cmd.args(["--gateway", &gateway.uri()])
             .args(args)
             .env("IMGSEARCH_TLS_CA", pki.ca())
             .env("IMGSEARCH_TLS_CERT", &cli_cert.0)
             .env("IMGSEARCH_TLS_KEY", &cli_cert.1)
             .env("IMGSEARCH_API_KEY_FILE", &key_file)
-            .env_remove("IMGSEARCH_COLLECTION")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "imgsearch {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+            .env_remove("IMGSEARCH_COLLECTION");
+        succeed(cmd)
     };
     cli(&["collection", "create", "over_mtls"]);
     cli(&["ingest", "-c", "over_mtls", &dir]);
