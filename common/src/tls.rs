@@ -83,6 +83,8 @@ fn invalid(file: &Path, reason: impl std::fmt::Display) -> TlsError {
 #[derive(Clone)]
 pub struct ServerTls {
     files: Vec<PathBuf>,
+    /// The files' contents `current` was built from.
+    loaded: Vec<Vec<u8>>,
     current: Arc<RwLock<Arc<ServerConfig>>>,
 }
 
@@ -98,6 +100,7 @@ impl ServerTls {
         let config = server_config(&files, &pems)?;
         let tls = Self {
             files,
+            loaded: pems,
             current: Arc::new(RwLock::new(Arc::new(config))),
         };
         Ok(Some(tls))
@@ -114,12 +117,16 @@ impl ServerTls {
 
     fn watch(&self) -> JoinHandle<()> {
         let (files, current) = (self.files.clone(), self.current.clone());
-        let loaded = reload::read_all(&files).unwrap_or_default();
-        reload::watch("TLS certificate", files.clone(), loaded, move |pems| {
-            let config = server_config(&files, pems).map_err(|e| e.to_string())?;
-            *current.write().expect("tls lock") = Arc::new(config);
-            Ok(())
-        })
+        reload::watch(
+            "TLS certificate",
+            files.clone(),
+            self.loaded.clone(),
+            move |pems| {
+                let config = server_config(&files, pems).map_err(|e| e.to_string())?;
+                *current.write().expect("tls lock") = Arc::new(config);
+                Ok(())
+            },
+        )
     }
 }
 

@@ -12,7 +12,9 @@ use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
     embedder::{altered_weights, EmbedderProcess},
     gateway::GatewayProcess,
-    insert::{collect, create, distinct_pngs, insert, insert_skipping_existing, named_pngs},
+    insert::{
+        collect, create, distinct_pngs, insert, insert_skipping_existing, named_pngs, requests,
+    },
     milvus::Milvus,
 };
 use tonic::Code;
@@ -354,24 +356,55 @@ async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_boun
     // 12 MB of noise per image: a stream of 8 would hold 96 MB unbounded.
     let big = imgsearch_tests::hostile::png(&imgsearch_tests::hostile::noise(2000, 2000, 7));
     assert!(big.len() > 11 << 20);
+    // The first two streams send their images, then stay open until the
+    // other two have been answered: however fast the embedder, two streams
+    // are open when the others knock.
+    let (release, released) = tokio::sync::watch::channel(false);
     let mut calls = Vec::new();
     for s in 0..4 {
         let mut client = gateway.client().await;
         let items: Vec<(String, Vec<u8>)> = (0..8)
             .map(|i| (format!("s{s}/big{i}.png"), big.clone()))
             .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut released = released.clone();
+        tokio::spawn(async move {
+            for r in requests(name, items, false) {
+                if tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+            if s < 2 {
+                let _ = released.wait_for(|r| *r).await;
+            }
+        });
         calls.push(tokio::spawn(async move {
-            insert(&mut client, name, items).await
+            collect(
+                client
+                    .insert(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await,
+            )
+            .await
         }));
-        // Let the first two streams open before the others knock.
         if s == 1 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while gateway.metric("gateway_insert_streams") < 2.0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "two streams never opened"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     let mut done = 0;
     let mut refused = 0;
-    for call in calls {
+    for (i, call) in calls.into_iter().enumerate().rev() {
         let answers = call.await.unwrap();
+        if i == 2 {
+            // Both late streams are answered: let the first two end.
+            release.send_replace(true);
+        }
         match &answers.error {
             Some(s) if s.code() == Code::ResourceExhausted => {
                 assert!(answers.summary.is_none());

@@ -25,16 +25,20 @@ type ByDigest = HashMap<String, Caller>;
 #[derive(Clone)]
 pub struct ApiKeys {
     path: PathBuf,
+    /// The file's contents the keys in force came from.
+    loaded: Vec<u8>,
     by_digest: Arc<RwLock<Arc<ByDigest>>>,
 }
 
 impl ApiKeys {
     pub fn load(path: &Path) -> Result<Self, GatewayError> {
         let refuse = |e: String| GatewayError::InvalidArgument(format!("API keys file: {e}"));
-        let bytes = reload::read_all(&[path.to_path_buf()]).map_err(refuse)?;
-        let keys = parse(&bytes[0]).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+        let mut bytes = reload::read_all(&[path.to_path_buf()]).map_err(refuse)?;
+        let loaded = bytes.remove(0);
+        let keys = parse(&loaded).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
         Ok(Self {
             path: path.to_path_buf(),
+            loaded,
             by_digest: Arc::new(RwLock::new(Arc::new(keys))),
         })
     }
@@ -57,14 +61,18 @@ impl ApiKeys {
     /// Re-reads the file when it changes, until the task is aborted.
     pub fn watch(&self) -> JoinHandle<()> {
         let paths = vec![self.path.clone()];
-        let loaded = reload::read_all(&paths).unwrap_or_default();
         let by_digest = self.by_digest.clone();
-        reload::watch("API keys", paths, loaded, move |contents| {
-            let keys = parse(&contents[0])?;
-            tracing::info!(keys = keys.len(), "API keys in force");
-            *by_digest.write().expect("keys lock") = Arc::new(keys);
-            Ok(())
-        })
+        reload::watch(
+            "API keys",
+            paths,
+            vec![self.loaded.clone()],
+            move |contents| {
+                let keys = parse(&contents[0])?;
+                tracing::info!(keys = keys.len(), "API keys in force");
+                *by_digest.write().expect("keys lock") = Arc::new(keys);
+                Ok(())
+            },
+        )
     }
 }
 
