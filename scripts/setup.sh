@@ -11,12 +11,15 @@
 # Components: system libtorch milvus grpcurl deploy fixtures pyref weights corpus
 # pymilvus (corpus, the demo/benchmark photos, and pymilvus, the search
 # benchmark's baseline client, only when named)
+#
+# Downloaded wheels go to $IMGSEARCH_WHEELS (default $IMGSEARCH_CACHE/wheels;
+# the Dockerfile points it at a build cache).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
-wheels=$cache/wheels
+wheels=${IMGSEARCH_WHEELS:-$cache/wheels}
 python=${PYTHON:-python3}
 
 TORCH_VERSION=2.13.0

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# README command 2: installs what the tests need, runs every test of the
-# workspace against real parts (Milvus, libtorch, the PyTorch reference),
-# then README command 1 itself (scripts/demo.sh) on a reduced corpus, and
-# checks that it wrote its picture.
+# README command 2: installs what the tests need, builds the container
+# images, runs every test of the workspace against real parts (Milvus,
+# libtorch, the PyTorch reference, the images under podman), then README
+# command 1 itself (scripts/demo.sh) on a reduced corpus, and checks that it
+# wrote its picture.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
+# The container tests ingest the demo corpus.
+scripts/setup.sh corpus
 # Release profile: the tests then check the binaries that ship, and the demo
 # below reuses them instead of a second full build (deps dominate the build
 # time and are optimised in either profile). The integration tests start the
@@ -14,6 +17,8 @@ scripts/setup.sh
 # gateway/src/config.rs) exist only in this build.
 features=imgsearch-embedder/fault-injection,imgsearch-gateway/fault-injection
 cargo build --workspace --bins --release --locked --features "$features"
+# tests/tests/containers.rs runs the images the users' Dockerfile makes.
+scripts/images.sh
 cargo test --workspace --release --locked --features "$features" "$@"
 
 # The demo uses the default ports, so it runs after the tests, not beside them.

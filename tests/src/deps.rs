@@ -65,3 +65,27 @@ pub fn grpcurl() -> PathBuf {
 pub fn deploy_python() -> PathBuf {
     require(root().join("venv-deploy/bin/python"), "deploy")
 }
+
+/// The demo corpus: real 720x360 photos (`scripts/setup.sh corpus`).
+pub fn corpus() -> Vec<PathBuf> {
+    let dir = require(root().join("corpus/endless-sky"), "corpus");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("corpus dir")
+        .map(|e| e.expect("corpus entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    photos
+}
+
+/// Podman's settings for this host, written by `scripts/images.sh`, which
+/// also builds the images the container tests run.
+pub fn containers_conf() -> PathBuf {
+    let conf = root().join("podman/containers.conf");
+    assert!(
+        conf.exists(),
+        "{} is missing: run `scripts/images.sh` first",
+        conf.display()
+    );
+    conf
+}

@@ -13,6 +13,8 @@
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 
 pub mod cli;
+pub mod containers;
+pub mod deploy;
 pub mod deps;
 pub mod embedder;
 pub mod gateway;

@@ -56,6 +56,8 @@ pub struct Milvus {
     etcd_peer_port: u16,
     /// Extra values for the config template (TLS settings, say).
     settings: Vec<(&'static str, String)>,
+    /// The CA that signed the server's certificate, when it speaks TLS.
+    tls_ca: Option<String>,
 }
 
 static SHARED: OnceLock<Milvus> = OnceLock::new();
@@ -98,7 +100,8 @@ impl Milvus {
     }
 
     /// Like [`Milvus::start`], with values for more keys of the config
-    /// template, e.g. `("tls_mode", "1")` and the `*_pem_path` keys.
+    /// template, e.g. `("tls_mode", "1")` and the `*_pem_path` keys, or a
+    /// fixed `proxy_port`.
     pub fn start_with(settings: &[(&'static str, String)]) -> Result<Milvus, String> {
         Self::remove_stale_dirs();
         let tmp = tempfile::Builder::new()
@@ -108,40 +111,58 @@ impl Milvus {
         fs::write(tmp.path().join("owner.pid"), std::process::id().to_string())
             .map_err(|e| format!("temp dir: {e}"))?;
         let free = free_ports(PORT_KEYS.len() + 2);
+        let setting = |key: &str| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+        let mut ports: HashMap<&'static str, u16> = PORT_KEYS
+            .iter()
+            .copied()
+            .zip(free.iter().copied())
+            .collect();
+        if let Some(port) = setting("proxy_port") {
+            ports.insert(
+                "proxy_port",
+                port.parse().map_err(|e| format!("proxy_port: {e}"))?,
+            );
+        }
+        let tls = setting("tls_mode").is_some_and(|m| m != "0");
         let mut milvus = Milvus {
             child: None,
             data_dir: tmp.path().to_path_buf(),
             _cleanup: Some(tmp),
-            ports: PORT_KEYS
-                .iter()
-                .copied()
-                .zip(free.iter().copied())
-                .collect(),
+            ports,
             metrics_port: free[PORT_KEYS.len()],
             etcd_peer_port: free[PORT_KEYS.len() + 1],
             settings: settings.to_vec(),
+            tls_ca: setting("ca_pem_path").filter(|_| tls).cloned(),
         };
         milvus.write_config()?;
         milvus.resume()?;
         Ok(milvus)
     }
 
-    /// The gRPC endpoint, e.g. `http://127.0.0.1:40123`.
+    /// The gRPC endpoint, e.g. `http://127.0.0.1:40123`, or
+    /// `https://localhost:40123` when it speaks TLS.
     pub fn uri(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports["proxy_port"])
+        match self.tls_ca {
+            Some(_) => format!("https://localhost:{}", self.ports["proxy_port"]),
+            None => format!("http://127.0.0.1:{}", self.ports["proxy_port"]),
+        }
     }
 
     /// Every row of a collection as (id, filepath), sorted by id, read from
     /// Milvus directly with Strong consistency: what a test about data
     /// counts, never the gateway's word.
     pub async fn rows(&self, collection: &str) -> Vec<(i64, String)> {
-        Self::rows_at(&self.uri(), collection).await
+        Self::rows_through(&self.uri(), self.tls_ca.as_deref(), collection).await
     }
 
     /// [`Milvus::rows`] of the Milvus at `uri`.
     pub async fn rows_at(uri: &str, collection: &str) -> Vec<(i64, String)> {
+        Self::rows_through(uri, None, collection).await
+    }
+
+    async fn rows_through(uri: &str, ca: Option<&str>, collection: &str) -> Vec<(i64, String)> {
         use milvus::v2::prelude::FieldData;
-        let (ids, fields) = Self::every_row(uri, collection, "filepath").await;
+        let (ids, fields) = Self::every_row(uri, ca, collection, "filepath").await;
         let paths = fields
             .into_iter()
             .find_map(|f| match f {
@@ -158,7 +179,13 @@ impl Milvus {
     /// sorted by id.
     pub async fn vectors(&self, collection: &str) -> Vec<(i64, Vec<f32>)> {
         use milvus::v2::prelude::FieldData;
-        let (ids, fields) = Self::every_row(&self.uri(), collection, "image_embedding").await;
+        let (ids, fields) = Self::every_row(
+            &self.uri(),
+            self.tls_ca.as_deref(),
+            collection,
+            "image_embedding",
+        )
+        .await;
         let vectors = fields
             .into_iter()
             .find_map(|f| match f {
@@ -174,13 +201,16 @@ impl Milvus {
     /// Every row's id and `field` (Strong), through the SDK.
     async fn every_row(
         uri: &str,
+        ca: Option<&str>,
         collection: &str,
         field: &str,
     ) -> (Vec<i64>, Vec<milvus::v2::prelude::FieldData>) {
         use milvus::v2::prelude as mv;
-        let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(uri))
-            .await
-            .expect("SDK connects");
+        let mut connect = mv::ConnectConfig::new().uri(uri);
+        if let Some(ca) = ca {
+            connect = connect.ca_certificate(ca.to_string());
+        }
+        let sdk = mv::ClientV2::new(&connect).await.expect("SDK connects");
         let resp = sdk
             .query(
                 mv::QueryRequest::builder()

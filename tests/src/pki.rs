@@ -54,6 +54,12 @@ impl Pki {
     /// Issues `NAME.pem` and `NAME.key`: a server certificate for
     /// localhost and 127.0.0.1, or a client certificate.
     pub fn issue(&self, name: &str, client: bool) -> (PathBuf, PathBuf) {
+        self.issue_for(name, client, &[])
+    }
+
+    /// [`Pki::issue`], a server certificate also valid for `dns_names`
+    /// (the cluster DNS names the manifests dial, say).
+    pub fn issue_for(&self, name: &str, client: bool, dns_names: &[&str]) -> (PathBuf, PathBuf) {
         let (pem, key, csr, ext) = (
             format!("{name}.pem"),
             format!("{name}.key"),
@@ -66,9 +72,13 @@ impl Pki {
         args.extend(["-keyout", &key, "-out", &csr]);
         openssl(self.dir.path(), &args);
         let extensions = if client {
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n".to_string()
         } else {
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+            let extra: String = dns_names.iter().map(|n| format!(",DNS:{n}")).collect();
+            format!(
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n\
+                 subjectAltName=DNS:localhost,IP:127.0.0.1{extra}\n"
+            )
         };
         std::fs::write(self.file(&ext), extensions).unwrap();
         openssl(

@@ -7,25 +7,15 @@ use std::{collections::BTreeMap, process::Command};
 
 use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
 use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus,
+    deploy::{find, rendered},
+    deps,
+    embedder::EmbedderProcess,
+    gateway::GatewayProcess,
+    milvus::Milvus,
     server_process::workspace_binary,
 };
 use serde_json::Value;
 use tonic_health::pb::health_check_response::ServingStatus;
-
-/// The rendered objects of every overlay, by overlay name.
-fn rendered() -> BTreeMap<String, Vec<Value>> {
-    let out = Command::new(deps::deploy_python())
-        .arg(deps::script("check_deploy.py"))
-        .output()
-        .expect("run check_deploy.py");
-    assert!(
-        out.status.success(),
-        "deploy/ checks failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON of rendered objects")
-}
 
 /// The `--help` of a binary.
 fn help(bin: &str) -> String {
@@ -67,18 +57,6 @@ fn flag(help: &str, flag: &str) -> (String, Option<String>) {
 
 fn port_of(addr: &str) -> u64 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| {
-            o["kind"] == kind
-                && o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n == name || n.starts_with(&format!("{name}-")))
-        })
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 fn named_port(container: &Value, name: &str) -> u64 {
@@ -185,7 +163,7 @@ fn check_server(
 fn overlays_agree_with_the_binaries() {
     let all = rendered();
     assert_eq!(all.keys().collect::<Vec<_>>(), ["cpu", "gpu"]);
-    for (overlay, objects) in &all {
+    for (overlay, objects) in all {
         println!("overlay {overlay}: {} objects", objects.len());
         check_server(
             objects,

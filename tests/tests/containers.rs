@@ -1,0 +1,264 @@
+//! The images of deploy/docker/Dockerfile, built by scripts/images.sh, run
+//! as the cpu overlay's Deployments run them (tests/src/containers.rs): the
+//! manifests' env, user, read-only root, limits and Secret mounts, against a
+//! TLS Milvus on the host.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use imgsearch_tests::{
+    cli,
+    containers::{run_to_end, stop_together, Cluster, Deployment, Stack},
+    deps,
+    embedder::EmbedderProcess,
+    gateway::GatewayProcess,
+    http,
+    server_process::workspace_binary,
+};
+use serde_json::Value;
+
+#[test]
+fn images_run_as_their_non_root_user_with_every_library_and_no_compiler_or_package_manager() {
+    let script = "echo uid=$(id -u):$(id -g) os=$(uname -s); \
+        echo tools=$(for t in cc gcc g++ clang rustc cargo apt apt-get dpkg pip python3; \
+        do command -v $t; done); \
+        for b in /usr/local/bin/*; do echo \"== $b\"; ldd $b; done";
+    for name in ["gateway", "embedder"] {
+        let d = Deployment::cpu(name);
+        let flags = ["--network=none".to_string(), "--entrypoint=sh".into()];
+        let (out, _) = run_to_end(&flags, d.image(), &["-c", script], Duration::from_secs(60));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{name}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (uid, gid) = d.run_as();
+        assert!(
+            text.contains(&format!("uid={uid}:{gid} os=Linux")),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("tools=\n"),
+            "{name} has tools it should not: {text}"
+        );
+        assert!(
+            text.contains("== /usr/local/bin/imgsearch-"),
+            "{name}: {text}"
+        );
+        assert!(
+            !text.contains("not found"),
+            "{name} misses a library: {text}"
+        );
+    }
+}
+
+#[test]
+fn an_embedder_without_its_weights_mount_fails_fast_naming_the_file() {
+    let cluster = Cluster::shared();
+    let d = Deployment::cpu("embedder");
+    let mut sources = cluster.sources.clone();
+    sources.remove("embedder-weights");
+    let mut flags = d.run_flags(&sources);
+    flags.push("--network=none".into());
+    let (out, took) = run_to_end(&flags, d.image(), &[], Duration::from_secs(120));
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "started without weights: {log}");
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?} to fail: {log}"
+    );
+    let weights = &d.env["IMGSEARCH_EMBEDDER_WEIGHTS"];
+    assert!(
+        log.contains(weights.as_str()),
+        "the error names no {weights}: {log}"
+    );
+}
+
+/// The demo corpus as scripts/demo.sh splits it: three photos held back as
+/// queries, the rest in `dir/corpus`.
+fn demo_corpus(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
+    let photos = deps::corpus();
+    let n = photos.len();
+    let held = [n / 7, n / 2, n * 5 / 6];
+    let corpus = dir.join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    let mut queries = Vec::new();
+    for (i, photo) in photos.iter().enumerate() {
+        if held.contains(&i) {
+            queries.push(photo.display().to_string());
+        } else {
+            std::os::unix::fs::symlink(photo, corpus.join(photo.file_name().unwrap())).unwrap();
+        }
+    }
+    (corpus, queries)
+}
+
+/// The tutorial with the CLI: create, ingest, search with a picture; the
+/// search's JSON.
+fn tutorial(
+    gateway: &str,
+    flags: &[String],
+    collection: &str,
+    corpus: &Path,
+    queries: &[String],
+    picture: &Path,
+) -> Value {
+    let imgsearch = |args: &[&str]| {
+        let mut cmd = Command::new(workspace_binary("imgsearch"));
+        cmd.args(["--gateway", gateway]).args(flags).args(args);
+        cli::succeed(cmd)
+    };
+    imgsearch(&["collection", "create", collection]);
+    let report: Value = serde_json::from_str(&imgsearch(&[
+        "ingest",
+        &corpus.display().to_string(),
+        "--collection",
+        collection,
+        "--json",
+    ]))
+    .unwrap();
+    let found = report["found"].as_u64().unwrap();
+    assert_eq!(report["inserted"].as_u64(), Some(found), "{report:#}");
+    let mut search = vec!["search", "--collection", collection, "--json", "--out"];
+    let picture = picture.display().to_string();
+    search.push(&picture);
+    search.extend(queries.iter().map(String::as_str));
+    serde_json::from_str(&imgsearch(&search)).unwrap()
+}
+
+/// Each query's hits as (filepath, distance).
+fn hits(results: &Value) -> Vec<Vec<(String, f64)>> {
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h["filepath"].as_str().unwrap().to_string(),
+                        h["distance"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_through_the_containers_finds_what_the_host_binaries_find() {
+    let cluster = Cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = demo_corpus(dir.path());
+    let picture = dir.path().join("containers.png");
+    let through_containers = {
+        let _turn = cluster.turn.lock().await;
+        let stack = Stack::start(cluster).await;
+        tutorial(
+            &stack.gateway_uri(),
+            &stack.cli_flags(cluster),
+            "containers",
+            &corpus,
+            &queries,
+            &picture,
+        )
+    };
+    let stored = cluster.milvus.rows("containers").await.len();
+    assert_eq!(stored, deps::corpus().len() - queries.len());
+    let png = std::fs::read(&picture).expect("the result picture");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+
+    let embedder = EmbedderProcess::start(&[]).await;
+    let ca = cluster.pki.ca().display().to_string();
+    let gateway = GatewayProcess::start(
+        &cluster.milvus.uri(),
+        &[embedder.uri()],
+        &["--milvus-ca-cert", &ca],
+    )
+    .await;
+    let through_host = tutorial(
+        &gateway.uri(),
+        &[],
+        "host",
+        &corpus,
+        &queries,
+        &dir.path().join("host.png"),
+    );
+
+    let (ours, theirs) = (hits(&through_containers), hits(&through_host));
+    assert_eq!(ours.len(), 3);
+    for (q, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a.len(), 3, "query {q}: {a:?}");
+        for ((pa, da), (pb, db)) in a.iter().zip(b) {
+            assert_eq!(pa, pb, "query {q}: containers {a:?}, host {b:?}");
+            assert!(
+                (da - db).abs() <= 1e-3 * da.max(1.0),
+                "query {q}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_ingest_ends_both_containers_with_exit_zero_in_grace_and_the_acknowledged_rows_stored(
+) {
+    let cluster = Cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, _) = demo_corpus(dir.path());
+    let _turn = cluster.turn.lock().await;
+    let stack = Stack::start(cluster).await;
+    let flags = stack.cli_flags(cluster);
+    let mut create = Command::new(workspace_binary("imgsearch"));
+    create
+        .args(["--gateway", &stack.gateway_uri()])
+        .args(&flags)
+        .args(["collection", "create", "drained"]);
+    cli::succeed(create);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let ingest = cli::spawn_ingest(&stack.gateway_uri(), &corpus, "drained", &flags);
+
+    // Stop once a batch is in Milvus, with the rest of the corpus on its way.
+    let metrics = stack.deployments[1].port("metrics");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while http::metric(metrics, "gateway_inserted_rows_total") == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing inserted:\n{}",
+            stack.gateway.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = stop_together(&[&stack.gateway, &stack.embedder]);
+    let ended = cli::wait_ingest(ingest);
+
+    let grace = stack.deployments.iter().map(|d| d.grace()).min().unwrap();
+    assert!(
+        took < grace,
+        "stopping took {took:?}, beyond the {grace:?} grace"
+    );
+    for c in [&stack.gateway, &stack.embedder] {
+        assert_eq!(
+            c.wait_exit(Duration::from_secs(5)),
+            Some(0),
+            "{}:\n{}",
+            c.name,
+            c.logs()
+        );
+    }
+    let acknowledged = ended.report["inserted"].as_u64().unwrap();
+    println!(
+        "acknowledged {acknowledged} of {}; {took:?} to stop; {}",
+        ended.report["found"], ended.report["error"]
+    );
+    assert!(acknowledged > 0, "{:#}", ended.report);
+    assert_eq!(
+        cluster.milvus.rows("drained").await.len() as u64,
+        acknowledged,
+        "{:#}",
+        ended.report
+    );
+}
