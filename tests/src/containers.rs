@@ -21,9 +21,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{cli, deploy, deps, milvus::Milvus, pki::Pki};
 
@@ -75,6 +73,11 @@ impl Deployment {
             container,
             env,
         }
+    }
+
+    /// The container's name in the pod.
+    pub fn container_name(&self) -> &str {
+        self.container["name"].as_str().expect("container name")
     }
 
     /// The image the manifest names (scripts/images.sh tags it so).
@@ -222,6 +225,9 @@ fn quantity(q: &str) -> u64 {
     }
 }
 
+/// The names of the containers [`Container::run`] starts begin so.
+const CONTAINER_PREFIX: &str = "imgsearch-test-";
+
 /// A running container, removed on drop.
 pub struct Container {
     pub name: String,
@@ -230,13 +236,18 @@ pub struct Container {
 impl Container {
     /// `podman run -d` of `image` with `flags` (and a name of its own).
     pub fn run(name: &str, flags: &[String], image: &str) -> Container {
-        let name = format!("imgsearch-test-{name}-{}", std::process::id());
+        let name = format!("{CONTAINER_PREFIX}{name}-{}", std::process::id());
         let _ = podman().args(["rm", "-f", "-t", "0", &name]).output();
         let mut args: Vec<String> = vec!["run".into(), "-d".into(), format!("--name={name}")];
         args.extend(flags.iter().cloned());
         args.push(image.into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         podman_ok(&args);
+        Container { name }
+    }
+
+    /// A container something else started (`podman kube play`).
+    pub fn named(name: String) -> Container {
         Container { name }
     }
 
@@ -297,19 +308,8 @@ pub fn stop_together(containers: &[&Container]) -> Duration {
 
 /// What the gRPC health service on loopback `port` says of `service`.
 pub async fn health(port: u16, service: &str) -> Option<ServingStatus> {
-    let channel = crate::channel(&format!("http://127.0.0.1:{port}"))
-        .await
-        .ok()?;
-    let req = HealthCheckRequest {
-        service: service.to_string(),
-    };
-    let status = HealthClient::new(channel)
-        .check(req)
-        .await
-        .ok()?
-        .into_inner()
-        .status;
-    ServingStatus::try_from(status).ok()
+    let channel = crate::channel(&format!("http://127.0.0.1:{port}")).await;
+    crate::server_process::health_of(channel.ok()?, service).await
 }
 
 /// The Secret files, Milvus and weights the two Deployments need; one per
@@ -336,6 +336,7 @@ impl Cluster {
     fn start() -> Cluster {
         let gateway = Deployment::cpu("gateway");
         let embedder = Deployment::cpu("embedder");
+        remove_leftovers(&[&gateway, &embedder]);
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new("imgsearch test cluster CA");
         let host = |uri: &str| gateway.env[uri].split("://").nth(1).unwrap().to_string();
@@ -408,6 +409,21 @@ impl Cluster {
     }
 }
 
+/// Removes what a killed earlier run left holding the manifests' ports:
+/// this harness's containers, and the pods `podman kube play` names after
+/// the Deployments.
+fn remove_leftovers(deployments: &[&Deployment]) {
+    let names = podman_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    for name in names.lines().filter(|n| n.starts_with(CONTAINER_PREFIX)) {
+        let _ = podman().args(["rm", "-f", "-t", "0", name]).output();
+    }
+    for d in deployments {
+        let _ = podman()
+            .args(["pod", "rm", "-f", "-t", "0", &format!("{}-pod-0", d.name)])
+            .output();
+    }
+}
+
 /// A Secret volume as the kubelet writes it: one file per key, mode 0440,
 /// group `group` (the pod's fsGroup).
 fn secret(dir: &Path, name: &str, group: u32, files: &[(&str, Vec<u8>)]) -> PathBuf {
@@ -428,9 +444,13 @@ pub struct Stack {
     pub embedder: Container,
     pub gateway: Container,
     pub deployments: [Deployment; 2],
+    /// What `podman kube play` made, torn down after the containers.
+    pub(crate) _played: Option<crate::kube_play::Played>,
 }
 
 impl Stack {
+    /// Each Deployment as one `podman run` (see [`Stack::play`] for the
+    /// manifests played whole).
     pub async fn start(cluster: &Cluster) -> Stack {
         let embedder = Deployment::cpu("embedder");
         let gateway = Deployment::cpu("gateway");
@@ -453,6 +473,7 @@ impl Stack {
             embedder: e,
             gateway: g,
             deployments: [embedder, gateway],
+            _played: None,
         }
     }
 

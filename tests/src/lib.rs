@@ -11,6 +11,9 @@
 //! - [`search`]: a stack to search, requests by kind, exact L2.
 //! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
+//! - [`deploy`]: the rendered Kubernetes manifests.
+//! - [`containers`], [`kube_play`]: the images run as those manifests say,
+//!   by `podman run` and by `podman kube play`.
 
 pub mod cli;
 pub mod containers;
@@ -21,6 +24,7 @@ pub mod gateway;
 pub mod hostile;
 pub mod http;
 pub mod insert;
+pub mod kube_play;
 pub mod milvus;
 pub mod pki;
 pub mod ports;

@@ -157,17 +157,7 @@ impl ServerProcess {
 
     /// What `grpc.health.v1` says of `service`; `None` when it cannot be asked.
     pub async fn health(&self, service: &str) -> Option<ServingStatus> {
-        let channel = self.channel().await.ok()?;
-        let req = HealthCheckRequest {
-            service: service.to_string(),
-        };
-        let status = HealthClient::new(channel)
-            .check(req)
-            .await
-            .ok()?
-            .into_inner()
-            .status;
-        ServingStatus::try_from(status).ok()
+        health_of(self.channel().await.ok()?, service).await
     }
 
     /// Waits until health says SERVING (again, after a dependency came back).
@@ -200,4 +190,19 @@ impl Drop for ServerProcess {
             stop_group(child, Duration::from_secs(10));
         }
     }
+}
+
+/// What `grpc.health.v1` on `channel` says of `service`; `None` when it
+/// cannot be asked.
+pub async fn health_of(channel: Channel, service: &str) -> Option<ServingStatus> {
+    let req = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    let status = HealthClient::new(channel)
+        .check(req)
+        .await
+        .ok()?
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).ok()
 }

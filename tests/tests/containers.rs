@@ -3,7 +3,7 @@
 //! manifests' env, user, read-only root, limits and Secret mounts, against a
 //! TLS Milvus on the host.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
 
 use imgsearch_tests::{
     cli,
@@ -76,34 +76,43 @@ fn an_embedder_without_its_weights_mount_fails_fast_naming_the_file() {
 }
 
 /// The demo corpus as scripts/demo.sh splits it: three photos held back as
-/// queries, the rest in `dir/corpus`.
-fn demo_corpus(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
-    let photos = deps::corpus();
-    let n = photos.len();
-    let held = [n / 7, n / 2, n * 5 / 6];
-    let corpus = dir.join("corpus");
-    std::fs::create_dir(&corpus).unwrap();
-    let mut queries = Vec::new();
-    for (i, photo) in photos.iter().enumerate() {
-        if held.contains(&i) {
-            queries.push(photo.display().to_string());
-        } else {
-            std::os::unix::fs::symlink(photo, corpus.join(photo.file_name().unwrap())).unwrap();
-        }
+/// queries, the rest in one folder; one per test binary, so every run
+/// stores the same filepaths.
+struct DemoCorpus {
+    dir: tempfile::TempDir,
+    queries: Vec<String>,
+}
+
+impl DemoCorpus {
+    fn shared() -> &'static DemoCorpus {
+        static CORPUS: OnceLock<DemoCorpus> = OnceLock::new();
+        CORPUS.get_or_init(|| {
+            let photos = deps::corpus();
+            let n = photos.len();
+            let held = [n / 7, n / 2, n * 5 / 6];
+            let dir = tempfile::tempdir().unwrap();
+            let mut queries = Vec::new();
+            for (i, photo) in photos.iter().enumerate() {
+                if held.contains(&i) {
+                    queries.push(photo.display().to_string());
+                } else {
+                    let link = dir.path().join(photo.file_name().unwrap());
+                    std::os::unix::fs::symlink(photo, link).unwrap();
+                }
+            }
+            DemoCorpus { dir, queries }
+        })
     }
-    (corpus, queries)
+
+    fn photos(&self) -> usize {
+        std::fs::read_dir(self.dir.path()).unwrap().count()
+    }
 }
 
 /// The tutorial with the CLI: create, ingest, search with a picture; the
 /// search's JSON.
-fn tutorial(
-    gateway: &str,
-    flags: &[String],
-    collection: &str,
-    corpus: &Path,
-    queries: &[String],
-    picture: &Path,
-) -> Value {
+fn tutorial(gateway: &str, flags: &[String], collection: &str, picture: &Path) -> Value {
+    let corpus = DemoCorpus::shared();
     let imgsearch = |args: &[&str]| {
         let mut cmd = Command::new(workspace_binary("imgsearch"));
         cmd.args(["--gateway", gateway]).args(flags).args(args);
@@ -112,7 +121,7 @@ fn tutorial(
     imgsearch(&["collection", "create", collection]);
     let report: Value = serde_json::from_str(&imgsearch(&[
         "ingest",
-        &corpus.display().to_string(),
+        &corpus.dir.path().display().to_string(),
         "--collection",
         collection,
         "--json",
@@ -123,7 +132,7 @@ fn tutorial(
     let mut search = vec!["search", "--collection", collection, "--json", "--out"];
     let picture = picture.display().to_string();
     search.push(&picture);
-    search.extend(queries.iter().map(String::as_str));
+    search.extend(corpus.queries.iter().map(String::as_str));
     serde_json::from_str(&imgsearch(&search)).unwrap()
 }
 
@@ -149,52 +158,47 @@ fn hits(results: &Value) -> Vec<Vec<(String, f64)>> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tutorial_through_the_containers_finds_what_the_host_binaries_find() {
+/// The tutorial through the host's own binaries, once per test binary:
+/// what the containers must find.
+async fn through_host_binaries() -> &'static Value {
+    static HOST: tokio::sync::OnceCell<Value> = tokio::sync::OnceCell::const_new();
+    HOST.get_or_init(|| async {
+        let cluster = Cluster::shared();
+        let embedder = EmbedderProcess::start(&[]).await;
+        let ca = cluster.pki.ca().display().to_string();
+        let milvus = cluster.milvus.uri();
+        let flags = ["--milvus-ca-cert", ca.as_str()];
+        let gateway = GatewayProcess::start(&milvus, &[embedder.uri()], &flags).await;
+        let picture = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
+        tutorial(&gateway.uri(), &[], "host", picture.path())
+    })
+    .await
+}
+
+/// The tutorial through `stack`, then the same top-3 as the host binaries'.
+async fn finds_what_the_host_binaries_find(
+    collection: &str,
+    stack: impl AsyncFnOnce(&'static Cluster) -> Stack,
+) {
     let cluster = Cluster::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let (corpus, queries) = demo_corpus(dir.path());
-    let picture = dir.path().join("containers.png");
-    let through_containers = {
+    let picture = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
+    let found = {
         let _turn = cluster.turn.lock().await;
-        let stack = Stack::start(cluster).await;
-        tutorial(
-            &stack.gateway_uri(),
-            &stack.cli_flags(cluster),
-            "containers",
-            &corpus,
-            &queries,
-            &picture,
-        )
+        let stack = stack(cluster).await;
+        let flags = stack.cli_flags(cluster);
+        tutorial(&stack.gateway_uri(), &flags, collection, picture.path())
     };
-    let stored = cluster.milvus.rows("containers").await.len();
-    assert_eq!(stored, deps::corpus().len() - queries.len());
-    let png = std::fs::read(&picture).expect("the result picture");
+    let stored = cluster.milvus.rows(collection).await.len();
+    assert_eq!(stored, DemoCorpus::shared().photos());
+    let png = std::fs::read(picture.path()).expect("the result picture");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
 
-    let embedder = EmbedderProcess::start(&[]).await;
-    let ca = cluster.pki.ca().display().to_string();
-    let gateway = GatewayProcess::start(
-        &cluster.milvus.uri(),
-        &[embedder.uri()],
-        &["--milvus-ca-cert", &ca],
-    )
-    .await;
-    let through_host = tutorial(
-        &gateway.uri(),
-        &[],
-        "host",
-        &corpus,
-        &queries,
-        &dir.path().join("host.png"),
-    );
-
-    let (ours, theirs) = (hits(&through_containers), hits(&through_host));
+    let (ours, theirs) = (hits(&found), hits(through_host_binaries().await));
     assert_eq!(ours.len(), 3);
     for (q, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a.len(), 3, "query {q}: {a:?}");
         for ((pa, da), (pb, db)) in a.iter().zip(b) {
-            assert_eq!(pa, pb, "query {q}: containers {a:?}, host {b:?}");
+            assert_eq!(pa, pb, "query {q}: {collection} {a:?}, host {b:?}");
             assert!(
                 (da - db).abs() <= 1e-3 * da.max(1.0),
                 "query {q}: {a:?} vs {b:?}"
@@ -204,11 +208,20 @@ async fn the_tutorial_through_the_containers_finds_what_the_host_binaries_find()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_through_the_containers_finds_what_the_host_binaries_find() {
+    finds_what_the_host_binaries_find("containers", Stack::start).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_through_the_manifests_played_by_podman_finds_what_the_host_binaries_find() {
+    finds_what_the_host_binaries_find("played", Stack::play).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_ingest_ends_both_containers_with_exit_zero_in_grace_and_the_acknowledged_rows_stored(
 ) {
     let cluster = Cluster::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let (corpus, _) = demo_corpus(dir.path());
+    let corpus = DemoCorpus::shared().dir.path();
     let _turn = cluster.turn.lock().await;
     let stack = Stack::start(cluster).await;
     let flags = stack.cli_flags(cluster);
@@ -219,7 +232,7 @@ async fn sigterm_during_an_ingest_ends_both_containers_with_exit_zero_in_grace_a
         .args(["collection", "create", "drained"]);
     cli::succeed(create);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let ingest = cli::spawn_ingest(&stack.gateway_uri(), &corpus, "drained", &flags);
+    let ingest = cli::spawn_ingest(&stack.gateway_uri(), corpus, "drained", &flags);
 
     // Stop once a batch is in Milvus, with the rest of the corpus on its way.
     let metrics = stack.deployments[1].port("metrics");
