@@ -9,7 +9,8 @@
 #   scripts/setup.sh libtorch   install only the named components
 #
 # Components: system libtorch milvus grpcurl deploy fixtures pyref weights corpus
-# pymilvus (corpus, the demo/benchmark photos, and pymilvus, the search
+# photos pymilvus (corpus, the demo/benchmark photos; photos, larger ones for
+# the preprocessing benchmark and parity tests; and pymilvus, the search
 # benchmark's baseline client, only when named)
 #
 # Downloaded wheels go to $IMGSEARCH_WHEELS (default $IMGSEARCH_CACHE/wheels;
@@ -22,7 +23,8 @@ cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
 wheels=${IMGSEARCH_WHEELS:-$cache/wheels}
 python=${PYTHON:-python3}
 
-TORCH_VERSION=2.13.0
+# IMGSEARCH_TORCH_VERSION builds another cut, e.g. 2.11.0 for scripts/device_check.sh.
+TORCH_VERSION=${IMGSEARCH_TORCH_VERSION:-2.13.0}
 TORCHVISION_VERSION=0.28.0
 MILVUS_VERSION=2.3.5
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
@@ -169,6 +171,15 @@ install_weights() {
   fi
 }
 
+# apt_download DIR PACKAGE...: the packages' .deb files into DIR.
+apt_download() {
+  local dir=$1; shift
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  (cd "$dir" && chmod 777 . && { apt-get download "$@" >&2 2>/dev/null || {
+    $sudo apt-get update -q >&2 && apt-get download "$@" >&2; }; })
+}
+
 install_corpus() {
   # The demo and benchmark corpus: 273 real 720x360 landscape photos from
   # Debian's endless-sky-data (public domain / CC-BY-SA), scene in the name.
@@ -176,13 +187,35 @@ install_corpus() {
   done_already "$dir" "$stamp" && return
   log "demo corpus (endless-sky-data photos) -> $dir"
   local tmp; tmp=$(mktemp -d)
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  (cd "$tmp" && chmod 777 . && { apt-get download endless-sky-data >&2 2>/dev/null || {
-    $sudo apt-get update -q >&2 && apt-get download endless-sky-data >&2; }; })
+  apt_download "$tmp" endless-sky-data
   dpkg-deb -x "$tmp"/endless-sky-data_*.deb "$tmp/x"
   rm -rf "$dir"; mkdir -p "$dir"
   cp "$tmp"/x/usr/share/games/endless-sky/images/land/*.jpg "$dir/"
+  rm -rf "$tmp"
+  mark_done "$dir" "$stamp"
+}
+
+install_photos() {
+  # Larger real photos (1280x1024 to 5120x2880, six of them progressive) from
+  # two Debian wallpaper packages: the photographs only, not the drawings.
+  local dir=$cache/corpus/photos stamp="mate-backgrounds plasma-workspace-wallpapers 24"
+  done_already "$dir" "$stamp" && return
+  log "large photos (mate-backgrounds, plasma-workspace-wallpapers) -> $dir"
+  local tmp; tmp=$(mktemp -d)
+  apt_download "$tmp" mate-backgrounds plasma-workspace-wallpapers
+  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
+  rm -rf "$dir"; mkdir -p "$dir"
+  local f
+  for f in Aqua Blinds Dune FreshFlower Garden GreenMeadow LadyBird RainDrops Storm TwoWings \
+      Wood YellowFlower; do
+    cp "$tmp/x/usr/share/backgrounds/mate/nature/$f.jpg" "$dir/mate-$f.jpg"
+  done
+  for f in BytheWater/2560x1600 ColdRipple/2560x1600 ColorfulCups/2560x1600 \
+      DarkestHour/2560x1600 EveningGlow/2560x1600 FallenLeaf/2560x1600 Grey/2560x1600 \
+      Kite/2560x1600 OneStandsOut/2560x1600 Path/2560x1600 summer_1am/2560x1600 \
+      Volna/5120x2880; do
+    cp "$tmp/x/usr/share/wallpapers/${f%/*}/contents/images/${f#*/}.jpg" "$dir/plasma-${f%/*}.jpg"
+  done
   rm -rf "$tmp"
   mark_done "$dir" "$stamp"
 }

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
-# The container tests ingest the demo corpus.
-scripts/setup.sh corpus
+# The container tests ingest the demo corpus; the preprocessing tests also
+# read the larger photos.
+scripts/setup.sh corpus photos
 # Release profile: the tests then check the binaries that ship, and the demo
 # below reuses them instead of a second full build (deps dominate the build
 # time and are optimised in either profile). The integration tests start the

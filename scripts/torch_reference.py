@@ -19,6 +19,13 @@
         runs the tutorial end to end on each file (PIL open + convert('RGB'),
         Resize(256), CenterCrop(224), ToTensor, Normalize, the model) and writes
         "output" ([N,2048]) and "input" (the preprocessed [N,3,224,224]).
+    torch_reference.py stages [--rounds R] FILE...
+        times each preprocessing stage alone on one thread, no model, files
+        read into memory first: decode (open + load), convert('RGB'),
+        Resize(256), CenterCrop(224), ToTensor, Normalize; for the tutorial's
+        pipeline ("pil") and the same with JPEG draft mode ("pil_draft":
+        libjpeg's DCT scaling to the smallest of 1/8, 1/4, 1/2 that keeps both
+        sides >= 256). Prints a JSON line of mean milliseconds per image.
 
 The model is torchvision's resnet50 with the fc layer removed exactly as the
 tutorial does it: torch.nn.Sequential(*(list(model.children())[:-1])).
@@ -114,6 +121,41 @@ def hostile(model: torch.nn.Module, files: list) -> None:
                       "peak_rss_bytes": rss}))
 
 
+def stages(files: list, rounds: int) -> None:
+    import io, json, time
+
+    torch.set_num_threads(1)
+    steps = [("convert", lambda im: im.convert("RGB")), ("resize", transforms.Resize(256)),
+             ("crop", transforms.CenterCrop(224)), ("to_tensor", transforms.ToTensor()),
+             ("normalize", PREPROCESS.transforms[-1])]
+    blobs = [open(f, "rb").read() for f in files]
+
+    def load(blob, draft):
+        im = Image.open(io.BytesIO(blob))
+        if draft:
+            im.draft("RGB", (256, 256))
+        im.load()
+        return im
+
+    out = {}
+    for name, draft in (("pil", False), ("pil_draft", True)):
+        total = dict.fromkeys(["decode"] + [s for s, _ in steps], 0.0)
+        for _ in range(rounds):
+            for blob in blobs:
+                start = time.perf_counter()
+                x = load(blob, draft)
+                for stage, f in [(None, None)] + steps:
+                    if stage:
+                        x = f(x)
+                    now = time.perf_counter()
+                    total[stage or "decode"] += now - start
+                    start = now
+        n = rounds * len(blobs)
+        out[name] = {k: round(v * 1000 / n, 4) for k, v in total.items()}
+        out[name]["total"] = round(sum(total.values()) * 1000 / n, 4)
+    print(json.dumps(out | {"images": len(blobs)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -129,6 +171,9 @@ def main() -> None:
     b.add_argument("files", nargs="+")
     h = sub.add_parser("hostile")
     h.add_argument("files", nargs="+")
+    s = sub.add_parser("stages")
+    s.add_argument("--rounds", type=int, default=1)
+    s.add_argument("files", nargs="+")
     for p in (t, i):
         p.add_argument("--output", required=True)
     for p in (t, i, b, h):
@@ -136,6 +181,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "variants":
         variants(args.out, args.files)
+        return
+    if args.mode == "stages":
+        stages(args.files, args.rounds)
         return
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -61,6 +61,8 @@ pub struct BatchConfig {
     pub preprocess_workers: usize,
     /// Size limits per image.
     pub limits: Limits,
+    /// Exact (the tutorial's) or fast.
+    pub preprocess: preprocess::Mode,
     /// Bytes that images being received, waiting and decoded may hold.
     pub memory_budget: u64,
 }
@@ -143,6 +145,7 @@ struct Inner {
     pool: rayon::ThreadPool,
     queue: mpsc::Sender<Pending>,
     limits: Limits,
+    mode: preprocess::Mode,
     metrics: Metrics,
     stats: Arc<Stats>,
     failure: watch::Receiver<Option<String>>,
@@ -218,6 +221,7 @@ impl Embedder {
             pool,
             queue: queue_tx,
             limits: cfg.limits,
+            mode: cfg.preprocess,
             metrics,
             stats,
             failure,
@@ -295,7 +299,7 @@ impl Embedder {
             .map_err(|_| EmbedError::Overloaded)?;
 
         // The header: every limit, and what the decode will take.
-        let limits = inner.limits;
+        let (limits, mode) = (inner.limits, inner.mode);
         let (image, received, probe) = self
             .on_pool(move || {
                 let probe = preprocess::probe(&image, &limits);
@@ -332,7 +336,7 @@ impl Embedder {
                 let _charges = (received, decoder, decoding);
                 fault::on_preprocess();
                 let start = Instant::now();
-                let tensor = preprocess::preprocess_probed(&image, &probe, &limits);
+                let tensor = preprocess::preprocess_probed(&image, &probe, &limits, mode);
                 hist.observe(start.elapsed().as_secs_f64());
                 tensor
             })

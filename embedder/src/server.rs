@@ -99,14 +99,13 @@ pub async fn run(
     let server = tokio::spawn(server);
 
     // Load and warm up while the port already answers health checks.
-    if cfg.threads > 0 {
-        tch::set_num_threads(cfg.threads as i32);
-    }
+    tch::set_num_threads(cfg.model_threads(device != Device::Cpu) as i32);
     let (weights, precision, max_batch) = (cfg.weights.clone(), cfg.precision, batch.max_batch);
+    let mode = batch.preprocess;
     let (model, fingerprint) =
         tokio::task::spawn_blocking(move || -> Result<_, model::ModelError> {
             let model = Resnet50::load(&weights, device, precision)?;
-            let fingerprint = crate::fingerprint::fingerprint(model::MODEL_NAME, &weights)
+            let fingerprint = crate::fingerprint::fingerprint(model::MODEL_NAME, &weights, mode)
                 .map_err(|e| model::ModelError::WeightsUnreadable(weights.clone(), e))?;
             let start = std::time::Instant::now();
             for n in [1, max_batch as i64] {
@@ -124,12 +123,18 @@ pub async fn run(
     let info = ModelInfo {
         device: model::device_name(device),
         precision: precision.to_string(),
+        preprocess: mode,
         max_batch: batch.max_batch,
         max_image_bytes: batch.limits.max_bytes as u64,
         max_image_pixels: batch.limits.max_pixels,
         fingerprint,
     };
-    info!(?info, threads = tch::get_num_threads(), "serving");
+    info!(
+        ?info,
+        threads = tch::get_num_threads(),
+        preprocess_workers = batch.preprocess_workers,
+        "serving"
+    );
     let (embedder, model_thread) = Embedder::start(model, &batch, metrics.clone());
     let _ = ready_tx.send(Some(Ready {
         embedder: embedder.clone(),

@@ -21,6 +21,7 @@ use crate::{batcher::Embedder, error::EmbedError};
 pub struct ModelInfo {
     pub device: String,
     pub precision: String,
+    pub preprocess: crate::preprocess::Mode,
     pub max_batch: usize,
     pub max_image_bytes: u64,
     pub max_image_pixels: u64,
@@ -196,6 +197,7 @@ impl embedder_server::Embedder for EmbedderService {
             batches_run: stats.batches.load(Ordering::Relaxed),
             images_embedded: stats.images.load(Ordering::Relaxed),
             fingerprint: info.fingerprint.clone(),
+            preprocess: info.preprocess.to_string(),
         }))
     }
 }

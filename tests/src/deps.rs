@@ -68,10 +68,20 @@ pub fn deploy_python() -> PathBuf {
 
 /// The demo corpus: real 720x360 photos (`scripts/setup.sh corpus`).
 pub fn corpus() -> Vec<PathBuf> {
-    let dir = require(root().join("corpus/endless-sky"), "corpus");
+    jpegs_in("corpus/endless-sky", "corpus")
+}
+
+/// 24 larger real photos, 1280x1024 to 5120x2880, six progressive
+/// (`scripts/setup.sh photos`).
+pub fn photos() -> Vec<PathBuf> {
+    jpegs_in("corpus/photos", "photos")
+}
+
+fn jpegs_in(dir: &str, component: &str) -> Vec<PathBuf> {
+    let dir = require(root().join(dir), component);
     let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("corpus dir")
-        .map(|e| e.expect("corpus entry").path())
+        .expect("photo dir")
+        .map(|e| e.expect("photo entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
         .collect();
     photos.sort();

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use imgsearch_proto::v1::{
-    insert_response::Event, ErrorKind, FindFilepathsRequest, InsertRequest, SearchRequest,
+    insert_response::Event, ErrorKind, FindFilepathsRequest, InfoRequest, InsertRequest,
+    SearchRequest,
 };
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
@@ -329,6 +330,38 @@ async fn a_collection_refuses_an_embedder_with_other_weights() {
     // The collection's own model still stores and finds.
     let stored = insert(&mut client, name, vec![("x.png".into(), image)]).await;
     assert_eq!(stored.summary().inserted, 1, "{:?}", stored.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
+    let milvus = Milvus::shared();
+    let exact = EmbedderProcess::start(&[]).await;
+    let fast = EmbedderProcess::start(&["--preprocess", "fast"]).await;
+    let first = GatewayProcess::start(&milvus.uri(), &[exact.uri()], &[]).await;
+    let second = GatewayProcess::start(&milvus.uri(), &[fast.uri()], &[]).await;
+    let name = "bound_to_its_preprocessing";
+    create(&mut first.client().await, name).await;
+    let info = fast
+        .client()
+        .await
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.preprocess, "fast");
+    assert!(info.fingerprint.ends_with("/preprocess:1-fast"), "{info:?}");
+
+    let image = distinct_pngs(300, 1).remove(0);
+    let refused = insert(
+        &mut second.client().await,
+        name,
+        vec![("x.png".into(), image)],
+    )
+    .await;
+    let status = refused.error.expect("refused");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("-fast"), "{}", status.message());
+    assert!(milvus.rows(name).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

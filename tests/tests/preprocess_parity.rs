@@ -1,10 +1,12 @@
-//! Our preprocessing against PIL + torchvision on every fixture, on
-//! odd-format copies PIL makes of some, and on 1×20,000 and 20,000×1 strips
+//! Our preprocessing against PIL + torchvision on every fixture, on the 24
+//! larger photos (up to 5120×2880, six progressive), on odd-format copies
+//! PIL makes of some, and on 1×20,000 and 20,000×1 strips
 //! (which `Resize(256)` makes 5,120,000 pixels long; we compute only the
 //! crop): the 224×224 crops must be identical, pixel for pixel (compared as
-//! the normalised floats).
+//! the normalised floats). One thread runs them all in turn, so its reused
+//! decode buffer goes from large images to small and back.
 
-use imgsearch_embedder::preprocess::{preprocess, Limits, TENSOR_LEN};
+use imgsearch_embedder::preprocess::{preprocess, Limits, Mode, TENSOR_LEN};
 use imgsearch_tests::{deps, hostile, pyref};
 use tch::{Kind, Tensor};
 
@@ -19,6 +21,7 @@ fn crops_match_pil_and_torchvision_exactly() {
     let fixtures = deps::fixture_images();
     let dir = tempfile::tempdir().unwrap();
     let mut files = fixtures.clone();
+    files.extend(deps::photos());
     files.extend(pyref::variants(dir.path(), &fixtures[..3]));
     for (w, h) in [(1, 20_000), (20_000, 1)] {
         let path = dir.path().join(format!("strip-{w}x{h}.png"));
@@ -29,7 +32,7 @@ fn crops_match_pil_and_torchvision_exactly() {
 
     let mut mismatched = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let ours = preprocess(&std::fs::read(f).unwrap(), &LIMITS)
+        let ours = preprocess(&std::fs::read(f).unwrap(), &LIMITS, Mode::Exact)
             .unwrap_or_else(|e| panic!("{f:?}: {e}"));
         assert_eq!(ours.len(), TENSOR_LEN);
         let ours = Tensor::from_slice(&ours).view([3, 224, 224]);

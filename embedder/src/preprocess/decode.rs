@@ -5,19 +5,20 @@
 //!
 //! JPEG goes through libjpeg-turbo as in PIL (islow IDCT, fancy upsampling):
 //! `image`'s own JPEG decoder differs by up to 4 levels and returns partial
-//! data for truncated files, where PIL raises. Other formats go through
+//! data for truncated files, where PIL raises. In [`Mode::Fast`] it decodes
+//! at a reduced DCT scale instead. Other formats go through
 //! `image`, with PIL's conversion rules written out below. Animations decode
 //! their first frame only, as PIL's `open` does.
 
-use std::io::Cursor;
+use std::{cell::RefCell, io::Cursor};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::{
     jpeg_layout::JpegLayout,
-    limits::{Limit, Limits},
+    limits::{Limit, Limits, RETAINED_DECODE_BYTES},
     resize::Image8,
-    ImageError,
+    ImageError, Mode, RESIZE,
 };
 
 const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
@@ -58,18 +59,66 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ImageError> {
     Ok(probe)
 }
 
-/// Decodes what [`probe`] accepted to packed RGB.
-pub fn decode_rgb(bytes: &[u8], probe: &Probe, limits: &Limits) -> Result<Image8, ImageError> {
-    let data = match probe.format {
-        Format::Jpeg => decode_jpeg(bytes, probe, limits)?,
-        Format::Other(format) => decode_other(bytes, format, limits)?,
-    };
-    Ok(Image8 {
-        width: probe.width,
-        height: probe.height,
-        channels: 3,
-        data,
-    })
+/// Decodes what [`probe`] accepted to packed RGB: full size, or in
+/// [`Mode::Fast`] a JPEG at its reduced scale.
+pub fn decode_rgb(
+    bytes: &[u8],
+    probe: &Probe,
+    limits: &Limits,
+    mode: Mode,
+) -> Result<Image8, ImageError> {
+    match probe.format {
+        Format::Jpeg => decode_jpeg(bytes, probe, limits, mode),
+        Format::Other(format) => Ok(Image8 {
+            width: probe.width,
+            height: probe.height,
+            channels: 3,
+            data: decode_other(bytes, format, limits)?,
+        }),
+    }
+}
+
+thread_local! {
+    /// This thread's last decode buffer. A fresh one of tens of megabytes
+    /// comes from `mmap` and pays a page fault per 4 KiB on first write:
+    /// about a sixth of the decode of a 15-megapixel JPEG.
+    static RETAINED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` bytes, this thread's retained one when it is big enough.
+/// Its contents are whatever was there: the decoder writes every byte.
+fn buffer(len: usize) -> Vec<u8> {
+    let mut buf = RETAINED.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    if buf.capacity() < len {
+        // Growing would copy the old contents first.
+        return vec![0; len];
+    }
+    buf.truncate(len);
+    buf.resize(len, 0);
+    buf
+}
+
+/// Gives a decode buffer back to this thread for the next image, unless it
+/// is past [`RETAINED_DECODE_BYTES`]: the rare huge image gives its memory
+/// back to the system.
+pub fn retain(buf: Vec<u8>) {
+    if buf.capacity() <= RETAINED_DECODE_BYTES {
+        RETAINED.with(|r| *r.borrow_mut() = buf);
+    }
+}
+
+/// The DCT scale of [`Mode::Fast`]: the smallest of 1/8, 1/4 and 1/2 that
+/// keeps the short side at least [`RESIZE`], so `Resize(256)` still only
+/// shrinks; else none. libjpeg-turbo has SIMD code for these scales only:
+/// the others (3/8, 5/8...) make the decode slower than a full one (6/8 of
+/// a 720×360 photo takes 1.11× the full decode's time).
+fn fast_scale(width: usize, height: usize) -> turbojpeg::ScalingFactor {
+    let short = width.min(height);
+    let m = [1, 2, 4]
+        .into_iter()
+        .find(|&m| (short * m).div_ceil(8) >= RESIZE)
+        .unwrap_or(8);
+    turbojpeg::ScalingFactor::new(m, 8)
 }
 
 fn check(limit: Limit, value: u64, max: u64) -> Result<(), ImageError> {
@@ -130,20 +179,33 @@ fn output_format(colorspace: turbojpeg::Colorspace) -> turbojpeg::PixelFormat {
     }
 }
 
-fn decode_jpeg(bytes: &[u8], probe: &Probe, limits: &Limits) -> Result<Vec<u8>, ImageError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    probe: &Probe,
+    limits: &Limits,
+    mode: Mode,
+) -> Result<Image8, ImageError> {
     let mut dec = turbojpeg::Decompressor::new().map_err(invalid)?;
     // A second guard on scans, inside libjpeg-turbo itself.
     dec.set_scan_limit(limits.max_jpeg_scans).map_err(invalid)?;
     let header = dec.read_header(bytes).map_err(invalid)?;
-    let (w, h) = (header.width, header.height);
-    if (w, h) != (probe.width, probe.height) {
+    if (header.width, header.height) != (probe.width, probe.height) {
         return Err(ImageError::Invalid(
             "JPEG header changed between reads".into(),
         ));
     }
+    let header = match mode {
+        Mode::Exact => header,
+        Mode::Fast => {
+            let scale = fast_scale(header.width, header.height);
+            dec.set_scaling_factor(scale).map_err(invalid)?;
+            header.scaled(scale)
+        }
+    };
+    let (w, h) = (header.width, header.height);
     let format = output_format(header.colorspace);
     let channels = format.size();
-    let mut pixels = vec![0u8; w * h * channels];
+    let mut pixels = buffer(w * h * channels);
     let image = turbojpeg::Image {
         pixels: pixels.as_mut_slice(),
         width: w,
@@ -153,15 +215,34 @@ fn decode_jpeg(bytes: &[u8], probe: &Probe, limits: &Limits) -> Result<Vec<u8>, 
     };
     // libjpeg-turbo reports a truncated file as a warning and fills the rest;
     // the crate surfaces it as an error, which is what PIL does too.
-    dec.decompress(bytes, image).map_err(invalid)?;
-    Ok(match channels {
-        3 => pixels,
-        1 => gray_to_rgb(&pixels, 1),
+    let decoded = dec.decompress(bytes, image).map_err(invalid);
+    let data = match (decoded, channels) {
+        (Err(e), _) => {
+            retain(pixels);
+            return Err(e);
+        }
+        (Ok(()), 3) => pixels,
+        (Ok(()), 1) => swap_retained(pixels, gray_to_rgb),
         // PIL reads CMYK JPEGs as Adobe-inverted ("CMYK;I"), then converts.
-        _ => map_pixels(&pixels, 4, |p| {
-            cmyk_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]])
+        (Ok(()), _) => swap_retained(pixels, |p| {
+            map_pixels(p, 4, |p| {
+                cmyk_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]])
+            })
         }),
+    };
+    Ok(Image8 {
+        width: w,
+        height: h,
+        channels: 3,
+        data,
     })
+}
+
+/// `convert(samples)`, keeping `samples`' buffer for the next decode.
+fn swap_retained(samples: Vec<u8>, convert: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    let rgb = convert(&samples);
+    retain(samples);
+    rgb
 }
 
 /// Pillow's `cmyk2rgb`: `nk = 255 - k; out = nk - c * nk / 255` in its
@@ -185,8 +266,13 @@ fn map_pixels<T: Copy>(samples: &[T], stride: usize, f: impl Fn(&[T]) -> [u8; 3]
     out
 }
 
+/// Gray replicated to RGB.
+fn gray_to_rgb(samples: &[u8]) -> Vec<u8> {
+    gray_to_rgb_strided(samples, 1)
+}
+
 /// Gray (the first of every `stride` samples) replicated to RGB.
-fn gray_to_rgb(samples: &[u8], stride: usize) -> Vec<u8> {
+fn gray_to_rgb_strided(samples: &[u8], stride: usize) -> Vec<u8> {
     map_pixels(samples, stride, |p| [p[0]; 3])
 }
 
@@ -262,8 +348,8 @@ fn pil_convert_rgb(img: DynamicImage) -> Result<Vec<u8>, ImageError> {
     Ok(match img {
         DynamicImage::ImageRgb8(i) => i.into_raw(),
         DynamicImage::ImageRgba8(i) => map_pixels(i.as_raw(), 4, |p| [p[0], p[1], p[2]]),
-        DynamicImage::ImageLuma8(i) => gray_to_rgb(i.as_raw(), 1),
-        DynamicImage::ImageLumaA8(i) => gray_to_rgb(i.as_raw(), 2),
+        DynamicImage::ImageLuma8(i) => gray_to_rgb(i.as_raw()),
+        DynamicImage::ImageLumaA8(i) => gray_to_rgb_strided(i.as_raw(), 2),
         DynamicImage::ImageLuma16(i) => map_pixels(i.as_raw(), 1, |p| [p[0].min(255) as u8; 3]),
         DynamicImage::ImageLumaA16(i) => map_pixels(i.as_raw(), 2, |p| [hi(p[0]); 3]),
         DynamicImage::ImageRgb16(i) => {

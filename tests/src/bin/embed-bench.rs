@@ -2,9 +2,10 @@
 //! through a running embedder's `Embed` stream and prints one JSON line with
 //! the throughput. A warm-up pass over the first images is not timed. Every
 //! image must embed, unless `--allow-errors` (the hostile set) counts the
-//! per-item errors instead.
+//! per-item errors instead. `--vectors-out F` writes the timed pass's vectors
+//! to F in file order, as little-endian f32 (N × 2048), for parity checks.
 //!
-//!     embed-bench [--allow-errors] URI WARMUP FILE...
+//!     embed-bench [--allow-errors] [--vectors-out F] URI WARMUP FILE...
 
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ async fn main() {
     if allow_errors {
         args.remove(0);
     }
+    let vectors_out = (args.first().map(String::as_str) == Some("--vectors-out"))
+        .then(|| args.drain(..2).nth(1).expect("--vectors-out FILE"));
     let (uri, warmup, files) = match args.as_slice() {
         [uri, warmup, files @ ..] if !files.is_empty() => {
             (uri.clone(), warmup.parse::<usize>().expect("WARMUP"), files)
@@ -31,8 +34,17 @@ async fn main() {
     let channel = imgsearch_tests::channel(&uri).await.expect("connect");
     let client = EmbedderClient::new(channel).max_encoding_message_size(64 << 20);
 
-    run(&client, images.iter().take(warmup).cloned().collect()).await;
-    let (seconds, embedded) = run(&client, images.clone()).await;
+    if warmup > 0 {
+        run(&client, images.iter().take(warmup).cloned().collect()).await;
+    }
+    let (seconds, embedded, vectors) = run(&client, images.clone()).await;
+    if let Some(path) = vectors_out {
+        let bytes: Vec<u8> = vectors
+            .iter()
+            .flat_map(|v| v.iter().flat_map(|x| x.to_le_bytes()))
+            .collect();
+        std::fs::write(path, bytes).expect("write vectors");
+    }
     let errors = images.len() - embedded;
     assert!(allow_errors || errors == 0, "{errors} images not embedded");
     println!(
@@ -42,9 +54,12 @@ async fn main() {
     );
 }
 
-/// Streams `images` on one Embed call: seconds until the last answer, and
-/// how many were embedded.
-async fn run(client: &EmbedderClient<Channel>, images: Vec<Vec<u8>>) -> (f64, usize) {
+/// Streams `images` on one Embed call: seconds until the last answer, how
+/// many were embedded, and the vectors in image order (empty for an error).
+async fn run(
+    client: &EmbedderClient<Channel>,
+    images: Vec<Vec<u8>>,
+) -> (f64, usize, Vec<Vec<f32>>) {
     let mut client = client.clone();
     let n = images.len();
     let requests =
@@ -59,10 +74,12 @@ async fn run(client: &EmbedderClient<Channel>, images: Vec<Vec<u8>>) -> (f64, us
         );
     let start = Instant::now();
     let mut stream = client.embed(requests).await.expect("embed").into_inner();
-    let mut ok = 0;
+    let mut vectors = vec![Vec::new(); n];
     while let Some(r) = stream.message().await.expect("stream") {
-        ok += usize::from(matches!(r.result, Some(embed_response::Result::Vector(_))));
+        if let Some(embed_response::Result::Vector(v)) = r.result {
+            vectors[r.id.parse::<usize>().expect("id")] = v.values;
+        }
     }
-    assert!(ok <= n);
-    (start.elapsed().as_secs_f64(), ok)
+    let ok = vectors.iter().filter(|v| !v.is_empty()).count();
+    (start.elapsed().as_secs_f64(), ok, vectors)
 }
