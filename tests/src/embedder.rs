@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use imgsearch_proto::v1::{
     embed_response, embedder_client::EmbedderClient, EmbedRequest, EmbedResponse, ErrorKind,
+    InfoRequest, InfoResponse,
 };
 use tonic::transport::{Channel, ClientTlsConfig};
 
@@ -86,6 +87,12 @@ impl EmbedderProcess {
         EmbedderClient::new(self.channel().await.expect("connect to embedder"))
             .max_decoding_message_size(CLIENT_MAX_MESSAGE)
             .max_encoding_message_size(CLIENT_MAX_MESSAGE)
+    }
+
+    /// What `Info` answers.
+    pub async fn info(&self) -> InfoResponse {
+        let info = self.client().await.info(InfoRequest {}).await;
+        info.expect("embedder Info").into_inner()
     }
 
     /// A metric's value summed over its label sets, e.g. `embedder_images_total`.

@@ -53,13 +53,7 @@ async fn vectors_match_the_tutorial_pipeline_and_bf16_stays_close() {
     );
 
     let bf16 = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let info = bf16
-        .client()
-        .await
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = bf16.info().await;
     assert_eq!(info.precision, "bf16");
     let half = embed_stream(&mut bf16.client().await, items(&files)).await;
     let mut min_bf = f64::MAX;

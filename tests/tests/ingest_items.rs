@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use imgsearch_proto::v1::{
-    insert_response::Event, ErrorKind, FindFilepathsRequest, InfoRequest, InsertRequest,
-    SearchRequest,
+    insert_response::Event, ErrorKind, FindFilepathsRequest, InsertRequest, SearchRequest,
 };
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
@@ -341,13 +340,7 @@ async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
     let second = GatewayProcess::start(&milvus.uri(), &[fast.uri()], &[]).await;
     let name = "bound_to_its_preprocessing";
     create(&mut first.client().await, name).await;
-    let info = fast
-        .client()
-        .await
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = fast.info().await;
     assert_eq!(info.preprocess, "fast");
     assert!(info.fingerprint.ends_with("/preprocess:1-fast"), "{info:?}");
 
