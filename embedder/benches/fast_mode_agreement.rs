@@ -12,10 +12,11 @@
 use std::path::Path;
 
 use imgsearch_embedder::{
+    model::DIMENSION,
     preprocess::{self, Limits, Mode},
     Precision, Resnet50,
 };
-use tch::{Device, Tensor};
+use tch::Device;
 
 const BATCH: usize = 16;
 const TOP: usize = 3;
@@ -73,10 +74,9 @@ fn embed_all(model: &Resnet50, tensors: &[Vec<f32>]) -> Vec<Vec<f32>> {
     tensors
         .chunks(BATCH)
         .flat_map(|chunk| {
-            let batch = Tensor::from_slice(&chunk.concat()).view([chunk.len() as i64, 3, 224, 224]);
-            let out = model.forward(&batch).expect("forward");
-            (0..chunk.len() as i64)
-                .map(|i| Vec::<f32>::try_from(out.get(i)).unwrap())
+            let out = model.embed_flat(&chunk.concat()).expect("forward");
+            out.chunks_exact(DIMENSION as usize)
+                .map(<[f32]>::to_vec)
                 .collect::<Vec<_>>()
         })
         .collect()

@@ -36,7 +36,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tch::Tensor;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info_span};
 
@@ -45,7 +44,7 @@ use crate::{
     fault,
     metrics::Metrics,
     model::{self, Resnet50},
-    preprocess::{self, Limit, Limits, CROP, TENSOR_LEN},
+    preprocess::{self, Limit, Limits, TENSOR_LEN},
 };
 
 /// How images are batched and bounded.
@@ -437,10 +436,7 @@ fn model_loop(
             data.extend_from_slice(&p.tensor);
         }
         fault::on_batch();
-        let input = Tensor::from_slice(&data).view([n as i64, 3, CROP as i64, CROP as i64]);
-        let result = model
-            .forward(&input)
-            .and_then(|out| Ok(Vec::<f32>::try_from(out.flatten(0, -1))?));
+        let result = model.embed_flat(&data);
         inference.observe(now.elapsed().as_secs_f64());
         metrics.batch_size.observe(n as f64);
         stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -20,6 +20,8 @@ use std::{
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::preprocess::{CROP, TENSOR_LEN};
+
 /// Length of the vectors this model returns.
 pub const DIMENSION: i64 = 2048;
 /// The model's name, the first part of its fingerprint.
@@ -283,6 +285,16 @@ impl Resnet50 {
     /// The precision inference runs in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// Runs preprocessed images laid end to end (`N × TENSOR_LEN` floats, as
+    /// `preprocess` makes them) and returns their vectors end to end
+    /// (`N × DIMENSION`).
+    pub fn embed_flat(&self, images: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let n = (images.len() / TENSOR_LEN) as i64;
+        let side = CROP as i64;
+        let input = Tensor::from_slice(images).view([n, 3, side, side]);
+        Ok(Vec::<f32>::try_from(self.forward(&input)?.flatten(0, -1))?)
     }
 
     /// Runs a normalised `[N, 3, 224, 224]` f32 batch and returns `[N, 2048]`

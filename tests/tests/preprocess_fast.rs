@@ -3,11 +3,12 @@
 //! small to scale gets the tutorial's tensor exactly.
 
 use imgsearch_embedder::{
+    model::DIMENSION,
     preprocess::{preprocess, Limits, Mode, TENSOR_LEN},
     Precision, Resnet50,
 };
 use imgsearch_tests::{deps, pyref};
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// The README's bound. Measured: 0.9956 at worst, on a 512×512 fixture
 /// (decoded at 256×256, where exact mode resizes 512 to 256).
@@ -21,13 +22,9 @@ fn tensors(files: &[std::path::PathBuf], mode: Mode) -> Vec<Vec<f32>> {
 }
 
 fn embed(model: &Resnet50, tensors: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    tensors
-        .chunks(8)
-        .flat_map(|chunk| {
-            let batch = Tensor::from_slice(&chunk.concat()).view([chunk.len() as i64, 3, 224, 224]);
-            let out = model.forward(&batch).unwrap();
-            (0..chunk.len() as i64).map(move |i| Vec::<f32>::try_from(out.get(i)).unwrap())
-        })
+    let out = model.embed_flat(&tensors.concat()).unwrap();
+    out.chunks_exact(DIMENSION as usize)
+        .map(<[f32]>::to_vec)
         .collect()
 }
 
