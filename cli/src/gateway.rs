@@ -14,8 +14,7 @@ use tonic::{
 
 use crate::error::CliError;
 
-/// The gateway's default message limit: an image travels in one message.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub use imgsearch_proto::limits::MAX_MESSAGE_BYTES;
 
 /// The variable a key may come in when no file names it.
 const API_KEY_ENV: &str = "IMGSEARCH_API_KEY";

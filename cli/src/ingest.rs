@@ -15,7 +15,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use imgsearch_proto::v1::{insert_response::Event, InsertAck, InsertRequest};
+use imgsearch_proto::v1::{insert_response::Event, ErrorKind, InsertAck, InsertRequest};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -48,9 +48,38 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub filepath: String,
-    /// The gateway's `ErrorKind` name, or `UNREADABLE` for local trouble.
-    pub kind: String,
+    pub kind: FailureKind,
     pub reason: String,
+}
+
+/// Who turned an image away: this machine, which could not read it, or the
+/// gateway, with its class of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Unreadable,
+    Refused(ErrorKind),
+}
+
+impl FailureKind {
+    /// `UNREADABLE`, or the gateway's `ErrorKind`: `INVALID_IMAGE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Unreadable => "UNREADABLE",
+            FailureKind::Refused(kind) => kind.short_name(),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for FailureKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// What an ingest did.
@@ -122,7 +151,7 @@ pub async fn run(
         .failures
         .extend(unreadable.into_iter().map(|u| Failure {
             filepath: u.filepath,
-            kind: "UNREADABLE".into(),
+            kind: FailureKind::Unreadable,
             reason: u.reason,
         }));
     let stopped = if candidates.is_empty() {
@@ -197,7 +226,7 @@ async fn stream(
                     bar.inc(1);
                     local.lock().expect("failures lock").push(Failure {
                         filepath,
-                        kind: "UNREADABLE".into(),
+                        kind: FailureKind::Unreadable,
                         reason,
                     });
                     None
@@ -240,11 +269,7 @@ fn add_ack(report: &mut Report, ack: InsertAck) {
         let error = f.error.unwrap_or_default();
         Failure {
             filepath: f.filepath,
-            kind: error
-                .kind()
-                .as_str_name()
-                .trim_start_matches("ERROR_KIND_")
-                .to_string(),
+            kind: FailureKind::Refused(error.kind()),
             reason: error.message,
         }
     }));
@@ -264,12 +289,12 @@ mod tests {
             failures: vec![
                 Failure {
                     filepath: "a.jpg".into(),
-                    kind: "INVALID_ARGUMENT".into(),
+                    kind: FailureKind::Refused(ErrorKind::InvalidArgument),
                     reason: "cannot decode".into(),
                 },
                 Failure {
                     filepath: "b.jpg".into(),
-                    kind: "UNREADABLE".into(),
+                    kind: FailureKind::Unreadable,
                     reason: "permission denied".into(),
                 },
             ],

@@ -18,6 +18,7 @@ use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use error::CliError;
+use imgsearch_proto::limits;
 
 /// Reverse image search over Milvus: the command line.
 #[derive(Parser, Debug)]
@@ -124,7 +125,7 @@ struct IngestArgs {
     collection: String,
     /// Rows per Milvus insert (the tutorial's BATCH_SIZE); the gateway's
     /// default (128) when not given.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_BATCH_SIZE)))]
     batch_size: Option<u32>,
     /// Skip images whose filepath the collection already holds (the gateway
     /// checks before embedding them): an interrupted ingest resumes without
@@ -158,7 +159,8 @@ struct SearchArgs {
     #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
     collection: String,
     /// Hits per query.
-    #[arg(long, short = 'k', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, short = 'k', default_value_t = limits::DEFAULT_TOP_K,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_TOP_K)))]
     top_k: u32,
     /// Print the results as JSON.
     #[arg(long)]

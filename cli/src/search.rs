@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use imgsearch_proto::v1::{
-    stored_ref, Consistency, DeleteRequest, SearchRequest, SearchResponse, StoredRef,
+use imgsearch_proto::{
+    limits,
+    v1::{stored_ref, Consistency, DeleteRequest, SearchRequest, SearchResponse, StoredRef},
 };
 use serde::Serialize;
 
@@ -13,11 +14,6 @@ use crate::{
     gateway::{Client, MAX_MESSAGE_BYTES},
     sources,
 };
-
-/// Queries per Search call (the gateway's maximum).
-const QUERIES_PER_CALL: usize = 64;
-/// Filepaths per Delete call (the gateway's maximum).
-const DELETES_PER_CALL: usize = 1024;
 
 /// One stored image near a query.
 #[derive(Debug, Clone, Serialize)]
@@ -115,7 +111,7 @@ impl Results {
                     .collect(),
                 error: r
                     .error
-                    .map(|e| format!("{}: {}", e.kind().as_str_name(), e.message)),
+                    .map(|e| format!("{}: {}", e.kind().short_name(), e.message)),
             });
         }
     }
@@ -130,7 +126,7 @@ pub async fn like(
     opts: &Options,
 ) -> Result<Results, CliError> {
     let mut out = Results::new(collection, opts.top_k, filepaths.len());
-    for chunk in filepaths.chunks(QUERIES_PER_CALL) {
+    for chunk in filepaths.chunks(limits::MAX_QUERIES) {
         let resp = client
             .search(SearchRequest {
                 like: chunk
@@ -155,7 +151,7 @@ pub async fn delete(
     filepaths: Vec<String>,
 ) -> Result<u64, CliError> {
     let mut deleted = 0;
-    for chunk in filepaths.chunks(DELETES_PER_CALL) {
+    for chunk in filepaths.chunks(limits::MAX_FILEPATHS) {
         deleted += client
             .delete(DeleteRequest {
                 collection: collection.to_string(),
@@ -180,7 +176,7 @@ pub async fn run(
         return Err(CliError::Usage("give at least one query image".into()));
     }
     let mut out = Results::new(collection, opts.top_k, queries.len());
-    for chunk in queries.chunks(QUERIES_PER_CALL) {
+    for chunk in queries.chunks(limits::MAX_QUERIES) {
         let mut images = Vec::with_capacity(chunk.len());
         for q in chunk {
             let name = q.display().to_string();

@@ -9,7 +9,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use tonic::metadata::MetadataMap;
+use tonic::codegen::http;
 
 /// The metadata key, as in HTTP.
 pub const TRACEPARENT: &str = "traceparent";
@@ -71,17 +71,13 @@ impl TraceContext {
         }
     }
 
-    /// The caller's context from request metadata, if it sent a valid one.
-    pub fn from_metadata(metadata: &MetadataMap) -> Option<Self> {
-        metadata
+    /// The caller's context from a request's headers (its gRPC metadata),
+    /// if it sent a valid one.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
+        headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(Self::parse)
-    }
-
-    /// The caller's context, or a new trace.
-    pub fn from_metadata_or_start(metadata: &MetadataMap) -> Self {
-        Self::from_metadata(metadata).unwrap_or_else(Self::start)
     }
 
     /// The `traceparent` header value (sampled flag set).

@@ -3,7 +3,8 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use imgsearch_common::tls::ServerTlsArgs;
+use imgsearch_common::{serve::ServeOptions, tls::ServerTlsArgs};
+use imgsearch_proto::limits::MAX_MESSAGE_BYTES;
 
 use crate::{
     batcher::BatchConfig,
@@ -150,7 +151,7 @@ pub struct Config {
 
     /// Largest gRPC message. Above max-image-bytes on purpose, so an
     /// oversized image fails only its own item; a bigger message fails the call.
-    #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
     /// Seconds in-flight work gets after SIGTERM before the process exits.
@@ -167,6 +168,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The flags the shared server code reads. Reflection is always on: the
+    /// embedder has no callers to hide its schema from that could not read
+    /// the protos.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            listen: self.listen,
+            tls: self.tls.clone(),
+            probe_listen: self.probe_listen,
+            metrics_listen: self.metrics_listen,
+            reflection: true,
+            keepalive: None,
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     /// Batching settings for a model on a CPU (`gpu = false`) or GPU.
     pub fn batch_config(&self, gpu: bool) -> BatchConfig {
         let cores = cores();

@@ -3,13 +3,10 @@
 //! Buckets are explicit: batch sizes in powers of two, durations geometric
 //! from 1 ms to about 16 s.
 
-use std::net::SocketAddr;
-
 use imgsearch_common::metrics_http::seconds_buckets;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
-use tokio::net::TcpListener;
 
 /// The embedder's metrics.
 #[derive(Clone)]
@@ -109,9 +106,4 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Binds the metrics port.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

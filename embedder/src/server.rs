@@ -10,35 +10,28 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use imgsearch_common::{serve::serve, telemetry::Telemetry};
 use imgsearch_proto::v1::embedder_server::EmbedderServer;
 use tch::{Device, Kind, Tensor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::{
     batcher::Embedder,
     config::Config,
-    metrics::{self, Metrics},
+    metrics::Metrics,
     model::{self, Resnet50},
     service::{EmbedderService, ModelInfo, Ready},
 };
-
-const SERVICE_NAME: &str = "imgsearch.v1.Embedder";
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Model(#[from] model::ModelError),
-    #[error("cannot listen: {0}")]
-    Bind(std::io::Error),
     #[error(transparent)]
-    Listen(#[from] imgsearch_common::grpc::ListenError),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    #[error("reflection descriptors: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Serve(#[from] imgsearch_common::serve::ServeError),
     /// Exits non-zero so that Kubernetes restarts the replica.
     #[error("the model failed: {0}")]
     ModelFailed(String),
@@ -50,20 +43,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let metrics = Metrics::new();
-    let metrics_listener = metrics::bind(cfg.metrics_listen)
-        .await
-        .map_err(ServeError::Bind)?;
-    info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
-    tokio::spawn(imgsearch_common::metrics_http::serve(
-        metrics_listener,
-        metrics.registry(),
-    ));
-
-    let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
-
-    let reflection_v1 = imgsearch_common::grpc::reflection_v1()?;
-    let reflection_v1alpha = imgsearch_common::grpc::reflection_v1alpha()?;
-
     let stop = CancellationToken::new();
     let (ready_tx, ready_rx) = watch::channel(None);
     let device = cfg.device.resolve()?;
@@ -73,30 +52,10 @@ pub async fn run(
     let grpc = EmbedderServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
-
-    let incoming = imgsearch_common::grpc::listen(cfg.listen, &cfg.tls).await?;
-    let probes =
-        imgsearch_common::grpc::serve_probes(cfg.probe_listen, health_service.clone()).await?;
-    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    let drained = CancellationToken::new();
-    let server = {
-        let (stop, drained) = (stop.clone(), drained.clone());
-        tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(grpc)
-            .serve_with_incoming_shutdown(incoming, async move {
-                stop.cancelled().await;
-                // Let streams answer what they admitted before the transport
-                // stops taking frames.
-                tokio::select! {
-                    _ = tokio::time::sleep(grace) => {},
-                    _ = drained.cancelled() => {},
-                }
-            })
-    };
-    let server = tokio::spawn(server);
+    let registry = metrics.registry();
+    // Gateways poll Info for health every few seconds.
+    let telemetry = Telemetry::new("embedder", &registry).polled(&["Info"]);
+    let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
 
     // Load and warm up while the port already answers health checks.
     tch::set_num_threads(cfg.model_threads(device != Device::Cpu) as i32);
@@ -140,7 +99,7 @@ pub async fn run(
         embedder: embedder.clone(),
         info: Arc::new(info),
     }));
-    health.set(true).await;
+    serving.health().set(true).await;
 
     let failure = tokio::select! {
         _ = shutdown => None,
@@ -150,26 +109,22 @@ pub async fn run(
         None => info!("shutting down"),
         Some(reason) => error!(%reason, "model failed: draining, then exiting non-zero"),
     }
-    health.set(false).await;
+    serving.health().set(false).await;
     stop.cancel();
-    // Images already admitted finish (streams wait for them), then drain.
-    let deadline = tokio::time::Instant::now() + grace;
+    // Images already admitted finish (streams wait for them) while the
+    // transport still takes frames, then the server drains.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.shutdown_grace_secs);
     while embedder.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drained.cancel();
     // send_replace: the server may already have dropped every receiver, and
     // a plain send would then keep the last Embedder handle alive forever.
     ready_tx.send_replace(None);
     drop(embedder);
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result.expect("server task")?,
-        Err(_) => warn!("connections still open after the grace period; exiting"),
-    }
+    serving.stop().await?;
     tokio::task::spawn_blocking(move || model_thread.join())
         .await
         .ok();
-    probes.inspect(|p| p.abort());
     info!("stopped");
     failure.map_or(Ok(()), |reason| Err(ServeError::ModelFailed(reason)))
 }

@@ -3,16 +3,18 @@
 use std::{pin::Pin, sync::atomic::Ordering, sync::Arc};
 
 use futures::Stream;
-use imgsearch_common::trace::TraceContext;
-use imgsearch_proto::v1::{
-    embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
-    EmbedResponse, InfoRequest, InfoResponse, Vector,
+use imgsearch_proto::{
+    limits::MAX_EMBED_BATCH_IMAGES,
+    v1::{
+        embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
+        EmbedResponse, InfoRequest, InfoResponse, Vector,
+    },
 };
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, instrument, Span};
+use tracing::{info, Span};
 
 use crate::{batcher::Embedder, error::EmbedError};
 
@@ -35,9 +37,6 @@ pub struct Ready {
     pub embedder: Embedder,
     pub info: Arc<ModelInfo>,
 }
-
-/// Most images one `EmbedBatch` call may carry; more belong on the stream.
-pub const MAX_BATCH_CALL_IMAGES: usize = 64;
 
 /// The gRPC service. Before the model is warm every call is UNAVAILABLE.
 #[derive(Clone)]
@@ -84,26 +83,16 @@ fn response(id: String, result: Result<Vec<f32>, EmbedError>) -> EmbedResponse {
     }
 }
 
-/// Puts the caller's trace id (from `traceparent` metadata) on the current
-/// span, so this call's log lines can be matched with the gateway's.
-fn record_trace<T>(request: &Request<T>) {
-    if let Some(t) = TraceContext::from_metadata(request.metadata()) {
-        Span::current().record("trace_id", t.trace_id.as_str());
-    }
-}
-
 type EmbedStream = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl embedder_server::Embedder for EmbedderService {
     type EmbedStream = EmbedStream;
 
-    #[instrument(skip_all, name = "embed_stream", fields(trace_id))]
     async fn embed(
         &self,
         request: Request<Streaming<EmbedRequest>>,
     ) -> Result<Response<EmbedStream>, Status> {
-        record_trace(&request);
         let ready = self.ready()?;
         let span = Span::current();
         let mut incoming = request.into_inner();
@@ -148,17 +137,15 @@ impl embedder_server::Embedder for EmbedderService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[instrument(skip_all, fields(images = request.get_ref().images.len(), trace_id))]
     async fn embed_batch(
         &self,
         request: Request<EmbedBatchRequest>,
     ) -> Result<Response<EmbedBatchResponse>, Status> {
-        record_trace(&request);
         let ready = self.ready()?;
         let images = request.into_inner().images;
-        if images.len() > MAX_BATCH_CALL_IMAGES {
+        if images.len() > MAX_EMBED_BATCH_IMAGES {
             return Err(Status::invalid_argument(format!(
-                "{} images in one EmbedBatch call; at most {MAX_BATCH_CALL_IMAGES} (use the Embed stream for more)",
+                "{} images in one EmbedBatch call; at most {MAX_EMBED_BATCH_IMAGES} (use the Embed stream for more)",
                 images.len()
             )));
         }

@@ -9,7 +9,11 @@ use std::{
 };
 
 use clap::Parser;
-use imgsearch_common::tls::{self, ServerTlsArgs, TlsError};
+use imgsearch_common::{
+    serve::ServeOptions,
+    tls::{self, ServerTlsArgs, TlsError},
+};
+use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
 use crate::{admission::StreamLimits, milvus::MilvusConfig};
@@ -179,7 +183,7 @@ pub struct Config {
 
     /// Rows per Milvus insert (the tutorial's BATCH_SIZE).
     #[arg(long, env = "IMGSEARCH_BATCH_SIZE", default_value_t = 128,
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE)))]
     pub batch_size: u32,
 
     /// Most Insert streams open at once; more are RESOURCE_EXHAUSTED.
@@ -253,7 +257,7 @@ pub struct Config {
     pub keepalive_timeout_secs: u64,
 
     /// Largest gRPC message accepted or sent (an image travels in one).
-    #[arg(long, env = "IMGSEARCH_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "IMGSEARCH_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
     /// Seconds in-flight calls get after SIGTERM.
@@ -270,6 +274,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// The flags the shared server code reads.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            listen: self.listen,
+            tls: self.tls.clone(),
+            probe_listen: self.probe_listen,
+            metrics_listen: self.metrics_listen,
+            reflection: self.reflection,
+            keepalive: Some((
+                Duration::from_secs(self.keepalive_secs),
+                Duration::from_secs(self.keepalive_timeout_secs),
+            )),
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
     /// Settings that cannot work together.
     pub fn check(&self) -> Result<(), String> {
         self.insert_limits().check(self.max_message_bytes)?;

@@ -5,9 +5,9 @@
 use imgsearch_proto::v1::{DeleteRequest, DeleteResponse};
 use tracing::instrument;
 
-use crate::{
-    error::GatewayError, filepaths::MAX_FILEPATHS, milvus::MilvusStore, schema::FILEPATH_MAX_BYTES,
-};
+use imgsearch_proto::limits::{FILEPATH_MAX_BYTES, MAX_FILEPATHS};
+
+use crate::{error::GatewayError, milvus::MilvusStore};
 
 /// Answers one Delete request.
 #[instrument(skip_all, fields(collection = %req.collection, ids = req.ids.len(), filepaths = req.filepaths.len()))]

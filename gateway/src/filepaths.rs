@@ -5,11 +5,9 @@
 use imgsearch_proto::v1::{FindFilepathsRequest, FindFilepathsResponse};
 use tracing::instrument;
 
-use crate::{error::GatewayError, milvus::MilvusStore, schema::FILEPATH_MAX_BYTES};
+use imgsearch_proto::limits::{FILEPATH_MAX_BYTES, MAX_FILEPATHS};
 
-/// Most filepaths per call: 1024 quoted filepaths of 200 bytes keep
-/// Milvus's filter expression near 200 KiB.
-pub const MAX_FILEPATHS: usize = 1024;
+use crate::{error::GatewayError, milvus::MilvusStore};
 
 /// Answers one FindFilepaths request.
 #[instrument(skip_all, fields(collection = %req.collection, filepaths = req.filepaths.len()))]

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod collections;
 pub mod config;
 pub mod delete;
 pub mod embedders;

@@ -1,4 +1,5 @@
-//! The gateway's Prometheus metrics (served by `imgsearch_common::metrics_http`).
+//! The gateway's Prometheus metrics (served by `imgsearch_common::metrics_http`);
+//! calls by method and code are counted by `imgsearch_common::telemetry`.
 
 use imgsearch_common::metrics_http::seconds_buckets;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -7,8 +8,6 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Calls by method and gRPC code.
-    pub requests: IntCounterVec,
     /// Rows inserted into Milvus.
     pub inserted_rows: IntCounter,
     /// Insert items that failed, by error kind.
@@ -34,11 +33,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("gateway_requests_total", "Calls by method and gRPC code"),
-            &["method", "code"],
-        )
-        .unwrap();
         let inserted_rows =
             IntCounter::new("gateway_inserted_rows_total", "Rows inserted into Milvus").unwrap();
         let item_failures = IntCounterVec::new(
@@ -83,8 +77,7 @@ impl Metrics {
         )
         .unwrap();
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(inserted_rows.clone()),
+            Box::new(inserted_rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(item_failures.clone()),
             Box::new(skipped_items.clone()),
             Box::new(insert_streams.clone()),
@@ -99,7 +92,6 @@ impl Metrics {
         }
         Self {
             registry,
-            requests,
             inserted_rows,
             item_failures,
             skipped_items,
@@ -116,17 +108,6 @@ impl Metrics {
     /// The registry to serve.
     pub fn registry(&self) -> Registry {
         self.registry.clone()
-    }
-
-    /// Counts one call's outcome.
-    pub fn observe<T>(&self, method: &str, result: &Result<T, tonic::Status>) {
-        let code = match result {
-            Ok(_) => tonic::Code::Ok,
-            Err(s) => s.code(),
-        };
-        self.requests
-            .with_label_values(&[method, &format!("{code:?}")])
-            .inc();
     }
 }
 

@@ -14,9 +14,7 @@ pub const ID_FIELD: &str = "id";
 pub const FILEPATH_FIELD: &str = "filepath";
 /// The ResNet50 vector.
 pub const VECTOR_FIELD: &str = "image_embedding";
-/// Longest filepath stored, as in the tutorial: VARCHAR(200), which Milvus
-/// measures in bytes of UTF-8.
-pub const FILEPATH_MAX_BYTES: usize = 200;
+pub use imgsearch_proto::limits::FILEPATH_MAX_BYTES;
 /// Marks the model fingerprint in a collection's description.
 const FINGERPRINT_PREFIX: &str = "imgsearch vectors from ";
 

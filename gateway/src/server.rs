@@ -8,6 +8,7 @@
 
 use std::{future::Future, time::Duration};
 
+use imgsearch_common::{serve::serve, telemetry::Telemetry};
 use imgsearch_proto::v1::image_search_server::ImageSearchServer;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -25,7 +26,6 @@ use crate::{
     service::ImageSearchService,
 };
 
-const SERVICE_NAME: &str = "imgsearch.v1.ImageSearch";
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Errors that stop the server.
@@ -33,16 +33,10 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] GatewayError),
-    #[error("cannot listen: {0}")]
-    Bind(std::io::Error),
-    #[error(transparent)]
-    Listen(#[from] imgsearch_common::grpc::ListenError),
     #[error("embedder TLS: {0}")]
     EmbedderTls(#[from] imgsearch_common::tls::TlsError),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    #[error("reflection descriptors: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Serve(#[from] imgsearch_common::serve::ServeError),
 }
 
 /// Runs the gateway until `shutdown` resolves.
@@ -58,14 +52,6 @@ pub async fn run(
         .map(ApiKeys::load)
         .transpose()?;
     let metrics = Metrics::new();
-    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
-        .await
-        .map_err(ServeError::Bind)?;
-    info!(addr = %metrics_listener.local_addr().map_err(ServeError::Bind)?, "metrics listening");
-    tokio::spawn(imgsearch_common::metrics_http::serve(
-        metrics_listener,
-        metrics.registry(),
-    ));
     let embedders = Embedders::new(
         &cfg.embedders,
         cfg.embedder_dns,
@@ -75,7 +61,6 @@ pub async fn run(
         Duration::from_secs(cfg.embed_timeout_secs),
     )?;
     let (store_tx, store_rx) = watch::channel(None);
-    let (health, health_service) = imgsearch_common::grpc::Health::new(SERVICE_NAME).await;
 
     let ingest = Ingest::new(
         IngestConfig {
@@ -104,55 +89,26 @@ pub async fn run(
         .max_encoding_message_size(cfg.max_message_bytes);
     let keys_watch = keys.as_ref().map(ApiKeys::watch);
     announce_access(&cfg, keys.as_ref());
-    let grpc = Guard::new(keys, metrics.clone()).wrap(grpc);
-
-    let incoming = imgsearch_common::grpc::listen(cfg.listen, &cfg.tls).await?;
-    let probes =
-        imgsearch_common::grpc::serve_probes(cfg.probe_listen, health_service.clone()).await?;
+    let grpc = Guard::new(keys).wrap(grpc);
+    let registry = metrics.registry();
+    let telemetry = Telemetry::new("gateway", &registry);
+    let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
 
     let watcher = tokio::spawn(watch_dependencies(
         cfg.clone(),
         milvus_cfg,
         embedders,
         store_tx,
-        health.clone(),
+        serving.health(),
         metrics,
     ));
-    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let reflection = if cfg.reflection {
-        Some((
-            imgsearch_common::grpc::reflection_v1()?,
-            imgsearch_common::grpc::reflection_v1alpha()?,
-        ))
-    } else {
-        None
-    };
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(cfg.keepalive_secs)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(cfg.keepalive_timeout_secs)))
-            .add_service(health_service)
-            .add_optional_service(reflection.as_ref().map(|r| r.0.clone()))
-            .add_optional_service(reflection.map(|r| r.1))
-            .add_service(grpc)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stopping_rx.wait_for(|s| *s).await;
-            }),
-    );
     shutdown.await;
     info!("shutting down");
     watcher.abort();
-    health.set(false).await;
-    let _ = stopping_tx.send(true);
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result.expect("server task")?,
-        Err(_) => warn!("calls still open after the grace period; exiting"),
-    }
-    probes.inspect(|p| p.abort());
+    let stopped = serving.stop().await;
     keys_watch.inspect(|k| k.abort());
     info!("stopped");
-    Ok(())
+    Ok(stopped?)
 }
 
 /// Connects to Milvus (retrying) and keeps health in step with Milvus and

@@ -263,6 +263,16 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_role_says() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+    // Refusals are counted like any other outcome: by method and code.
+    for (rpc, least) in RPCS {
+        let count = |code: &str| {
+            g.gateway.metric(&format!(
+                r#"gateway_requests_total{{code="{code}",method="{rpc}"}}"#
+            ))
+        };
+        assert_eq!(count("Unauthenticated"), 2.0, "{rpc}");
+        assert_eq!(count("PermissionDenied"), least as f64, "{rpc}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -483,4 +483,8 @@ async fn trace_id_reaches_the_embedder_and_calls_are_counted() {
     );
     assert_eq!(gateway.metric("gateway_milvus_up"), 1.0);
     assert_eq!(gateway.metric("gateway_search_seconds_count"), 1.0);
+    assert_eq!(
+        embedder.metric(r#"embedder_requests_total{code="Ok",method="EmbedBatch"}"#),
+        1.0
+    );
 }

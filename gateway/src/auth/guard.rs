@@ -9,10 +9,9 @@ use tonic::{
     server::NamedService,
     Status,
 };
-use tracing::{info, warn};
+use tracing::{info, warn, Span};
 
 use super::{keys::ApiKeys, required_role, Caller};
-use crate::metrics::Metrics;
 
 /// Decides who a call comes from and whether they may make it.
 #[derive(Clone)]
@@ -20,7 +19,6 @@ pub struct Guard {
     /// `None`: no keys are checked and every caller is
     /// [`Caller::anonymous`].
     keys: Option<ApiKeys>,
-    metrics: Metrics,
 }
 
 /// The key in `authorization: Bearer <key>`, if the header is there and
@@ -32,8 +30,8 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 impl Guard {
-    pub fn new(keys: Option<ApiKeys>, metrics: Metrics) -> Self {
-        Self { keys, metrics }
+    pub fn new(keys: Option<ApiKeys>) -> Self {
+        Self { keys }
     }
 
     /// The caller of `method`, or why they may not call it.
@@ -91,6 +89,9 @@ where
         let method = request.uri().path().rsplit('/').next().unwrap_or_default();
         match self.guard.check(method, request.headers()) {
             Ok(caller) => {
+                // The call's span (opened by the telemetry layer outside)
+                // says who made it, so every log line of the call does.
+                Span::current().record("caller", caller.key.as_str());
                 request.extensions_mut().insert(caller);
                 // The clone is ready only if polled; the one polled is used.
                 let ready = self.inner.clone();
@@ -98,15 +99,12 @@ where
                 Box::pin(inner.call(request))
             }
             Err(status) => {
-                let method = method.to_string();
+                // Counted by the telemetry layer, like every other outcome.
                 if status.code() == tonic::Code::PermissionDenied {
                     warn!(%method, reason = status.message(), "call refused");
                 } else {
                     info!(%method, reason = status.message(), "call refused");
                 }
-                self.guard
-                    .metrics
-                    .observe(&method, &Err::<(), _>(status.clone()));
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

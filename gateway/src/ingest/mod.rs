@@ -74,9 +74,7 @@ const ANSWER_WINDOW: usize = 4;
 /// How often the embedder's answer deadline is checked.
 const DEADLINE_TICK: Duration = Duration::from_millis(500);
 
-/// Largest batch a caller may ask for: 4096 rows of 2048 floats are 32 MiB,
-/// half of Milvus's 64 MiB message limit.
-pub const MAX_BATCH_SIZE: u32 = 4096;
+use imgsearch_proto::limits::MAX_BATCH_SIZE;
 
 /// The ingest settings, from the flags.
 #[derive(Clone, Debug)]
@@ -138,28 +136,22 @@ impl Ingest {
             .set(self.admission.open_streams() as i64);
         let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
         let this = self.clone();
-        let span = tracing::info_span!("insert", trace_id = %trace.trace_id, collection = tracing::field::Empty);
+        // A child of the call's span, which carries the trace id and caller.
+        let span = tracing::info_span!("insert", collection = tracing::field::Empty);
         tokio::spawn(
             async move {
                 let mut ledger =
                     Ledger::new(answers, this.metrics.clone(), this.config.idle_timeout);
-                let outcome = match this
+                // How the stream ends is counted by the telemetry layer,
+                // from the status the ledger sends last.
+                match this
                     .run(&store, &trace, ticket, requests, &mut ledger)
                     .await
                 {
-                    Ok(error) => {
-                        let status = error.map(Status::from);
-                        ledger.finish(status.clone()).await;
-                        status
-                    }
+                    Ok(error) => ledger.finish(error.map(Status::from)).await,
                     // Refused at the start: nothing was received.
-                    Err(refused) => {
-                        let status = Status::from(refused);
-                        ledger.refuse(status.clone()).await;
-                        Some(status)
-                    }
-                };
-                this.metrics.observe("Insert", &outcome.map_or(Ok(()), Err));
+                    Err(refused) => ledger.refuse(Status::from(refused)).await,
+                }
                 this.metrics
                     .insert_streams
                     .set(this.admission.open_streams() as i64);

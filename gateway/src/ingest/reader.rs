@@ -30,9 +30,7 @@ use super::{
     claims::{Claim, Claims},
     item::{failure, filepath_problem, ItemIndex},
 };
-use crate::{
-    admission::StreamTicket, error::GatewayError, filepaths::MAX_FILEPATHS, milvus::MilvusStore,
-};
+use crate::{admission::StreamTicket, error::GatewayError, milvus::MilvusStore};
 
 /// An item sent to the embedder and not yet answered.
 pub struct PendingItem {
@@ -283,7 +281,7 @@ where
         let (store, collection) = (&self.store, &self.collection);
         let lookup = async {
             let mut stored = std::collections::HashSet::new();
-            for chunk in paths.chunks(MAX_FILEPATHS) {
+            for chunk in paths.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
                 stored.extend(store.stored_filepaths(collection, chunk).await?);
             }
             Ok::<_, GatewayError>(stored)

@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use imgsearch_proto::v1::{CollectionInfo, FieldInfo};
 use milvus::v2::prelude::*;
 use tracing::{debug, instrument, warn};
 
@@ -54,6 +53,36 @@ pub struct MilvusConfig {
     pub load_timeout: Duration,
     /// How long a flush may take before the stream reports it unfinished.
     pub flush_timeout: Duration,
+}
+
+/// A collection as Milvus describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    pub name: String,
+    /// In schema order.
+    pub fields: Vec<Field>,
+    /// Of the vector field; empty if none.
+    pub index_type: String,
+    pub metric_type: String,
+    pub row_count: u64,
+    /// Milvus's name for it: "Loaded", "Loading", "NotLoad" or "NotExist".
+    pub load_state: String,
+    /// Empty for a collection created elsewhere.
+    pub fingerprint: String,
+}
+
+/// One field of a collection's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    /// Milvus's name for it: "Int64", "VarChar", "FloatVector", ...
+    pub data_type: String,
+    pub primary_key: bool,
+    pub auto_id: bool,
+    /// Vector fields only; 0 otherwise.
+    pub dimension: u32,
+    /// VarChar fields only; 0 otherwise.
+    pub max_length: u32,
 }
 
 /// How long a collection's cached [`CollectionSpec`] is trusted: another
@@ -249,7 +278,7 @@ impl MilvusStore {
 
     /// Schema, index, row count and load state.
     #[instrument(skip(self))]
-    pub async fn describe(&self, name: &str) -> Result<CollectionInfo> {
+    pub async fn describe(&self, name: &str) -> Result<Described> {
         let schema = self.schema(name).await?;
         let fingerprint = schema::fingerprint_of(schema.get_description())
             .unwrap_or_default()
@@ -257,7 +286,7 @@ impl MilvusStore {
         let fields = schema
             .get_fields()
             .iter()
-            .map(|f| FieldInfo {
+            .map(|f| Field {
                 name: f.get_name().to_string(),
                 data_type: format!("{:?}", f.get_data_type()),
                 primary_key: f.is_primary_key(),
@@ -295,7 +324,7 @@ impl MilvusStore {
             }
         };
         let row_count = self.count(name).await?;
-        Ok(CollectionInfo {
+        Ok(Described {
             name: name.to_string(),
             fields,
             index_type,

@@ -16,6 +16,7 @@ use tracing::instrument;
 use crate::{
     embedders::Embedders,
     error::GatewayError,
+    metrics::Metrics,
     milvus::{
         expr::string_literal,
         freshness::{Consistency, Freshness},
@@ -25,15 +26,7 @@ use crate::{
     schema::FILEPATH_FIELD,
 };
 
-/// Hits per query when the request says 0, as in the tutorial.
-pub const DEFAULT_TOP_K: u32 = 3;
-/// Most hits per query (Milvus 2.3 allows 16384; more is not a search result
-/// a person or a service wants).
-pub const MAX_TOP_K: u32 = 1024;
-/// Milvus's result window: offset + top_k may not exceed it.
-pub const MAX_RESULT_WINDOW: u32 = 16384;
-/// Most queries in one unary call, and in one batch of a stream.
-pub const MAX_QUERIES: usize = 64;
+pub use imgsearch_proto::limits::{DEFAULT_TOP_K, MAX_QUERIES, MAX_RESULT_WINDOW, MAX_TOP_K};
 
 /// One query, whatever its kind.
 #[derive(Debug)]
@@ -137,6 +130,7 @@ fn item_error(kind: ErrorKind, message: String) -> ItemError {
 pub struct Searcher {
     pub store: MilvusStore,
     pub embedders: Embedders,
+    pub metrics: Metrics,
 }
 
 /// A query made ready for Milvus: its vector and, for a stored row left out
@@ -292,6 +286,8 @@ impl Searcher {
             found[i] = hits.pop();
         }
         let search_seconds = started.elapsed().as_secs_f64();
+        self.metrics.search_seconds.observe(search_seconds);
+        self.metrics.embed_seconds.observe(embed_seconds);
 
         let results = slots
             .into_iter()

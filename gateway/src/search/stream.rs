@@ -99,7 +99,8 @@ impl SearchStreams {
             .set(self.admission.open_streams() as i64);
         let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
         let this = self.clone();
-        let span = tracing::info_span!("search_stream", trace_id = %trace.trace_id, collection = tracing::field::Empty);
+        // A child of the call's span, which carries the trace id and caller.
+        let span = tracing::info_span!("search_stream", collection = tracing::field::Empty);
         tokio::spawn(
             async move {
                 let outcome = this
@@ -111,7 +112,6 @@ impl SearchStreams {
                         .send_timeout(Err(status.clone()), this.idle_timeout)
                         .await;
                 }
-                this.metrics.observe("SearchStream", &outcome);
                 this.metrics
                     .search_streams
                     .set(this.admission.open_streams() as i64);
@@ -228,8 +228,6 @@ impl SearchStreams {
                     Ok(a) => {
                         embed_seconds = a.embed_seconds;
                         search_seconds = a.search_seconds;
-                        self.metrics.search_seconds.observe(search_seconds);
-                        self.metrics.embed_seconds.observe(embed_seconds);
                         for (slot, r) in asked.into_iter().zip(a.results) {
                             results[slot] = Some(r);
                         }

@@ -1,0 +1,175 @@
+//! `imgsearch.v1.ImageSearch` over gRPC: each handler hands its request to
+//! the store, ingest or search module and turns the result into an answer.
+//! Tracing, metrics and the call's log line come from the telemetry layer
+//! around the service (`imgsearch_common::telemetry`); the trace context it
+//! puts on the request travels on to the embedders.
+
+mod conversions;
+
+use imgsearch_common::telemetry::trace_of;
+use imgsearch_proto::v1::{
+    image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
+    CreateCollectionResponse, DeleteRequest, DeleteResponse, DescribeCollectionRequest,
+    DropCollectionRequest, DropCollectionResponse, FindFilepathsRequest, FindFilepathsResponse,
+    InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
+    SearchResponse, SearchStreamRequest, SearchStreamResponse,
+};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    collections, delete,
+    embedders::Embedders,
+    error::GatewayError,
+    filepaths,
+    ingest::Ingest,
+    metrics::Metrics,
+    milvus::MilvusStore,
+    search::{self, stream::SearchStreams, Searcher},
+};
+
+/// The gRPC service. Until Milvus is connected, calls are UNAVAILABLE.
+#[derive(Clone)]
+pub struct ImageSearchService {
+    store: watch::Receiver<Option<MilvusStore>>,
+    embedders: Embedders,
+    ingest: Ingest,
+    search_streams: SearchStreams,
+    metrics: Metrics,
+}
+
+impl ImageSearchService {
+    pub fn new(
+        store: watch::Receiver<Option<MilvusStore>>,
+        embedders: Embedders,
+        ingest: Ingest,
+        search_streams: SearchStreams,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            embedders,
+            ingest,
+            search_streams,
+            metrics,
+        }
+    }
+
+    fn searcher(&self) -> Result<Searcher, GatewayError> {
+        Ok(Searcher {
+            store: self.store()?,
+            embedders: self.embedders.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    fn store(&self) -> Result<MilvusStore, GatewayError> {
+        self.store
+            .borrow()
+            .clone()
+            .ok_or_else(|| GatewayError::MilvusUnavailable("not connected to Milvus yet".into()))
+    }
+}
+
+/// A core result as a gRPC answer.
+fn reply<T>(result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl ImageSearch for ImageSearchService {
+    async fn create_collection(
+        &self,
+        request: Request<CreateCollectionRequest>,
+    ) -> Result<Response<CreateCollectionResponse>, Status> {
+        let req = request.into_inner();
+        let drop_if_exists = req.drop_if_exists.unwrap_or(true);
+        let created =
+            collections::create(&self.store()?, &self.embedders, &req.name, drop_if_exists).await;
+        reply(created.map(|c| CreateCollectionResponse {
+            collection: Some(c.into()),
+        }))
+    }
+
+    async fn drop_collection(
+        &self,
+        request: Request<DropCollectionRequest>,
+    ) -> Result<Response<DropCollectionResponse>, Status> {
+        let name = request.into_inner().name;
+        reply(
+            self.store()?
+                .drop_collection(&name)
+                .await
+                .map(|()| DropCollectionResponse {}),
+        )
+    }
+
+    async fn describe_collection(
+        &self,
+        request: Request<DescribeCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        let name = request.into_inner().name;
+        reply(
+            self.store()?
+                .describe(&name)
+                .await
+                .map(CollectionInfo::from),
+        )
+    }
+
+    async fn list_collections(
+        &self,
+        _: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
+        let names = self.store()?.list_collections().await;
+        reply(names.map(|names| ListCollectionsResponse { names }))
+    }
+
+    type InsertStream = ReceiverStream<Result<InsertResponse, Status>>;
+
+    async fn insert(
+        &self,
+        request: Request<Streaming<InsertRequest>>,
+    ) -> Result<Response<Self::InsertStream>, Status> {
+        let trace = trace_of(&request);
+        let store = self.store()?;
+        reply(self.ingest.start(store, trace, request.into_inner()))
+    }
+
+    async fn search(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<SearchResponse>, Status> {
+        let trace = trace_of(&request);
+        reply(search::search(&self.searcher()?, &trace, request.into_inner()).await)
+    }
+
+    async fn find_filepaths(
+        &self,
+        request: Request<FindFilepathsRequest>,
+    ) -> Result<Response<FindFilepathsResponse>, Status> {
+        reply(filepaths::find(&self.store()?, request.into_inner()).await)
+    }
+
+    type SearchStreamStream = ReceiverStream<Result<SearchStreamResponse, Status>>;
+
+    async fn search_stream(
+        &self,
+        request: Request<Streaming<SearchStreamRequest>>,
+    ) -> Result<Response<Self::SearchStreamStream>, Status> {
+        let trace = trace_of(&request);
+        let searcher = self.searcher()?;
+        reply(
+            self.search_streams
+                .start(searcher, trace, request.into_inner()),
+        )
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        reply(delete::delete(&self.store()?, request.into_inner()).await)
+    }
+}

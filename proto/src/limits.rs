@@ -1,0 +1,37 @@
+//! The limits of the `imgsearch.v1` API, in one place: the servers check
+//! requests against them, and the CLI sizes its requests and its argument
+//! ranges by them, so the two cannot drift apart. Each is part of the
+//! contract the protos' comments describe.
+
+/// Largest gRPC message the servers take or send by default, and the CLI
+/// always: one image travels in one message.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Hits per query when a search says 0, as in the tutorial.
+pub const DEFAULT_TOP_K: u32 = 3;
+
+/// Most hits per query. Milvus 2.3 allows 16384; more is not a search
+/// result a person or a service wants.
+pub const MAX_TOP_K: u32 = 1024;
+
+/// Milvus's result window: `offset + top_k` may not exceed it.
+pub const MAX_RESULT_WINDOW: u32 = 16384;
+
+/// Most queries in one Search call, and in one batch of a SearchStream.
+pub const MAX_QUERIES: usize = 64;
+
+/// Most filepaths per FindFilepaths call, and most ids or filepaths per
+/// Delete call: 1024 quoted filepaths of 200 bytes keep Milvus's filter
+/// expression near 200 KiB.
+pub const MAX_FILEPATHS: usize = 1024;
+
+/// Longest filepath stored, in bytes (not characters), as in the tutorial:
+/// `VARCHAR(200)`, which Milvus counts in bytes.
+pub const FILEPATH_MAX_BYTES: usize = 200;
+
+/// Largest Insert batch a caller may ask for: 4096 rows of 2048 floats are
+/// 32 MiB, half of Milvus's 64 MiB message limit.
+pub const MAX_BATCH_SIZE: u32 = 4096;
+
+/// Most images one `EmbedBatch` call may carry; more belong on the stream.
+pub const MAX_EMBED_BATCH_IMAGES: usize = 64;
