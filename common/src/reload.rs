@@ -14,11 +14,24 @@ use tracing::{info, warn};
 /// How often watched files are read again.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
+/// A watched file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {source}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Reads every path; the first failure names its file.
-pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
+pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, ReadError> {
     paths
         .iter()
-        .map(|p| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display())))
+        .map(|p| {
+            std::fs::read(p).map_err(|source| ReadError {
+                path: p.clone(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -26,14 +39,15 @@ pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
 /// contents whenever they differ from what was last seen (`loaded` is what
 /// the caller started with). When `apply` refuses new contents, the old
 /// setting stays in force; the refusal is logged once per change.
-pub fn watch<F>(
+pub fn watch<F, E>(
     what: &'static str,
     paths: Vec<PathBuf>,
     loaded: Vec<Vec<u8>>,
     apply: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(&[Vec<u8>]) -> Result<(), String> + Send + 'static,
+    F: Fn(&[Vec<u8>]) -> Result<(), E> + Send + 'static,
+    E: std::fmt::Display,
 {
     tokio::spawn(async move {
         let mut seen = loaded;

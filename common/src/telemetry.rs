@@ -101,6 +101,13 @@ pub fn trace_of<T>(request: &tonic::Request<T>) -> TraceContext {
         .unwrap_or_else(TraceContext::start)
 }
 
+/// The inner service `poll_ready` readied, a clone left in its place: a
+/// clone is ready only once polled, so the one polled must make the call.
+pub fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let fresh = inner.clone();
+    std::mem::replace(inner, fresh)
+}
+
 /// A service behind [`Telemetry`].
 #[derive(Clone)]
 pub struct Traced<S> {
@@ -150,9 +157,7 @@ where
             started: Instant::now(),
             done: false,
         };
-        // The clone is ready only if polled; the one polled is used.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let mut inner = take_ready(&mut self.inner);
         let response = span.in_scope(|| inner.call(request));
         Box::pin(async move {
             let response = tracing::Instrument::instrument(response, span).await;

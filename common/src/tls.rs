@@ -66,8 +66,8 @@ pub struct ServerTlsArgs {
 /// What stops TLS from being set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{0}")]
-    Unreadable(String),
+    #[error(transparent)]
+    Unreadable(#[from] reload::ReadError),
     #[error("{file}: {reason}")]
     Invalid { file: String, reason: String },
 }
@@ -96,7 +96,7 @@ impl ServerTls {
         };
         let mut files = vec![cert.clone(), key.clone()];
         files.extend(args.client_ca.clone());
-        let pems = reload::read_all(&files).map_err(TlsError::Unreadable)?;
+        let pems = reload::read_all(&files)?;
         let config = server_config(&files, &pems)?;
         let tls = Self {
             files,
@@ -122,9 +122,9 @@ impl ServerTls {
             files.clone(),
             self.loaded.clone(),
             move |pems| {
-                let config = server_config(&files, pems).map_err(|e| e.to_string())?;
+                let config = server_config(&files, pems)?;
                 *current.write().expect("tls lock") = Arc::new(config);
-                Ok(())
+                Ok::<_, TlsError>(())
             },
         )
     }
@@ -181,9 +181,7 @@ pub fn client_config(
     identity: Option<(&Path, &Path)>,
     domain: Option<&str>,
 ) -> Result<ClientTlsConfig, TlsError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| TlsError::Unreadable(format!("{}: {e}", p.display())))
-    };
+    let read = |p: &Path| reload::read_all(&[p.to_path_buf()]).map(|mut pems| pems.remove(0));
     let mut config = ClientTlsConfig::new();
     config = match ca {
         Some(ca) => {

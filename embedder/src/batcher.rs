@@ -23,7 +23,7 @@
 //!
 //! Decoding runs under `catch_unwind`: a panic is that image's `INTERNAL`
 //! error and the worker lives. The model thread's death (a panic or a failed
-//! forward pass) is reported through [`Embedder::failure`]: the server turns
+//! forward pass) is reported through [`Batcher::failure`]: the server turns
 //! NOT_SERVING and exits, and no image is answered as if embedded.
 
 use std::{
@@ -150,18 +150,18 @@ struct Inner {
     failure: watch::Receiver<Option<String>>,
 }
 
-/// A handle to the batching embedder; clone freely.
+/// A handle to the batching queue in front of the model; clone freely.
 #[derive(Clone)]
-pub struct Embedder {
+pub struct Batcher {
     inner: Arc<Inner>,
 }
 
-/// Joins the model thread when the last [`Embedder`] handle is gone.
+/// Joins the model thread when the last [`Batcher`] handle is gone.
 pub struct ModelThread(Option<JoinHandle<()>>);
 
 impl ModelThread {
     /// Waits for the model thread to finish its last batch. Call after every
-    /// `Embedder` handle has been dropped.
+    /// `Batcher` handle has been dropped.
     pub fn join(mut self) {
         if let Some(h) = self.0.take() {
             let _ = h.join();
@@ -169,10 +169,10 @@ impl ModelThread {
     }
 }
 
-impl Embedder {
+impl Batcher {
     /// Starts the batcher task (on the current tokio runtime) and the model
     /// thread.
-    pub fn start(model: Resnet50, cfg: &BatchConfig, metrics: Metrics) -> (Embedder, ModelThread) {
+    pub fn start(model: Resnet50, cfg: &BatchConfig, metrics: Metrics) -> (Batcher, ModelThread) {
         let stats = Arc::new(Stats::default());
         let (queue_tx, queue_rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (model_tx, model_rx) = mpsc::channel::<Vec<Pending>>(1);
@@ -226,7 +226,7 @@ impl Embedder {
             failure,
         };
         (
-            Embedder {
+            Batcher {
                 inner: Arc::new(inner),
             },
             ModelThread(Some(thread)),

@@ -1,7 +1,6 @@
-//! The embedder's one error type, and how it reaches callers: as a per-item
-//! `ItemError` inside a stream, or as a `tonic::Status` for a whole call.
-
-use imgsearch_proto::v1::{ErrorKind, ItemError};
+//! The embedder's one error type. How it reaches callers (a per-item
+//! `ItemError`, or a `tonic::Status` for a whole call) is the service's
+//! business: `service/wire.rs`.
 
 use crate::preprocess::ImageError;
 
@@ -24,56 +23,19 @@ pub enum EmbedError {
 }
 
 impl EmbedError {
-    /// The class of failure for the wire. Exhaustive on purpose: a new
-    /// variant must choose its kind.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            EmbedError::Image(ImageError::Empty | ImageError::Invalid(_)) => {
-                ErrorKind::InvalidImage
-            }
-            EmbedError::Image(ImageError::OverLimit { .. } | ImageError::Resize(_)) => {
-                ErrorKind::ImageTooLarge
-            }
-            EmbedError::Overloaded => ErrorKind::Overloaded,
-            EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
-                ErrorKind::Unavailable
-            }
-            EmbedError::Panicked(_) => ErrorKind::Internal,
-        }
-    }
-
-    /// A short label for metrics.
+    /// A short label for metrics. Exhaustive on purpose: a new variant must
+    /// choose its label.
     pub fn label(&self) -> &'static str {
-        match self.kind() {
-            ErrorKind::InvalidImage => "invalid_image",
-            ErrorKind::ImageTooLarge => "image_too_large",
-            ErrorKind::Overloaded => "overloaded",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::InvalidArgument => "invalid_argument",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::Internal | ErrorKind::Unspecified => "internal",
-        }
-    }
-
-    /// The per-item form.
-    pub fn to_item(&self) -> ItemError {
-        ItemError {
-            kind: self.kind() as i32,
-            message: self.to_string(),
-        }
-    }
-}
-
-impl From<EmbedError> for tonic::Status {
-    fn from(e: EmbedError) -> Self {
-        let msg = e.to_string();
-        match e {
-            EmbedError::Image(_) => tonic::Status::invalid_argument(msg),
-            EmbedError::Overloaded => tonic::Status::resource_exhausted(msg),
-            EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
-                tonic::Status::unavailable(msg)
+        match self {
+            EmbedError::Image(ImageError::Empty | ImageError::Invalid(_)) => "invalid_image",
+            EmbedError::Image(ImageError::OverLimit { .. } | ImageError::Resize(_)) => {
+                "image_too_large"
             }
-            EmbedError::Panicked(_) => tonic::Status::internal(msg),
+            EmbedError::Overloaded => "overloaded",
+            EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
+                "unavailable"
+            }
+            EmbedError::Panicked(_) => "internal",
         }
     }
 }

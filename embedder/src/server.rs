@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
-    batcher::Embedder,
+    batcher::Batcher,
     config::Config,
     metrics::Metrics,
     model::{self, Resnet50},
@@ -94,16 +94,16 @@ pub async fn run(
         preprocess_workers = batch.preprocess_workers,
         "serving"
     );
-    let (embedder, model_thread) = Embedder::start(model, &batch, metrics.clone());
+    let (batcher, model_thread) = Batcher::start(model, &batch, metrics.clone());
     let _ = ready_tx.send(Some(Ready {
-        embedder: embedder.clone(),
+        batcher: batcher.clone(),
         info: Arc::new(info),
     }));
     serving.health().set(true).await;
 
     let failure = tokio::select! {
         _ = shutdown => None,
-        reason = embedder.failed() => Some(reason),
+        reason = batcher.failed() => Some(reason),
     };
     match &failure {
         None => info!("shutting down"),
@@ -114,13 +114,13 @@ pub async fn run(
     // Images already admitted finish (streams wait for them) while the
     // transport still takes frames, then the server drains.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.shutdown_grace_secs);
-    while embedder.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
+    while batcher.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // send_replace: the server may already have dropped every receiver, and
-    // a plain send would then keep the last Embedder handle alive forever.
+    // a plain send would then keep the last Batcher handle alive forever.
     ready_tx.send_replace(None);
-    drop(embedder);
+    drop(batcher);
     serving.stop().await?;
     tokio::task::spawn_blocking(move || model_thread.join())
         .await

@@ -38,24 +38,26 @@ pub struct StreamLimits {
 
 impl StreamLimits {
     /// Settings that cannot work together, for the flags' check.
-    pub fn check(&self, max_message_bytes: usize) -> Result<(), String> {
+    pub fn check(&self, max_message_bytes: usize) -> Result<(), GatewayError> {
         let f = self.flag;
         let item = max_message_bytes + ITEM_OVERHEAD_BYTES;
         if self.stream_bytes < item {
-            return Err(format!(
+            return Err(GatewayError::Config(format!(
                 "--{f}-stream-bytes {} cannot hold one image of --max-message-bytes \
                  {max_message_bytes} (it needs {item})",
                 self.stream_bytes
-            ));
+            )));
         }
         if self.total_bytes < self.stream_bytes {
-            return Err(format!(
+            return Err(GatewayError::Config(format!(
                 "--{f}-memory-bytes {} is less than one stream's --{f}-stream-bytes {}",
                 self.total_bytes, self.stream_bytes
-            ));
+            )));
         }
         if self.max_streams == 0 {
-            return Err(format!("--max-{f}-streams must be at least 1"));
+            return Err(GatewayError::Config(format!(
+                "--max-{f}-streams must be at least 1"
+            )));
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use imgsearch_common::{
 use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
-use crate::{admission::StreamLimits, milvus::MilvusConfig};
+use crate::{admission::StreamLimits, error::GatewayError, milvus::MilvusConfig};
 
 /// A value that must not be logged.
 #[derive(Clone)]
@@ -31,10 +31,11 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// The secret in `file` if given, else in the environment variable
     /// `env`. A file's trailing newline is not part of it.
-    pub fn from_file_or_env(file: Option<&Path>, env: &str) -> Result<Option<Self>, String> {
+    pub fn from_file_or_env(file: Option<&Path>, env: &str) -> Result<Option<Self>, GatewayError> {
         if let Some(file) = file {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                GatewayError::Config(format!("cannot read {}: {e}", file.display()))
+            })?;
             return Ok(Some(Secret(
                 text.trim_end_matches(['\n', '\r']).to_string(),
             )));
@@ -291,7 +292,7 @@ impl Config {
     }
 
     /// Settings that cannot work together.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), GatewayError> {
         self.insert_limits().check(self.max_message_bytes)?;
         self.search_limits().check(self.max_message_bytes)?;
         self.check_exposure()
@@ -299,21 +300,21 @@ impl Config {
 
     /// An unauthenticated gateway is a loopback one unless the operator
     /// says otherwise: one call could otherwise drop a collection.
-    fn check_exposure(&self) -> Result<(), String> {
+    fn check_exposure(&self) -> Result<(), GatewayError> {
         if self.api_keys_file.is_some()
             || self.allow_unauthenticated
             || self.listen.ip().is_loopback()
         {
             return Ok(());
         }
-        Err(format!(
+        Err(GatewayError::Config(format!(
             "refusing to serve on {} without API keys: anyone reaching it could drop \
              collections. Create a key with `imgsearch key create --name NAME --role admin \
              --out NAME.key`, put the line it prints in a file and pass --api-keys-file FILE \
              (IMGSEARCH_API_KEYS_FILE); or listen on 127.0.0.1; or pass \
              --allow-unauthenticated when something in front checks callers",
             self.listen
-        ))
+        )))
     }
 
     pub fn insert_limits(&self) -> StreamLimits {
@@ -361,7 +362,7 @@ impl Config {
     }
 
     /// The Milvus connection settings, credentials folded into one token.
-    pub fn milvus(&self) -> Result<MilvusConfig, String> {
+    pub fn milvus(&self) -> Result<MilvusConfig, GatewayError> {
         let token =
             Secret::from_file_or_env(self.milvus_token_file.as_deref(), "IMGSEARCH_MILVUS_TOKEN")?;
         let password = Secret::from_file_or_env(

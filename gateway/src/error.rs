@@ -1,4 +1,5 @@
-//! The gateway's one error type, mapped exhaustively to gRPC status codes.
+//! The gateway's one error type. Its mapping to gRPC status codes, exhaustive,
+//! is the service's: `service/status.rs`.
 
 use milvus::v2::error::Error as MilvusError;
 
@@ -35,6 +36,9 @@ pub enum GatewayError {
     Deadline(String),
     #[error("{0}")]
     RowNotFound(String),
+    /// Flags, secrets or files the gateway cannot start (or reload) with.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<MilvusError> for GatewayError {
@@ -50,26 +54,6 @@ impl From<MilvusError> for GatewayError {
             }
             MilvusError::Validation(_) => GatewayError::InvalidArgument(e.to_string()),
             _ => GatewayError::Milvus(e.to_string()),
-        }
-    }
-}
-
-impl From<GatewayError> for tonic::Status {
-    fn from(e: GatewayError) -> Self {
-        let msg = e.to_string();
-        match e {
-            GatewayError::CollectionNotFound(_) | GatewayError::RowNotFound(_) => {
-                tonic::Status::not_found(msg)
-            }
-            GatewayError::CollectionExists(_) => tonic::Status::already_exists(msg),
-            GatewayError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
-            GatewayError::MilvusUnavailable(_) | GatewayError::EmbedderUnavailable(_) => {
-                tonic::Status::unavailable(msg)
-            }
-            GatewayError::Overloaded(_) => tonic::Status::resource_exhausted(msg),
-            GatewayError::Milvus(_) | GatewayError::Embedder(_) => tonic::Status::internal(msg),
-            GatewayError::ModelMismatch { .. } => tonic::Status::failed_precondition(msg),
-            GatewayError::Deadline(_) => tonic::Status::deadline_exceeded(msg),
         }
     }
 }

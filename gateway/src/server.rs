@@ -44,8 +44,8 @@ pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    cfg.check().map_err(GatewayError::InvalidArgument)?;
-    let milvus_cfg = cfg.milvus().map_err(GatewayError::InvalidArgument)?;
+    cfg.check()?;
+    let milvus_cfg = cfg.milvus()?;
     let keys = cfg
         .api_keys_file
         .as_deref()

@@ -3,6 +3,7 @@
 //! A call that gets through carries its [`Caller`] in the request's
 //! extensions, for the logs of what it changes.
 
+use imgsearch_common::telemetry::take_ready;
 use tonic::{
     body::Body,
     codegen::{http, BoxFuture, Context, Poll, Service},
@@ -93,10 +94,7 @@ where
                 // says who made it, so every log line of the call does.
                 Span::current().record("caller", caller.key.as_str());
                 request.extensions_mut().insert(caller);
-                // The clone is ready only if polled; the one polled is used.
-                let ready = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, ready);
-                Box::pin(inner.call(request))
+                Box::pin(take_ready(&mut self.inner).call(request))
             }
             Err(status) => {
                 // Counted by the telemetry layer, like every other outcome.

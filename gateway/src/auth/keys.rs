@@ -32,8 +32,9 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     pub fn load(path: &Path) -> Result<Self, GatewayError> {
-        let refuse = |e: String| GatewayError::InvalidArgument(format!("API keys file: {e}"));
-        let mut bytes = reload::read_all(&[path.to_path_buf()]).map_err(refuse)?;
+        let refuse = |e: String| GatewayError::Config(format!("API keys file: {e}"));
+        let mut bytes =
+            reload::read_all(&[path.to_path_buf()]).map_err(|e| refuse(e.to_string()))?;
         let loaded = bytes.remove(0);
         let keys = parse(&loaded).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
         Ok(Self {
@@ -70,7 +71,7 @@ impl ApiKeys {
                 let keys = parse(&contents[0])?;
                 tracing::info!(keys = keys.len(), "API keys in force");
                 *by_digest.write().expect("keys lock") = Arc::new(keys);
-                Ok(())
+                Ok::<_, GatewayError>(())
             },
         )
     }
@@ -83,8 +84,9 @@ fn valid_digest(digest: &str) -> bool {
 }
 
 /// The keys a file's contents list, by digest.
-pub fn parse(contents: &[u8]) -> Result<ByDigest, String> {
-    let text = std::str::from_utf8(contents).map_err(|_| "not UTF-8".to_string())?;
+pub fn parse(contents: &[u8]) -> Result<ByDigest, GatewayError> {
+    let text =
+        std::str::from_utf8(contents).map_err(|_| GatewayError::Config("not UTF-8".into()))?;
     let mut keys = ByDigest::new();
     let mut names = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
@@ -92,7 +94,7 @@ pub fn parse(contents: &[u8]) -> Result<ByDigest, String> {
         if line.is_empty() {
             continue;
         }
-        let at = |e: String| format!("line {}: {e}", i + 1);
+        let at = |e: String| GatewayError::Config(format!("line {}: {e}", i + 1));
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [name, role, digest] = fields[..] else {
             return Err(at("expected NAME ROLE DIGEST".into()));
@@ -141,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_raw_key_in_the_file_is_refused() {
-        let err = parse(b"ci read isk_a\n").unwrap_err();
+        let err = parse(b"ci read isk_a\n").unwrap_err().to_string();
         assert!(
             err.contains("line 1") && err.contains("never goes"),
             "{err}"
@@ -155,7 +157,7 @@ mod tests {
             line("a", "read", "isk_a"),
             line("b", "root", "isk_b")
         );
-        let err = parse(text.as_bytes()).unwrap_err();
+        let err = parse(text.as_bytes()).unwrap_err().to_string();
         assert!(err.starts_with("line 2: unknown role"), "{err}");
     }
 
@@ -166,6 +168,9 @@ mod tests {
             line("a", "read", "isk_a"),
             line("a", "admin", "isk_b")
         );
-        assert!(parse(text.as_bytes()).unwrap_err().contains("used twice"));
+        assert!(parse(text.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
     }
 }

@@ -11,13 +11,12 @@ use imgsearch_proto::v1::{
     StoredItem,
 };
 use tokio::sync::mpsc;
-use tonic::Status;
 
 use super::item::ItemIndex;
-use crate::metrics::Metrics;
+use crate::{error::GatewayError, metrics::Metrics};
 
 /// The answer half of an Insert stream.
-pub type Answers = mpsc::Sender<Result<InsertResponse, Status>>;
+pub type Answers = mpsc::Sender<Result<InsertResponse, GatewayError>>;
 
 pub struct Ledger {
     ack: InsertAck,
@@ -101,24 +100,24 @@ impl Ledger {
 
     /// The last acknowledgement, the summary, then `error` if the stream
     /// stopped: nothing is ever said only in trailers.
-    pub async fn finish(mut self, error: Option<Status>) {
+    pub async fn finish(mut self, error: Option<GatewayError>) {
         self.acknowledge().await;
         let summary = std::mem::take(&mut self.summary);
         self.send(Ok(InsertResponse {
             event: Some(Event::Summary(summary)),
         }))
         .await;
-        if let Some(status) = error {
-            self.send(Err(status)).await;
+        if let Some(error) = error {
+            self.send(Err(error)).await;
         }
     }
 
     /// A stream refused at the start: the error alone.
-    pub async fn refuse(mut self, status: Status) {
-        self.send(Err(status)).await;
+    pub async fn refuse(mut self, error: GatewayError) {
+        self.send(Err(error)).await;
     }
 
-    async fn send(&mut self, answer: Result<InsertResponse, Status>) {
+    async fn send(&mut self, answer: Result<InsertResponse, GatewayError>) {
         if self.caller_gone {
             return;
         }

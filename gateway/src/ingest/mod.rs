@@ -47,7 +47,6 @@ use imgsearch_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 use tracing::{info, warn, Instrument};
 
 use self::{
@@ -126,9 +125,9 @@ impl Ingest {
         store: MilvusStore,
         trace: TraceContext,
         requests: S,
-    ) -> Result<ReceiverStream<Result<InsertResponse, Status>>, GatewayError>
+    ) -> Result<ReceiverStream<Result<InsertResponse, GatewayError>>, GatewayError>
     where
-        S: Stream<Item = Result<InsertRequest, Status>> + Send + Unpin + 'static,
+        S: Stream<Item = Result<InsertRequest, GatewayError>> + Send + Unpin + 'static,
     {
         let ticket = self.admission.admit()?;
         self.metrics
@@ -148,9 +147,9 @@ impl Ingest {
                     .run(&store, &trace, ticket, requests, &mut ledger)
                     .await
                 {
-                    Ok(error) => ledger.finish(error.map(Status::from)).await,
+                    Ok(error) => ledger.finish(error).await,
                     // Refused at the start: nothing was received.
-                    Err(refused) => ledger.refuse(Status::from(refused)).await,
+                    Err(refused) => ledger.refuse(refused).await,
                 }
                 this.metrics
                     .insert_streams
@@ -200,12 +199,12 @@ impl Ingest {
         ledger: &mut Ledger,
     ) -> Result<Option<GatewayError>, GatewayError>
     where
-        S: Stream<Item = Result<InsertRequest, Status>> + Send + Unpin + 'static,
+        S: Stream<Item = Result<InsertRequest, GatewayError>> + Send + Unpin + 'static,
     {
         let first = match tokio::time::timeout(self.config.idle_timeout, requests.next()).await {
             Err(_) => return Err(GatewayError::Deadline("no Insert message arrived".into())),
             Ok(None) => return Err(GatewayError::InvalidArgument("empty Insert stream".into())),
-            Ok(Some(Err(s))) => return Err(GatewayError::InvalidArgument(s.message().into())),
+            Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(first))) => first,
         };
         let setup = self.setup(store, &first).await?;
@@ -392,10 +391,7 @@ impl Ingest {
         );
         Ok(stop.or(match end {
             ReadEnd::Finished | ReadEnd::Cancelled => None,
-            ReadEnd::CallerFailed(s) => Some(GatewayError::InvalidArgument(format!(
-                "the Insert stream failed: {}",
-                s.message()
-            ))),
+            ReadEnd::CallerFailed(e) => Some(e),
             ReadEnd::Idle(after) => Some(GatewayError::Deadline(format!(
                 "no Insert message for {} s (--insert-idle-timeout-secs); what was received \
                  is stored and acknowledged",

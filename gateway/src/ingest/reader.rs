@@ -57,7 +57,7 @@ pub enum ReadEnd {
     /// The caller closed its side.
     Finished,
     /// The caller's stream failed (it cancelled, or vanished).
-    CallerFailed(tonic::Status),
+    CallerFailed(GatewayError),
     /// No message for the idle timeout.
     Idle(Duration),
     /// The stream told it to stop.
@@ -100,7 +100,7 @@ pub struct Reader<S> {
 
 impl<S> Reader<S>
 where
-    S: Stream<Item = Result<InsertRequest, tonic::Status>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<InsertRequest, GatewayError>> + Send + Unpin + 'static,
 {
     /// Reads until the caller is done or the stream stops; returns why, and
     /// the items it held and could not settle.
@@ -209,7 +209,7 @@ where
     }
 
     /// The next message, or why there is none.
-    async fn wait_next(&mut self) -> Result<Option<Result<InsertRequest, tonic::Status>>, ReadEnd> {
+    async fn wait_next(&mut self) -> Result<Option<Result<InsertRequest, GatewayError>>, ReadEnd> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(ReadEnd::Cancelled),

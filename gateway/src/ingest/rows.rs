@@ -47,7 +47,8 @@ fn about_milvus(e: &GatewayError) -> bool {
         | GatewayError::Embedder(_)
         | GatewayError::ModelMismatch { .. }
         | GatewayError::Deadline(_)
-        | GatewayError::RowNotFound(_) => true,
+        | GatewayError::RowNotFound(_)
+        | GatewayError::Config(_) => true,
     }
 }
 

@@ -28,7 +28,6 @@ use imgsearch_proto::v1::{
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Status;
 use tracing::{info, Instrument};
 
 use super::{item_error, row_ref, Options, Query, RawOptions, Searcher, MAX_QUERIES};
@@ -62,10 +61,10 @@ struct Arrived {
 enum ReadEnd {
     Done,
     Idle,
-    Broken(Status),
+    Broken(GatewayError),
 }
 
-type Answers = mpsc::Sender<Result<SearchStreamResponse, Status>>;
+type Answers = mpsc::Sender<Result<SearchStreamResponse, GatewayError>>;
 
 /// Whether every query read was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +88,9 @@ impl SearchStreams {
         searcher: Searcher,
         trace: TraceContext,
         requests: S,
-    ) -> Result<ReceiverStream<Result<SearchStreamResponse, Status>>, GatewayError>
+    ) -> Result<ReceiverStream<Result<SearchStreamResponse, GatewayError>>, GatewayError>
     where
-        S: Stream<Item = Result<SearchStreamRequest, Status>> + Send + Unpin + 'static,
+        S: Stream<Item = Result<SearchStreamRequest, GatewayError>> + Send + Unpin + 'static,
     {
         let ticket = self.admission.admit()?;
         self.metrics
@@ -103,14 +102,9 @@ impl SearchStreams {
         let span = tracing::info_span!("search_stream", collection = tracing::field::Empty);
         tokio::spawn(
             async move {
-                let outcome = this
-                    .run(searcher, &trace, ticket, requests, &answers)
-                    .await
-                    .map_err(Status::from);
-                if let Err(status) = &outcome {
-                    let _ = answers
-                        .send_timeout(Err(status.clone()), this.idle_timeout)
-                        .await;
+                let outcome = this.run(searcher, &trace, ticket, requests, &answers).await;
+                if let Err(error) = outcome {
+                    let _ = answers.send_timeout(Err(error), this.idle_timeout).await;
                 }
                 this.metrics
                     .search_streams
@@ -130,13 +124,13 @@ impl SearchStreams {
         answers: &Answers,
     ) -> Result<(), GatewayError>
     where
-        S: Stream<Item = Result<SearchStreamRequest, Status>> + Send + Unpin + 'static,
+        S: Stream<Item = Result<SearchStreamRequest, GatewayError>> + Send + Unpin + 'static,
     {
         let first = match tokio::time::timeout(self.idle_timeout, requests.next()).await {
             Err(_) => return Err(self.idle_error()),
             Ok(None) => return Ok(()),
-            Ok(Some(Err(status))) => {
-                info!(code = ?status.code(), "the caller's stream broke before a query");
+            Ok(Some(Err(error))) => {
+                info!(%error, "the caller's stream broke before a query");
                 return Ok(());
             }
             Ok(Some(Ok(m))) => m,
@@ -181,8 +175,8 @@ impl SearchStreams {
         match reader.await {
             Ok(ReadEnd::Done) => Ok(()),
             Ok(ReadEnd::Idle) => Err(self.idle_error()),
-            Ok(ReadEnd::Broken(status)) => {
-                info!(code = ?status.code(), "the caller's stream broke");
+            Ok(ReadEnd::Broken(error)) => {
+                info!(%error, "the caller's stream broke");
                 Ok(())
             }
             Err(_) => Ok(()),
@@ -283,7 +277,8 @@ fn ends_stream(e: &GatewayError) -> bool {
         | GatewayError::Overloaded(_)
         | GatewayError::Embedder(_)
         | GatewayError::Deadline(_)
-        | GatewayError::RowNotFound(_) => false,
+        | GatewayError::RowNotFound(_)
+        | GatewayError::Config(_) => false,
     }
 }
 
@@ -298,7 +293,8 @@ fn kind_of(e: &GatewayError) -> ErrorKind {
         GatewayError::Milvus(_)
         | GatewayError::Embedder(_)
         | GatewayError::ModelMismatch { .. }
-        | GatewayError::CollectionExists(_) => ErrorKind::Internal,
+        | GatewayError::CollectionExists(_)
+        | GatewayError::Config(_) => ErrorKind::Internal,
     }
 }
 
@@ -313,7 +309,7 @@ async fn read<S>(
     idle_timeout: Duration,
 ) -> ReadEnd
 where
-    S: Stream<Item = Result<SearchStreamRequest, Status>> + Unpin,
+    S: Stream<Item = Result<SearchStreamRequest, GatewayError>> + Unpin,
 {
     let mut next = Some(first);
     let mut index = 0u64;
@@ -323,7 +319,7 @@ where
             None => match tokio::time::timeout(idle_timeout, requests.next()).await {
                 Err(_) => return ReadEnd::Idle,
                 Ok(None) => return ReadEnd::Done,
-                Ok(Some(Err(status))) => return ReadEnd::Broken(status),
+                Ok(Some(Err(error))) => return ReadEnd::Broken(error),
                 Ok(Some(Ok(m))) => m,
             },
         };

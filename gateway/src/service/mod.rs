@@ -5,7 +5,9 @@
 //! puts on the request travels on to the embedders.
 
 mod conversions;
+mod status;
 
+use self::status::{answers, Answers};
 use imgsearch_common::telemetry::trace_of;
 use imgsearch_proto::v1::{
     image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
@@ -15,7 +17,6 @@ use imgsearch_proto::v1::{
     SearchResponse, SearchStreamRequest, SearchStreamResponse,
 };
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
@@ -126,7 +127,7 @@ impl ImageSearch for ImageSearchService {
         reply(names.map(|names| ListCollectionsResponse { names }))
     }
 
-    type InsertStream = ReceiverStream<Result<InsertResponse, Status>>;
+    type InsertStream = Answers<InsertResponse>;
 
     async fn insert(
         &self,
@@ -134,7 +135,8 @@ impl ImageSearch for ImageSearchService {
     ) -> Result<Response<Self::InsertStream>, Status> {
         let trace = trace_of(&request);
         let store = self.store()?;
-        reply(self.ingest.start(store, trace, request.into_inner()))
+        let requests = status::requests(request.into_inner(), "Insert");
+        reply(self.ingest.start(store, trace, requests).map(answers))
     }
 
     async fn search(
@@ -152,7 +154,7 @@ impl ImageSearch for ImageSearchService {
         reply(filepaths::find(&self.store()?, request.into_inner()).await)
     }
 
-    type SearchStreamStream = ReceiverStream<Result<SearchStreamResponse, Status>>;
+    type SearchStreamStream = Answers<SearchStreamResponse>;
 
     async fn search_stream(
         &self,
@@ -160,9 +162,11 @@ impl ImageSearch for ImageSearchService {
     ) -> Result<Response<Self::SearchStreamStream>, Status> {
         let trace = trace_of(&request);
         let searcher = self.searcher()?;
+        let requests = status::requests(request.into_inner(), "SearchStream");
         reply(
             self.search_streams
-                .start(searcher, trace, request.into_inner()),
+                .start(searcher, trace, requests)
+                .map(answers),
         )
     }
 

@@ -1,4 +1,9 @@
-//! `imgsearch.v1.Embedder` over gRPC: thin handlers over [`Embedder`].
+//! `imgsearch.v1.Embedder` over gRPC: thin handlers over the [`Batcher`];
+//! the Embed stream's reading and answering in [`stream`], the wire forms
+//! of errors and answers in [`wire`].
+
+mod stream;
+mod wire;
 
 use std::{pin::Pin, sync::atomic::Ordering, sync::Arc};
 
@@ -6,17 +11,18 @@ use futures::Stream;
 use imgsearch_proto::{
     limits::MAX_EMBED_BATCH_IMAGES,
     v1::{
-        embed_response, embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
-        EmbedResponse, InfoRequest, InfoResponse, Vector,
+        embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest, EmbedResponse,
+        InfoRequest, InfoResponse,
     },
 };
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, Span};
+use tracing::info;
 
-use crate::{batcher::Embedder, error::EmbedError};
+use self::wire::response;
+
+use crate::{batcher::Batcher, error::EmbedError};
 
 /// What `Info` reports, fixed once the model is loaded.
 #[derive(Debug, Clone)]
@@ -34,7 +40,7 @@ pub struct ModelInfo {
 /// The embedder once the model is warm.
 #[derive(Clone)]
 pub struct Ready {
-    pub embedder: Embedder,
+    pub batcher: Batcher,
     pub info: Arc<ModelInfo>,
 }
 
@@ -65,21 +71,10 @@ impl EmbedderService {
             return Err(EmbedError::ShuttingDown.into());
         }
         let ready = self.ready.borrow().clone().ok_or(EmbedError::NotReady)?;
-        if let Some(reason) = ready.embedder.failure() {
+        if let Some(reason) = ready.batcher.failure() {
             return Err(EmbedError::ModelFailed(reason).into());
         }
         Ok(ready)
-    }
-}
-
-fn response(id: String, result: Result<Vec<f32>, EmbedError>) -> EmbedResponse {
-    let result = match result {
-        Ok(values) => embed_response::Result::Vector(Vector { values }),
-        Err(e) => embed_response::Result::Error(e.to_item()),
-    };
-    EmbedResponse {
-        id,
-        result: Some(result),
     }
 }
 
@@ -94,47 +89,13 @@ impl embedder_server::Embedder for EmbedderService {
         request: Request<Streaming<EmbedRequest>>,
     ) -> Result<Response<EmbedStream>, Status> {
         let ready = self.ready()?;
-        let span = Span::current();
-        let mut incoming = request.into_inner();
-        let limit = self.per_stream_in_flight;
-        let (tx, rx) = mpsc::channel::<Result<EmbedResponse, Status>>(limit);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let in_flight = Arc::new(Semaphore::new(limit));
-            let mut received = 0u64;
-            let end: Option<Status> = loop {
-                // Backpressure: read the next image only when one of this
-                // stream's slots is free.
-                let permit = tokio::select! {
-                    p = in_flight.clone().acquire_owned() => p.expect("semaphore open"),
-                    _ = shutdown.cancelled() => break Some(EmbedError::ShuttingDown.into()),
-                };
-                let next = tokio::select! {
-                    m = incoming.next() => m,
-                    _ = shutdown.cancelled() => break Some(EmbedError::ShuttingDown.into()),
-                };
-                match next {
-                    None => break None,
-                    Some(Err(status)) => break Some(status),
-                    Some(Ok(EmbedRequest { id, image })) => {
-                        received += 1;
-                        let (embedder, tx) = (ready.embedder.clone(), tx.clone());
-                        tokio::spawn(async move {
-                            let result = embedder.embed(image).await;
-                            let _ = tx.send(Ok(response(id, result))).await;
-                            drop(permit);
-                        });
-                    }
-                }
-            };
-            // Every admitted image is answered before the stream ends.
-            let _all = in_flight.acquire_many(limit as u32).await;
-            info!(parent: &span, received, "embed stream done");
-            if let Some(status) = end {
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let answers = stream::answer(
+            ready,
+            request.into_inner(),
+            self.per_stream_in_flight,
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn embed_batch(
@@ -150,8 +111,7 @@ impl embedder_server::Embedder for EmbedderService {
             )));
         }
         let results =
-            futures::future::join_all(images.into_iter().map(|img| ready.embedder.embed(img)))
-                .await;
+            futures::future::join_all(images.into_iter().map(|img| ready.batcher.embed(img))).await;
         // On the unary path overload fails the call, so the caller retries
         // it whole.
         if results
@@ -171,7 +131,7 @@ impl embedder_server::Embedder for EmbedderService {
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let ready = self.ready()?;
-        let (info, stats) = (&ready.info, ready.embedder.stats());
+        let (info, stats) = (&ready.info, ready.batcher.stats());
         Ok(Response::new(InfoResponse {
             model: crate::model::MODEL_NAME.into(),
             dimension: crate::model::DIMENSION as u32,
