@@ -1,6 +1,9 @@
 //! The real gateway binary on a free port, pointed at a Milvus and embedders.
 
-use std::ops::{Deref, DerefMut};
+use std::{
+    ops::{Deref, DerefMut},
+    path::PathBuf,
+};
 
 use imgsearch_proto::v1::image_search_client::ImageSearchClient;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -13,40 +16,143 @@ pub struct GatewayProcess {
     pub metrics_port: u16,
 }
 
-impl GatewayProcess {
-    /// Starts `imgsearch-gateway` for `milvus_uri` and `embedders` plus
-    /// `extra` flags, and waits until it serves (Milvus and an embedder up).
-    pub async fn start(milvus_uri: &str, embedders: &[String], extra: &[&str]) -> GatewayProcess {
-        Self::start_with_env(milvus_uri, embedders, extra, &[]).await
+/// The gateway flags tests set, typed: a misspelt flag or a value of the
+/// wrong kind fails to compile instead of failing a gateway's start. What
+/// is `None` (or false) is left to the gateway's default.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayFlags {
+    pub batch_size: Option<u32>,
+    pub max_insert_streams: Option<u32>,
+    pub max_search_streams: Option<u32>,
+    pub insert_stream_bytes: Option<u64>,
+    pub search_stream_bytes: Option<u64>,
+    pub max_message_bytes: Option<u64>,
+    pub insert_idle_timeout_secs: Option<u64>,
+    pub search_idle_timeout_secs: Option<u64>,
+    pub embed_timeout_secs: Option<u64>,
+    pub milvus_timeout_secs: Option<u64>,
+    pub milvus_attempts: Option<u32>,
+    pub milvus_ca_cert: Option<PathBuf>,
+    pub milvus_user: Option<String>,
+    pub milvus_password_file: Option<PathBuf>,
+    /// Given in the environment (`IMGSEARCH_MILVUS_TOKEN`), as secrets are.
+    pub milvus_token: Option<String>,
+    pub api_keys_file: Option<PathBuf>,
+    pub reflection: Option<bool>,
+    pub embedder_dns: bool,
+    /// The gateway's own certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub embedder_tls_ca: Option<PathBuf>,
+    /// The gateway's client certificate and key towards embedders.
+    pub embedder_tls_client: Option<(PathBuf, PathBuf)>,
+    /// A test hook (`IMGSEARCH_GATEWAY_FAULT`, fault-injection builds).
+    pub fault: Option<&'static str>,
+}
+
+impl GatewayFlags {
+    /// The command line these flags make.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.extend([format!("--{name}"), v]);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let text = |v: Option<u64>| v.map(|v| v.to_string());
+        flag("batch-size", text(self.batch_size.map(u64::from)));
+        flag(
+            "max-insert-streams",
+            text(self.max_insert_streams.map(u64::from)),
+        );
+        flag(
+            "max-search-streams",
+            text(self.max_search_streams.map(u64::from)),
+        );
+        flag("insert-stream-bytes", text(self.insert_stream_bytes));
+        flag("search-stream-bytes", text(self.search_stream_bytes));
+        flag("max-message-bytes", text(self.max_message_bytes));
+        flag(
+            "insert-idle-timeout-secs",
+            text(self.insert_idle_timeout_secs),
+        );
+        flag(
+            "search-idle-timeout-secs",
+            text(self.search_idle_timeout_secs),
+        );
+        flag("embed-timeout-secs", text(self.embed_timeout_secs));
+        flag("milvus-timeout-secs", text(self.milvus_timeout_secs));
+        flag("milvus-attempts", text(self.milvus_attempts.map(u64::from)));
+        flag("milvus-ca-cert", path(&self.milvus_ca_cert));
+        flag("milvus-user", self.milvus_user.clone());
+        flag("milvus-password-file", path(&self.milvus_password_file));
+        flag("api-keys-file", path(&self.api_keys_file));
+        flag("reflection", self.reflection.map(|r| r.to_string()));
+        flag(
+            "tls-cert",
+            self.tls.as_ref().map(|t| t.0.display().to_string()),
+        );
+        flag(
+            "tls-key",
+            self.tls.as_ref().map(|t| t.1.display().to_string()),
+        );
+        flag("tls-client-ca", path(&self.tls_client_ca));
+        flag("embedder-tls-ca", path(&self.embedder_tls_ca));
+        let client = self.embedder_tls_client.as_ref();
+        flag(
+            "embedder-tls-cert",
+            client.map(|c| c.0.display().to_string()),
+        );
+        flag(
+            "embedder-tls-key",
+            client.map(|c| c.1.display().to_string()),
+        );
+        if self.embedder_dns {
+            args.push("--embedder-dns".into());
+        }
+        args
     }
 
-    /// [`GatewayProcess::start`] with environment variables, such as a fault
-    /// hook's `IMGSEARCH_GATEWAY_FAULT`.
-    pub async fn start_with_env(
+    /// The environment these flags need.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(fault) = self.fault {
+            env.push(("IMGSEARCH_GATEWAY_FAULT", fault.to_string()));
+        }
+        if let Some(token) = &self.milvus_token {
+            env.push(("IMGSEARCH_MILVUS_TOKEN", token.clone()));
+        }
+        env
+    }
+}
+
+impl GatewayProcess {
+    /// Starts `imgsearch-gateway` for `milvus_uri` and `embedders` with
+    /// `flags`, and waits until it serves (Milvus and an embedder up).
+    pub async fn start(
         milvus_uri: &str,
         embedders: &[String],
-        extra: &[&str],
-        env: &[(&str, &str)],
+        flags: &GatewayFlags,
     ) -> GatewayProcess {
-        Self::launch(milvus_uri, embedders, extra, env, None).await
+        Self::launch(milvus_uri, embedders, flags, None).await
     }
 
-    /// [`GatewayProcess::start`] for a gateway serving TLS (its flags in
-    /// `extra`), reached with `tls`.
+    /// [`GatewayProcess::start`] for a gateway serving TLS (`flags.tls`),
+    /// reached with `tls`.
     pub async fn start_tls(
         milvus_uri: &str,
         embedders: &[String],
-        extra: &[&str],
+        flags: &GatewayFlags,
         tls: ClientTlsConfig,
     ) -> GatewayProcess {
-        Self::launch(milvus_uri, embedders, extra, &[], Some(tls)).await
+        Self::launch(milvus_uri, embedders, flags, Some(tls)).await
     }
 
     async fn launch(
         milvus_uri: &str,
         embedders: &[String],
-        extra: &[&str],
-        env: &[(&str, &str)],
+        flags: &GatewayFlags,
         tls: Option<ClientTlsConfig>,
     ) -> GatewayProcess {
         let ports = free_ports(2);
@@ -61,11 +167,13 @@ impl GatewayProcess {
             "--embedder".into(),
             embedders.join(","),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(flags.args());
+        let env = flags.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = ServerProcess::start_tls(
             "imgsearch-gateway",
             &args,
-            env,
+            &env,
             port,
             "imgsearch.v1.ImageSearch",
             tls,

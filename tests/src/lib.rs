@@ -8,7 +8,9 @@
 //! - [`hostile`]: hostile images, generated.
 //! - [`insert`]: Insert streams driven and their answers collected.
 //! - [`cli`]: the `imgsearch` CLI as a client process.
-//! - [`search`]: a stack to search, requests by kind, exact L2.
+//! - [`stack`]: Milvus, embedder, gateway and a client in one line, and
+//!   collections to fill, search and count in Milvus directly.
+//! - [`search`]: search requests by kind, exact L2.
 //! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 //! - [`deploy`]: the rendered Kubernetes manifests.
@@ -32,6 +34,7 @@ pub mod process;
 pub mod pyref;
 pub mod search;
 pub mod server_process;
+pub mod stack;
 
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the
 /// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)

@@ -3,18 +3,29 @@
 
 use std::{path::Path, process::Command};
 
-use tch::Tensor;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::deps;
 
-/// ResNet50 minus fc in PyTorch on `input` (`[N,3,224,224]`), with `weights`.
-pub fn model_output(weights: &Path, input: &Tensor) -> Tensor {
+/// What the tutorial's pipeline made of some images, one row per image.
+pub struct Reference {
+    /// The preprocessed inputs, `3 × 224 × 224` floats each.
+    pub inputs: Vec<Vec<f32>>,
+    /// The 2048-float vectors.
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// ResNet50 minus fc in PyTorch on `input` (`n` images of `3 × 224 × 224`
+/// floats, one after the other), with `weights`: one vector per image.
+pub fn model_output(weights: &Path, input: &[f32], n: usize) -> Vec<Vec<f32>> {
     let dir = tempfile::tempdir().expect("temp dir");
     let (inp, out) = (
         dir.path().join("in.safetensors"),
         dir.path().join("out.safetensors"),
     );
-    Tensor::write_safetensors(&[("input", input)], &inp).expect("write input");
+    let bytes: Vec<u8> = input.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![n, 3, 224, 224], &bytes).expect("input shape");
+    safetensors::serialize_to_file([("input", view)], &None, &inp).expect("write input");
     run(Command::new(deps::reference_python())
         .arg(deps::script("torch_reference.py"))
         .args(["tensor", "--weights"])
@@ -23,7 +34,7 @@ pub fn model_output(weights: &Path, input: &Tensor) -> Tensor {
         .arg(&inp)
         .arg("--output")
         .arg(&out));
-    named(&out, "output")
+    rows(&out, "output")
 }
 
 fn run(cmd: &mut Command) {
@@ -36,17 +47,25 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn named(file: &Path, name: &str) -> Tensor {
-    Tensor::read_safetensors(file)
-        .expect("read reference output")
-        .into_iter()
-        .find_map(|(n, t)| (n == name).then_some(t))
-        .unwrap_or_else(|| panic!("{name} missing from {}", file.display()))
+/// The f32 tensor `name` of a safetensors file, a row per first index.
+fn rows(file: &Path, name: &str) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(file).expect("read reference output");
+    let tensors = SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    let t = tensors
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("{name} missing from {}", file.display()));
+    assert_eq!(t.dtype(), Dtype::F32, "{name}");
+    let floats: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let per_row = t.shape()[1..].iter().product::<usize>().max(1);
+    floats.chunks(per_row).map(<[f32]>::to_vec).collect()
 }
 
-/// The tutorial end to end on image files: `(preprocessed input [N,3,224,224],
-/// vectors [N,2048])`, computed by PIL + torchvision + PyTorch.
-pub fn pipeline(weights: &Path, files: &[std::path::PathBuf]) -> (Tensor, Tensor) {
+/// The tutorial end to end on image files (PIL + torchvision + PyTorch).
+pub fn pipeline(weights: &Path, files: &[std::path::PathBuf]) -> Reference {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out.safetensors");
     run(Command::new(deps::reference_python())
@@ -56,7 +75,10 @@ pub fn pipeline(weights: &Path, files: &[std::path::PathBuf]) -> (Tensor, Tensor
         .arg("--output")
         .arg(&out)
         .args(files));
-    (named(&out, "input"), named(&out, "output"))
+    Reference {
+        inputs: rows(&out, "input"),
+        vectors: rows(&out, "output"),
+    }
 }
 
 /// Odd-format copies of `files` written by PIL into `dir` (RGBA, gray,

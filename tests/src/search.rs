@@ -1,44 +1,13 @@
-//! Searches as tests make them: the stack they need, requests by kind, and
-//! exact L2 to check what Milvus answers.
+//! Searches as tests make them: requests by kind, and exact L2 to check
+//! what Milvus answers.
 
 use imgsearch_proto::v1::{
-    image_search_client::ImageSearchClient, stored_ref, SearchRequest, SearchResponse,
-    SearchStreamRequest, SearchStreamResponse, StoredRef, Vector,
+    stored_ref, SearchRequest, SearchResponse, SearchStreamRequest, SearchStreamResponse,
+    StoredRef, Vector,
 };
-use tonic::{transport::Channel, Status};
+use tonic::Status;
 
-use crate::{embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
-
-pub type Client = ImageSearchClient<Channel>;
-
-/// An embedder and a gateway on the shared Milvus, and a client of it.
-pub struct Stack {
-    pub milvus: &'static Milvus,
-    pub embedder: EmbedderProcess,
-    pub gateway: GatewayProcess,
-    pub client: Client,
-}
-
-impl Stack {
-    /// The stack, the gateway started with `gateway_flags`.
-    pub async fn start(gateway_flags: &[&str]) -> Stack {
-        let milvus = Milvus::shared();
-        let embedder = EmbedderProcess::start(&[]).await;
-        let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], gateway_flags).await;
-        let client = gateway.client().await;
-        Stack {
-            milvus,
-            embedder,
-            gateway,
-            client,
-        }
-    }
-
-    /// A second gateway on the same Milvus and embedder.
-    pub async fn another_gateway(&self) -> GatewayProcess {
-        GatewayProcess::start(&self.milvus.uri(), &[self.embedder.uri()], &[]).await
-    }
-}
+pub use crate::stack::{Client, Stack};
 
 pub fn by_id(id: i64) -> StoredRef {
     StoredRef {

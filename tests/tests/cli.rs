@@ -1,6 +1,7 @@
 //! The `imgsearch` CLI against the real stack (Milvus, embedder, gateway):
 //! the tutorial's steps as commands, a resumed ingest, the result picture,
-//! and what a person sees when things are wrong.
+//! and what a person sees when things are wrong. Most tests share one stack
+//! and one ingested collection ([`demo`]).
 
 use std::{
     collections::BTreeSet,
@@ -10,11 +11,9 @@ use std::{
     process::{Command, Output},
 };
 
-use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus, ports::free_ports,
-    server_process::workspace_binary,
-};
+use imgsearch_tests::{deps, ports::free_ports, server_process::workspace_binary, stack::Stack};
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 /// Runs `imgsearch` in `cwd` against `gateway` (a `host:port`).
 fn imgsearch(gateway: &str, cwd: &Path, args: &[&str]) -> Output {
@@ -60,139 +59,163 @@ fn exists(cwd: &Path, filepath: &str) -> bool {
     cwd.join(file).is_file()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tutorial_as_cli_commands() {
-    let milvus = Milvus::shared();
-    let mut embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
-    let addr = format!("127.0.0.1:{}", gateway.grpc_port);
-    let gw = addr.as_str();
-    let dir = tempfile::tempdir().unwrap();
-    let cwd = dir.path();
+/// The tutorial's steps, done once by the first test that needs them: a
+/// tree of good photos with bad files mixed in and an archive, a
+/// collection made and filled by the CLI (small batches, so the stream
+/// spans several Milvus inserts), and the ingest's report.
+struct Demo {
+    _stack: Stack,
+    gateway: String,
+    dir: tempfile::TempDir,
+    report: Value,
+}
 
-    // A tree of good photos with bad files mixed in, and an archive.
-    let fixtures = deps::fixture_images();
-    fs::create_dir_all(cwd.join("images/nested")).unwrap();
-    for (i, f) in fixtures[..8].iter().enumerate() {
-        let sub = if i % 2 == 0 {
-            "images"
-        } else {
-            "images/nested"
-        };
-        fs::copy(f, cwd.join(sub).join(format!("photo{i}.JPG"))).unwrap();
+impl Demo {
+    fn cwd(&self) -> &Path {
+        self.dir.path()
     }
-    // Quotes and a backslash must not break FindFilepaths's Milvus filter.
-    fs::copy(&fixtures[12], cwd.join("images/say \"cheese\" \\o.jpg")).unwrap();
-    let jpeg = fs::read(&fixtures[8]).unwrap();
-    fs::write(cwd.join("images/empty.jpg"), b"").unwrap();
-    fs::write(cwd.join("images/nested/notes.png"), b"just some text").unwrap();
-    fs::write(cwd.join("images/truncated.jpeg"), &jpeg[..jpeg.len() / 2]).unwrap();
-    fs::write(cwd.join("images/readme.txt"), b"not an image name: ignored").unwrap();
-    {
-        let mut z = zip::ZipWriter::new(fs::File::create(cwd.join("pack.zip")).unwrap());
-        let opts = zip::write::SimpleFileOptions::default();
-        for (name, data) in [
-            ("in/zipped1.jpg", fs::read(&fixtures[9]).unwrap()),
-            ("zipped2.jpeg", fs::read(&fixtures[10]).unwrap()),
-            ("in/corrupt.png", b"\x89PNG\r\n\x1a\n garbage".to_vec()),
-        ] {
-            z.start_file(name, opts).unwrap();
-            z.write_all(&data).unwrap();
-        }
-        z.finish().unwrap();
+
+    fn json(&self, args: &[&str]) -> Value {
+        json(&self.gateway, self.cwd(), args)
     }
-    // Held back: never ingested, used as a query.
-    fs::copy(&fixtures[11], cwd.join("query.jpg")).unwrap();
-    let bad: BTreeSet<String> = [
+}
+
+const DEMO: &str = "cli_demo";
+
+/// The files the demo's ingest must refuse.
+fn bad_files() -> BTreeSet<String> {
+    [
         "images/empty.jpg",
         "images/nested/notes.png",
         "images/truncated.jpeg",
         "pack.zip!/in/corrupt.png",
     ]
     .map(String::from)
-    .into();
+    .into()
+}
 
-    let created = json(gw, cwd, &["collection", "create", "cli_demo", "--json"]);
-    assert_eq!(created["load_state"], "Loaded");
-    assert_eq!(created["metric_type"], "L2");
+async fn demo() -> &'static Demo {
+    static DEMO_DONE: OnceCell<Demo> = OnceCell::const_new();
+    DEMO_DONE
+        .get_or_init(|| async {
+            let stack = Stack::shared().await;
+            let gateway = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+            let dir = tempfile::tempdir().unwrap();
+            let cwd = dir.path();
+            let fixtures = deps::fixture_images();
+            fs::create_dir_all(cwd.join("images/nested")).unwrap();
+            for (i, f) in fixtures[..8].iter().enumerate() {
+                let sub = if i % 2 == 0 {
+                    "images"
+                } else {
+                    "images/nested"
+                };
+                fs::copy(f, cwd.join(sub).join(format!("photo{i}.JPG"))).unwrap();
+            }
+            // Quotes and a backslash must not break FindFilepaths's Milvus filter.
+            fs::copy(&fixtures[12], cwd.join("images/say \"cheese\" \\o.jpg")).unwrap();
+            let jpeg = fs::read(&fixtures[8]).unwrap();
+            fs::write(cwd.join("images/empty.jpg"), b"").unwrap();
+            fs::write(cwd.join("images/nested/notes.png"), b"just some text").unwrap();
+            fs::write(cwd.join("images/truncated.jpeg"), &jpeg[..jpeg.len() / 2]).unwrap();
+            fs::write(cwd.join("images/readme.txt"), b"not an image name: ignored").unwrap();
+            let mut z = zip::ZipWriter::new(fs::File::create(cwd.join("pack.zip")).unwrap());
+            let opts = zip::write::SimpleFileOptions::default();
+            for (name, data) in [
+                ("in/zipped1.jpg", fs::read(&fixtures[9]).unwrap()),
+                ("zipped2.jpeg", fs::read(&fixtures[10]).unwrap()),
+                ("in/corrupt.png", b"\x89PNG\r\n\x1a\n garbage".to_vec()),
+            ] {
+                z.start_file(name, opts).unwrap();
+                z.write_all(&data).unwrap();
+            }
+            z.finish().unwrap();
+            // Held back: never ingested, used as a query.
+            fs::copy(&fixtures[11], cwd.join("query.jpg")).unwrap();
 
-    // Small batches so the stream spans several Milvus inserts.
-    let report = json(
-        gw,
-        cwd,
-        &[
-            "ingest",
-            "images",
-            "pack.zip",
-            "-c",
-            "cli_demo",
-            "--batch-size",
-            "4",
-            "--json",
-        ],
-    );
+            let created = json(&gateway, cwd, &["collection", "create", DEMO, "--json"]);
+            assert_eq!(created["load_state"], "Loaded");
+            assert_eq!(created["metric_type"], "L2");
+            let ingest = [
+                "ingest",
+                "images",
+                "pack.zip",
+                "-c",
+                DEMO,
+                "--batch-size",
+                "4",
+            ];
+            let report = json(&gateway, cwd, &[&ingest[..], &["--json"]].concat());
+            Demo {
+                _stack: stack,
+                gateway,
+                dir,
+                report,
+            }
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_stores_the_good_images_and_reports_exactly_the_bad_files() {
+    let d = demo().await;
+    let report = &d.report;
     assert_eq!(report["found"], 15, "{report:#}");
     assert_eq!(report["inserted"], 11, "{report:#}");
-    assert_eq!(
-        failed_filepaths(&report),
-        bad,
-        "the report lists exactly the bad files"
-    );
+    assert_eq!(failed_filepaths(report), bad_files());
     assert!(report["failures"]
         .as_array()
         .unwrap()
         .iter()
         .all(|f| !f["reason"].as_str().unwrap().is_empty()));
-
-    let described = json(gw, cwd, &["collection", "describe", "cli_demo", "--json"]);
+    let described = d.json(&["collection", "describe", DEMO, "--json"]);
     assert_eq!(described["row_count"], 11);
-    let listed = json(gw, cwd, &["collection", "list", "--json"]);
-    assert!(listed
-        .as_array()
-        .unwrap()
-        .contains(&Value::from("cli_demo")));
+    let listed = d.json(&["collection", "list", "--json"]);
+    assert!(listed.as_array().unwrap().contains(&Value::from(DEMO)));
+}
 
-    // Resuming: nothing stored is sent again; the bad files fail again.
-    let again = json(
-        gw,
-        cwd,
-        &[
-            "ingest",
-            "images",
-            "pack.zip",
-            "-c",
-            "cli_demo",
-            "--skip-existing",
-            "--json",
-        ],
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_ingest_sends_nothing_stored_again() {
+    let d = demo().await;
+    let again = d.json(&[
+        "ingest",
+        "images",
+        "pack.zip",
+        "-c",
+        DEMO,
+        "--skip-existing",
+        "--json",
+    ]);
     assert_eq!(again["inserted"], 0, "{again:#}");
     assert_eq!(again["skipped"], 11);
-    assert_eq!(failed_filepaths(&again), bad);
-    let described = json(gw, cwd, &["collection", "describe", "cli_demo", "--json"]);
-    assert_eq!(described["row_count"], 11, "no duplicates");
-
-    // Search: a stored image finds itself first; the held-back one gets top_k hits.
-    let found = json(
-        gw,
-        cwd,
-        &[
-            "search",
-            "images/photo0.JPG",
-            "query.jpg",
-            "pack.zip!/zipped2.jpeg",
-            "-c",
-            "cli_demo",
-            "--json",
-        ],
+    assert_eq!(
+        failed_filepaths(&again),
+        bad_files(),
+        "the bad files fail again"
     );
+    let described = d.json(&["collection", "describe", DEMO, "--json"]);
+    assert_eq!(described["row_count"], 11, "no duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_stored_images_first_and_three_real_files_for_each_query() {
+    let d = demo().await;
+    let found = d.json(&[
+        "search",
+        "images/photo0.JPG",
+        "query.jpg",
+        "pack.zip!/zipped2.jpeg",
+        "-c",
+        DEMO,
+        "--json",
+    ]);
     let results = found["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
     for r in results {
         let hits = r["hits"].as_array().unwrap();
         assert_eq!(hits.len(), 3, "default top_k is 3: {r:#}");
         for h in hits {
-            assert!(exists(cwd, h["filepath"].as_str().unwrap()), "{h}");
+            assert!(exists(d.cwd(), h["filepath"].as_str().unwrap()), "{h}");
         }
     }
     for i in [0, 2] {
@@ -201,36 +224,39 @@ async fn the_tutorial_as_cli_commands() {
         assert!(first["distance"].as_f64().unwrap() < 1e-3);
     }
     assert!(found["search_seconds"].as_f64().unwrap() > 0.0);
+}
 
-    // The picture: a row per query, 1 + top_k cells each.
-    let table = ok(
-        gw,
-        cwd,
-        &[
-            "search",
-            "query.jpg",
-            "images/nested/photo1.JPG",
-            "-c",
-            "cli_demo",
-            "-k",
-            "4",
-            "--out",
-            "result.png",
-        ],
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_picture_has_a_row_per_query_and_a_cell_per_hit() {
+    let d = demo().await;
+    let args = [
+        "search",
+        "query.jpg",
+        "images/nested/photo1.JPG",
+        "-c",
+        DEMO,
+        "-k",
+        "4",
+        "--out",
+        "result.png",
+    ];
+    let table = ok(&d.gateway, d.cwd(), &args);
     assert!(table.contains("search time"), "{table}");
-    assert_eq!(
-        table
-            .lines()
-            .filter(|l| l.starts_with("query.jpg "))
-            .count(),
-        4,
-        "{table}"
-    );
-    let png = image::open(cwd.join("result.png")).expect("a PNG");
-    assert_eq!((png.width(), png.height()), (5 * 240, 32 + 2 * 272));
+    let rows = table.lines().filter(|l| l.starts_with("query.jpg "));
+    assert_eq!(rows.count(), 4, "{table}");
+    let png = image::open(d.cwd().join("result.png")).expect("a PNG");
+    // A header, then per query a cell for it and one per hit.
+    let (cell_width, cell_height, header) = (240, 272, 32);
+    let size = (png.width(), png.height());
+    assert_eq!(size, (5 * cell_width, header + 2 * cell_height));
+    let said = format!("wrote result.png ({}x{} pixels)", size.0, size.1);
+    assert!(table.contains(&said), "{table}");
+}
 
-    // Errors a person can act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_tell_a_person_what_went_wrong_by_message_and_exit_code() {
+    let d = demo().await;
+    let (gw, cwd) = (d.gateway.as_str(), d.cwd());
     let missing = imgsearch(
         gw,
         cwd,
@@ -238,7 +264,7 @@ async fn the_tutorial_as_cli_commands() {
     );
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
-    let unreadable = imgsearch(gw, cwd, &["search", "nope.jpg", "-c", "cli_demo"]);
+    let unreadable = imgsearch(gw, cwd, &["search", "nope.jpg", "-c", DEMO]);
     assert_eq!(unreadable.status.code(), Some(2));
     assert_eq!(ok(gw, cwd, &["health"]).trim(), "SERVING");
     let closed = format!("127.0.0.1:{}", free_ports(1)[0]);
@@ -251,15 +277,32 @@ async fn the_tutorial_as_cli_commands() {
         stderr.contains("cannot reach the imgsearch gateway"),
         "{stderr}"
     );
+}
 
-    ok(gw, cwd, &["collection", "drop", "cli_demo"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_the_cli_made_it_can_drop() {
+    let stack = Stack::shared().await;
+    let gw = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&gw, dir.path(), &["collection", "create", "cli_dropped"]);
+    ok(&gw, dir.path(), &["collection", "drop", "cli_dropped"]);
+    let listed = json(&gw, dir.path(), &["collection", "list", "--json"]);
+    assert!(!listed
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("cli_dropped")));
+}
 
-    // Up but unable to serve: the gateway answers NOT_SERVING once its only
-    // embedder is gone, and `health` says so with exit 3.
-    embedder.kill();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_not_serving_once_the_only_embedder_is_gone() {
+    let mut stack = Stack::start().await;
+    let gw = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(ok(&gw, dir.path(), &["health"]).trim(), "SERVING");
+    stack.embedder_mut().kill();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let not_serving = loop {
-        let out = imgsearch(gw, cwd, &["health"]);
+        let out = imgsearch(&gw, dir.path(), &["health"]);
         if !out.status.success() {
             break out;
         }
@@ -291,10 +334,8 @@ fn hits(found: &Value) -> Vec<(u64, String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_like_a_stored_image_paged_cut_and_deleted_from_the_cli() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
-    let addr = format!("127.0.0.1:{}", gateway.grpc_port);
+    let stack = Stack::shared().await;
+    let addr = format!("127.0.0.1:{}", stack.gateway.grpc_port);
     let gw = addr.as_str();
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();

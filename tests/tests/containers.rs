@@ -10,7 +10,7 @@ use imgsearch_tests::{
     containers::{run_to_end, stop_together, Cluster, Deployment, Stack},
     deps,
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     http,
     server_process::workspace_binary,
 };
@@ -165,9 +165,11 @@ async fn through_host_binaries() -> &'static Value {
     HOST.get_or_init(|| async {
         let cluster = Cluster::shared();
         let embedder = EmbedderProcess::start(&[]).await;
-        let ca = cluster.pki.ca().display().to_string();
+        let flags = GatewayFlags {
+            milvus_ca_cert: Some(cluster.pki.ca()),
+            ..Default::default()
+        };
         let milvus = cluster.milvus.uri();
-        let flags = ["--milvus-ca-cert", ca.as_str()];
         let gateway = GatewayProcess::start(&milvus, &[embedder.uri()], &flags).await;
         let picture = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
         tutorial(&gateway.uri(), &[], "host", picture.path())

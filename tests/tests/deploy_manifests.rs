@@ -5,12 +5,13 @@
 
 use std::{collections::BTreeMap, process::Command};
 
-use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
+use imgsearch_proto::v1::SearchRequest;
 use imgsearch_tests::{
     deploy::{find, rendered},
     deps,
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
+    insert::create,
     milvus::Milvus,
     server_process::workspace_binary,
 };
@@ -253,7 +254,15 @@ async fn probes_ask_for_services_the_binaries_serve() {
 
     // A hostname, as a headless Service's, with discovery on as deployed.
     let by_name = format!("http://localhost:{}", embedder.grpc_port);
-    let gateway = GatewayProcess::start(&milvus.uri(), &[by_name], &["--embedder-dns"]).await;
+    let gateway = GatewayProcess::start(
+        &milvus.uri(),
+        &[by_name],
+        &GatewayFlags {
+            embedder_dns: true,
+            ..Default::default()
+        },
+    )
+    .await;
     for service in probes("gateway") {
         assert_eq!(
             gateway.health(&service).await,
@@ -263,13 +272,7 @@ async fn probes_ask_for_services_the_binaries_serve() {
     }
     assert!(gateway.metric("gateway_embedder_replicas") >= 1.0);
     let mut client = gateway.client().await;
-    client
-        .create_collection(CreateCollectionRequest {
-            name: "deploy_dns".into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .unwrap();
+    create(&mut client, "deploy_dns").await;
     let before = embedder.metric("embedder_images_total");
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
     client

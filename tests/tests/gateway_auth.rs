@@ -17,7 +17,7 @@ use imgsearch_tests::{
     cli::{create_key, keys_file},
     deps,
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     milvus::Milvus,
     ports::free_ports,
     server_process::{workspace_binary, ServerProcess},
@@ -45,11 +45,13 @@ async fn guarded_gateway() -> Guarded {
     ];
     let (keys_file, keys) = keys_file(dir.path(), &roles);
     let embedder = EmbedderProcess::start(&[]).await;
-    let file = keys_file.display().to_string();
     let gateway = GatewayProcess::start(
         &Milvus::shared().uri(),
         &[embedder.uri()],
-        &["--api-keys-file", &file],
+        &GatewayFlags {
+            api_keys_file: Some(keys_file.clone()),
+            ..Default::default()
+        },
     )
     .await;
     Guarded {
@@ -410,7 +412,10 @@ async fn reflection_can_be_turned_off() {
     let gateway = GatewayProcess::start(
         &Milvus::shared().uri(),
         &[embedder.uri()],
-        &["--reflection", "false"],
+        &GatewayFlags {
+            reflection: Some(false),
+            ..Default::default()
+        },
     )
     .await;
     let out = Command::new(deps::grpcurl())

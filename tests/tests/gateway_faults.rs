@@ -1,8 +1,11 @@
 //! Embedder replicas: load spread over them, a dead one skipped. (An
 //! embedder or Milvus dying mid-ingest: `ingest_faults.rs`.)
 
-use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
-use imgsearch_tests::{deps, embedder::EmbedderProcess, gateway::GatewayProcess, milvus::Milvus};
+use imgsearch_proto::v1::SearchRequest;
+use imgsearch_tests::{
+    deps, embedder::EmbedderProcess, gateway::GatewayFlags, gateway::GatewayProcess,
+    insert::create, milvus::Milvus,
+};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -10,16 +13,15 @@ async fn load_spreads_over_embedders_and_a_dead_one_is_skipped() {
     let milvus = Milvus::shared();
     let first = EmbedderProcess::start(&[]).await;
     let mut second = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[first.uri(), second.uri()], &[]).await;
+    let gateway = GatewayProcess::start(
+        &milvus.uri(),
+        &[first.uri(), second.uri()],
+        &GatewayFlags::default(),
+    )
+    .await;
     let mut client = gateway.client().await;
     let name = "two_embedders";
-    client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .unwrap();
+    create(&mut client, name).await;
     let image = std::fs::read(&deps::fixture_images()[7]).unwrap();
     let search = SearchRequest {
         collection: name.into(),

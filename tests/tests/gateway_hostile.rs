@@ -4,23 +4,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use imgsearch_proto::v1::{
-    image_search_client::ImageSearchClient, CreateCollectionRequest, ErrorKind, SearchRequest,
-};
+use imgsearch_proto::v1::{ErrorKind, SearchRequest};
 use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, hostile, milvus::Milvus,
+    deps, embedder::EmbedderProcess, gateway::GatewayFlags, gateway::GatewayProcess, hostile,
+    insert::create, milvus::Milvus,
 };
-use tonic::{transport::Channel, Code};
-
-async fn create(client: &mut ImageSearchClient<Channel>, name: &str) {
-    client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .expect("create collection");
-}
+use tonic::Code;
 
 fn search(collection: &str, image: Vec<u8>) -> SearchRequest {
     SearchRequest {
@@ -44,7 +33,8 @@ async fn replicas(n: usize, env: &[(&str, &str)]) -> Vec<EmbedderProcess> {
 async fn a_strip_pillow_cannot_resize_is_refused_and_every_replica_keeps_serving() {
     let mut embedders = replicas(3, &[]).await;
     let uris: Vec<String> = embedders.iter().map(|e| e.uri()).collect();
-    let gateway = GatewayProcess::start(&Milvus::shared().uri(), &uris, &[]).await;
+    let gateway =
+        GatewayProcess::start(&Milvus::shared().uri(), &uris, &GatewayFlags::default()).await;
     let mut client = gateway.client().await;
     create(&mut client, "strip_refused").await;
 
@@ -78,7 +68,8 @@ async fn a_strip_pillow_cannot_resize_is_refused_and_every_replica_keeps_serving
 async fn a_request_that_kills_its_embedder_is_not_carried_to_the_next() {
     let mut embedders = replicas(3, &[("IMGSEARCH_EMBEDDER_FAULT", "abort-on-decode")]).await;
     let uris: Vec<String> = embedders.iter().map(|e| e.uri()).collect();
-    let gateway = GatewayProcess::start(&Milvus::shared().uri(), &uris, &[]).await;
+    let gateway =
+        GatewayProcess::start(&Milvus::shared().uri(), &uris, &GatewayFlags::default()).await;
     let mut client = gateway.client().await;
     create(&mut client, "poisonous").await;
 
@@ -100,7 +91,12 @@ async fn a_request_that_kills_its_embedder_is_not_carried_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_searches_leave_no_work_behind() {
     let mut embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&Milvus::shared().uri(), &[embedder.uri()], &[]).await;
+    let gateway = GatewayProcess::start(
+        &Milvus::shared().uri(),
+        &[embedder.uri()],
+        &GatewayFlags::default(),
+    )
+    .await;
     let mut client = gateway.client().await;
     create(&mut client, "cancel_flood").await;
     let photo = std::fs::read(&deps::fixture_images()[2]).unwrap();

@@ -6,9 +6,9 @@ use std::time::Duration;
 use imgsearch_proto::v1::{image_search_client::ImageSearchClient, ListCollectionsRequest};
 use imgsearch_tests::{
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     milvus::Milvus,
-    pki::{server_flags, Pki},
+    pki::Pki,
 };
 use tonic::{metadata::MetadataValue, Request};
 
@@ -40,16 +40,13 @@ async fn secrets_from_files_reach_neither_logs_nor_the_command_line() {
 
     // The embedded Milvus has authentication off, so it accepts any
     // credentials: the gateway serves, and we can read what it logged.
-    let mut flags = server_flags(&server);
-    flags.extend([
-        "--milvus-user".into(),
-        "root".into(),
-        "--milvus-password-file".into(),
-        password_file.display().to_string(),
-        "--api-keys-file".into(),
-        keys_file.display().to_string(),
-    ]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let flags = GatewayFlags {
+        tls: Some(server),
+        milvus_user: Some("root".into()),
+        milvus_password_file: Some(password_file),
+        api_keys_file: Some(keys_file),
+        ..Default::default()
+    };
     let mut gateway =
         GatewayProcess::start_tls(&milvus.uri(), &[embedder.uri()], &flags, pki.client(None)).await;
     let mut client = ImageSearchClient::new(gateway.channel().await.unwrap());
@@ -81,13 +78,11 @@ async fn a_milvus_token_from_the_environment_reaches_neither_logs_nor_the_comman
     let milvus = Milvus::shared();
     let embedder = EmbedderProcess::start(&[]).await;
     let token = "root:tok-5b2e-never-log-me";
-    let gateway = GatewayProcess::start_with_env(
-        &milvus.uri(),
-        &[embedder.uri()],
-        &[],
-        &[("IMGSEARCH_MILVUS_TOKEN", token)],
-    )
-    .await;
+    let flags = GatewayFlags {
+        milvus_token: Some(token.into()),
+        ..Default::default()
+    };
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &flags).await;
     let mut client = gateway.client().await;
     client
         .list_collections(ListCollectionsRequest {})

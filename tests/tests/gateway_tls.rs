@@ -2,9 +2,13 @@
 //! most production clusters do) through an `https://` URI and a private CA
 //! given with `--milvus-ca-cert`.
 
-use imgsearch_proto::v1::{CreateCollectionRequest, SearchRequest};
+use imgsearch_proto::v1::SearchRequest;
 use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, insert::insert, milvus::Milvus,
+    deps,
+    embedder::EmbedderProcess,
+    gateway::{GatewayFlags, GatewayProcess},
+    insert::{create, insert},
+    milvus::Milvus,
     pki::Pki,
 };
 
@@ -25,17 +29,14 @@ async fn the_gateway_talks_tls_to_milvus() {
     let gateway = GatewayProcess::start(
         &uri,
         &[embedder.uri()],
-        &["--milvus-ca-cert", &file("ca.pem")],
+        &GatewayFlags {
+            milvus_ca_cert: Some(pki.file("ca.pem")),
+            ..Default::default()
+        },
     )
     .await;
     let mut client = gateway.client().await;
-    client
-        .create_collection(CreateCollectionRequest {
-            name: "over_tls".into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .expect("create over TLS");
+    create(&mut client, "over_tls").await;
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
     let answers = insert(
         &mut client,

@@ -1,6 +1,9 @@
 //! The tutorial end to end over gRPC: real Milvus, real embedder, real
 //! gateway. What the gateway did is checked in Milvus directly, through
 //! milvus-sdk-rust, not through the gateway.
+//!
+//! The tutorial's collection is created and filled once, by the first test
+//! that needs it ([`tutorial`]); each test then checks one thing about it.
 
 use std::{collections::HashMap, path::PathBuf};
 
@@ -9,88 +12,119 @@ use imgsearch_proto::v1::{
     ListCollectionsRequest, SearchRequest, Vector,
 };
 use imgsearch_tests::{
-    deps, embedder::EmbedderProcess, gateway::GatewayProcess, insert::insert, milvus::Milvus, pyref,
+    deps,
+    insert::{insert, Answers},
+    pyref,
+    stack::{Client, Stack, TestCollection},
 };
 use milvus::v2::prelude as mv;
+use tokio::sync::OnceCell;
 use tonic::Code;
 
-fn files_as_items(files: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
-    files
-        .iter()
-        .map(|f| (f.display().to_string(), std::fs::read(f).unwrap()))
-        .collect()
+/// The tutorial's collection after its ingest: every fixture but the last,
+/// with a text file among them.
+struct Tutorial {
+    stack: Stack,
+    collection: TestCollection,
+    stored: Vec<PathBuf>,
+    held_back: PathBuf,
+    answers: Answers,
+}
+
+/// Where the text file goes among the images.
+const NOT_AN_IMAGE_AT: u64 = 5;
+
+async fn tutorial() -> &'static Tutorial {
+    static TUTORIAL: OnceCell<Tutorial> = OnceCell::const_new();
+    TUTORIAL
+        .get_or_init(|| async {
+            // A small batch size so the stream spans several Milvus inserts.
+            let stack = Stack::with().batch_size(8).start().await;
+            let mut collection = stack.collection("tutorial_e2e").await;
+            let (held_back, stored) = deps::fixture_images()
+                .split_last()
+                .map(|(h, s)| (h.clone(), s.to_vec()))
+                .unwrap();
+            let mut items = imgsearch_tests::stack::files_as_items(&stored);
+            items.insert(
+                NOT_AN_IMAGE_AT as usize,
+                ("not-an-image.txt".into(), b"plain text".to_vec()),
+            );
+            let answers = collection.insert(items).await;
+            Tutorial {
+                stack,
+                collection,
+                stored,
+                held_back,
+                answers,
+            }
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tutorial_end_to_end() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    // A small batch size so the stream spans several Milvus inserts.
-    let gateway =
-        GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", "8"]).await;
-    let mut client = gateway.client().await;
-    let name = "tutorial_e2e";
-
-    let created = client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .collection
-        .unwrap();
-    assert_eq!(created.load_state, "Loaded");
-    // Drop-if-exists: creating again over it works.
-    client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: None,
-        })
-        .await
-        .expect("recreate");
-    let exists = client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(false),
-        })
-        .await;
-    assert_eq!(exists.unwrap_err().code(), Code::AlreadyExists);
-
-    let fixtures = deps::fixture_images();
-    let (held_back, stored) = fixtures.split_last().unwrap();
-    let mut items = files_as_items(stored);
-    items.insert(5, ("not-an-image.txt".into(), b"plain text".to_vec()));
-    let answers = insert(&mut client, name, items).await;
+async fn ingest_stores_every_image_acknowledged_and_fails_the_text_file_alone() {
+    let t = tutorial().await;
+    let answers = &t.answers;
     assert!(answers.error.is_none(), "{:?}", answers.error);
     answers.assert_every_item_settled_once();
     let summary = answers.summary();
-    assert_eq!(summary.received, stored.len() as u64 + 1);
-    assert_eq!(summary.inserted, stored.len() as u64);
+    assert_eq!(summary.received, t.stored.len() as u64 + 1);
+    assert_eq!(summary.inserted, t.stored.len() as u64);
     assert!(summary.flushed);
     // Batches of 8: the stored rows came in more than one acknowledgement.
     assert!(answers.acks.iter().filter(|a| !a.stored.is_empty()).count() > 1);
     let failures = answers.failures();
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].index, 5);
+    assert_eq!(failures[0].index, NOT_AN_IMAGE_AT);
     assert_eq!(
         failures[0].error.as_ref().unwrap().kind(),
         ErrorKind::InvalidImage
     );
+    let ids: Vec<i64> = t.collection.rows().await.iter().map(|r| r.0).collect();
     assert_eq!(
-        milvus
-            .rows(name)
-            .await
-            .iter()
-            .map(|r| r.0)
-            .collect::<Vec<_>>(),
+        ids,
         answers.ids(),
         "Milvus holds exactly the acknowledged rows"
     );
+}
 
-    // Milvus itself: schema, index, load state, rows; exactly the tutorial's.
-    let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(milvus.uri()))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inserted_image_finds_itself_first() {
+    let stack = Stack::shared().await;
+    let mut c = stack.collection("finds_itself").await;
+    let files = &deps::fixture_images()[..3];
+    c.insert_files(files).await.assert_every_item_settled_once();
+    assert_eq!(c.count().await, 3);
+    let hits = c.search_file(&files[1], 3).await;
+    assert_eq!(hits[0].filepath, files[1].display().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_drops_an_existing_collection_unless_told_not_to() {
+    let stack = Stack::shared().await;
+    let name = "tutorial_recreate";
+    let created = stack.collection(name).await;
+    assert_eq!(created.info.load_state, "Loaded");
+    let mut client = stack.client.clone();
+    let create = |drop_if_exists| CreateCollectionRequest {
+        name: name.into(),
+        drop_if_exists,
+    };
+    // Unset means drop-if-exists, as in the tutorial.
+    client
+        .create_collection(create(None))
+        .await
+        .expect("recreate");
+    let exists = client.create_collection(create(Some(false))).await;
+    assert_eq!(exists.unwrap_err().code(), Code::AlreadyExists);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collection_in_milvus_has_the_tutorials_schema_index_and_load_state() {
+    let t = tutorial().await;
+    let name = t.collection.name.as_str();
+    let sdk = mv::ClientV2::new(&mv::ConnectConfig::new().uri(t.stack.milvus.uri()))
         .await
         .unwrap();
     let desc = sdk
@@ -177,9 +211,20 @@ async fn the_tutorial_end_to_end() {
         )
         .await
         .unwrap();
-    assert_eq!(stats.statistics()["row_count"], stored.len().to_string());
-    let described = client
-        .describe_collection(DescribeCollectionRequest { name: name.into() })
+    assert_eq!(stats.statistics()["row_count"], t.stored.len().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_reports_the_index_metric_and_row_count() {
+    let t = tutorial().await;
+    let described = t
+        .stack
+        .gateway
+        .client()
+        .await
+        .describe_collection(DescribeCollectionRequest {
+            name: t.collection.name.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -190,16 +235,19 @@ async fn the_tutorial_end_to_end() {
         ),
         ("AUTOINDEX", "L2")
     );
-    assert_eq!(described.row_count, stored.len() as u64);
+    assert_eq!(described.row_count, t.stored.len() as u64);
+}
 
-    // Every stored image finds itself first.
-    for chunk in stored.chunks(16) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stored_image_finds_itself_first() {
+    let t = tutorial().await;
+    let mut client = t.stack.gateway.client().await;
+    for chunk in t.stored.chunks(16) {
         let images = chunk.iter().map(|f| std::fs::read(f).unwrap()).collect();
         let resp = client
             .search(SearchRequest {
-                collection: name.into(),
+                collection: t.collection.name.clone(),
                 images,
-                vectors: vec![],
                 top_k: 3,
                 ..Default::default()
             })
@@ -217,73 +265,66 @@ async fn the_tutorial_end_to_end() {
         }
         assert!(resp.search_seconds > 0.0 && resp.embed_seconds > 0.0);
     }
-    // The held-back image: top_k hits, nearest first, all real files.
-    let resp = client
-        .search(SearchRequest {
-            collection: name.into(),
-            images: vec![std::fs::read(held_back).unwrap()],
-            vectors: vec![],
-            top_k: 0,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let hits = &resp.results[0].hits;
-    assert_eq!(hits.len(), 3, "top_k 0 means the tutorial's 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_gets_the_tutorials_three_nearest_stored_files() {
+    let t = tutorial().await;
+    let mut collection = TestCollection::clone(&t.collection);
+    // top_k 0 means the tutorial's 3.
+    let hits = collection.search_file(&t.held_back, 0).await;
+    assert_eq!(hits.len(), 3);
     assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
     assert!(hits
         .iter()
         .all(|h| std::path::Path::new(&h.filepath).is_file()));
+}
 
-    // Parity in Milvus: the stored vectors are the tutorial's.
-    let ids: Vec<i64> = answers.ids();
-    let rows = sdk
-        .query(
-            mv::QueryRequest::builder()
-                .collection_name(name)
-                .filter(format!("id in {ids:?}"))
-                .output_fields(["filepath", "image_embedding"])
-                .consistency_level(mv::ConsistencyLevel::Strong)
-                .build()
-                .unwrap(),
-        )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_stored_in_milvus_are_pytorchs() {
+    let t = tutorial().await;
+    let rows = t.collection.rows().await;
+    let vectors: HashMap<i64, Vec<f32>> = t
+        .stack
+        .milvus
+        .vectors(&t.collection.name)
         .await
-        .unwrap();
-    let mut paths = Vec::new();
-    let mut vectors = Vec::new();
-    for f in rows.results().get_output_fields() {
-        match f {
-            mv::FieldData::VarChar { name, values } if name == "filepath" => paths = values.clone(),
-            mv::FieldData::FloatVector { name, values, .. } if name == "image_embedding" => {
-                vectors = values.clone()
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(paths.len(), stored.len());
-    let stored_vectors: HashMap<String, Vec<f32>> = paths.into_iter().zip(vectors).collect();
-    let (_, reference) = pyref::pipeline(&deps::seeded_weights(), stored);
+        .into_iter()
+        .collect();
+    let stored: HashMap<String, &Vec<f32>> = rows
+        .iter()
+        .map(|(id, path)| (path.clone(), &vectors[id]))
+        .collect();
+    assert_eq!(stored.len(), t.stored.len());
+    let reference = pyref::pipeline(&deps::seeded_weights(), &t.stored).vectors;
     let mut min = f64::MAX;
-    for (i, f) in stored.iter().enumerate() {
-        let theirs = Vec::<f32>::try_from(reference.get(i as i64)).unwrap();
-        let c = pyref::cosine(&stored_vectors[&f.display().to_string()], &theirs);
-        min = min.min(c);
+    for (f, theirs) in t.stored.iter().zip(&reference) {
+        min = min.min(pyref::cosine(stored[&f.display().to_string()], theirs));
     }
     println!("vectors stored in Milvus vs PyTorch: min cosine {min:.8}");
     assert!(min >= 0.9999);
+}
 
-    let names = client
-        .list_collections(ListCollectionsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .names;
-    assert!(names.contains(&name.to_string()));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_collection_leaves_the_list_and_is_not_found() {
+    let stack = Stack::shared().await;
+    let name = "tutorial_dropped";
+    stack.collection(name).await;
+    let mut client = stack.client.clone();
+    let listed = |mut client: Client| async move {
+        let listed = client.list_collections(ListCollectionsRequest {}).await;
+        listed
+            .unwrap()
+            .into_inner()
+            .names
+            .contains(&name.to_string())
+    };
+    assert!(listed(client.clone()).await);
     client
         .drop_collection(DropCollectionRequest { name: name.into() })
         .await
         .unwrap();
+    assert!(!listed(client.clone()).await);
     let gone = client
         .describe_collection(DescribeCollectionRequest { name: name.into() })
         .await
@@ -293,18 +334,10 @@ async fn the_tutorial_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
-    let mut client = gateway.client().await;
+    let stack = Stack::shared().await;
     let name = "bad_requests";
-    client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .unwrap();
+    stack.collection(name).await;
+    let mut client = stack.client.clone();
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
 
     let search =
@@ -424,18 +457,11 @@ async fn bad_requests_get_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_reaches_the_embedder_and_calls_are_counted() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
-    let mut client = gateway.client().await;
+    // Its own stack: it counts calls and reads logs.
+    let stack = Stack::start().await;
     let name = "traced";
-    client
-        .create_collection(CreateCollectionRequest {
-            name: name.into(),
-            drop_if_exists: Some(true),
-        })
-        .await
-        .unwrap();
+    stack.collection(name).await;
+    let (embedder, gateway, mut client) = (&stack.embedder, &stack.gateway, stack.client.clone());
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let image = std::fs::read(&deps::fixture_images()[6]).unwrap();

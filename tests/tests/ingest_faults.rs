@@ -12,7 +12,7 @@ use imgsearch_proto::v1::{ListCollectionsRequest, SearchRequest};
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs, Ended},
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     insert::{create, distinct_pngs},
     milvus::Milvus,
 };
@@ -22,7 +22,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 const IMAGES: u64 = 2200;
 /// The fault strikes once this many images went through.
 const FAULT_AT: f64 = 2000.0;
-const BATCH: &str = "32";
+const BATCH: u32 = 32;
 
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -70,14 +70,21 @@ fn interrupted(ended: &Ended) -> u64 {
     ended.report["inserted"].as_u64().unwrap()
 }
 
+/// The gateway's flags for these tests: batches of [`BATCH`].
+fn batches() -> GatewayFlags {
+    GatewayFlags {
+        batch_size: Some(BATCH),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedder_killed_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     let milvus = Milvus::shared();
     let dir = tempfile::tempdir().unwrap();
     write_pngs(dir.path(), "img", 0, IMAGES);
     let mut embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let gateway =
-        GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", BATCH]).await;
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &batches()).await;
     let name = "embedder_killed";
     create(&mut gateway.client().await, name).await;
     let addr = format!("127.0.0.1:{}", gateway.grpc_port);
@@ -99,8 +106,7 @@ async fn an_embedder_killed_mid_ingest_leaves_exactly_the_acknowledged_rows() {
 
     // The documented resume, through a fresh embedder.
     let embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let gateway =
-        GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", BATCH]).await;
+    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &batches()).await;
     let addr = format!("127.0.0.1:{}", gateway.grpc_port);
     let resumed = tokio::task::block_in_place(|| {
         wait_ingest(spawn_ingest(&addr, dir.path(), name, &["--skip-existing"]))
@@ -126,14 +132,11 @@ async fn milvus_restarted_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     let mut gateway = GatewayProcess::start(
         &milvus.uri(),
         &[embedder.uri()],
-        &[
-            "--milvus-timeout-secs",
-            "3",
-            "--milvus-attempts",
-            "2",
-            "--batch-size",
-            BATCH,
-        ],
+        &GatewayFlags {
+            milvus_timeout_secs: Some(3),
+            milvus_attempts: Some(2),
+            ..batches()
+        },
     )
     .await;
     let name = "milvus_restarted";

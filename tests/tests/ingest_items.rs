@@ -11,11 +11,13 @@ use imgsearch_proto::v1::{
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
     embedder::{altered_weights, EmbedderProcess},
+    gateway::GatewayFlags,
     gateway::GatewayProcess,
     insert::{
         collect, create, distinct_pngs, insert, insert_skipping_existing, named_pngs, requests,
     },
     milvus::Milvus,
+    stack::Stack,
 };
 use tonic::Code;
 
@@ -43,9 +45,12 @@ fn awkward_filepaths() -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awkward_filepaths_fail_alone_and_round_trip_through_every_rpc() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let Stack {
+        milvus,
+        embedder,
+        gateway,
+        ..
+    } = Stack::start().await;
     let mut client = gateway.client().await;
     let name = "awkward_filepaths";
     create(&mut client, name).await;
@@ -127,10 +132,12 @@ async fn awkward_filepaths_fail_alone_and_round_trip_through_every_rpc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway =
-        GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", "8"]).await;
+    let Stack {
+        milvus,
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with().batch_size(8).start().await;
     let name = "concurrent_resumes";
     create(&mut gateway.client().await, name).await;
     let items = named_pngs("same", 500, 40);
@@ -162,16 +169,20 @@ async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
     // The test hook lets a 201-byte filepath reach Milvus, which refuses it.
-    let gateway = GatewayProcess::start_with_env(
-        &milvus.uri(),
-        &[embedder.uri()],
-        &["--batch-size", "16"],
-        &[("IMGSEARCH_GATEWAY_FAULT", "skip-filepath-check")],
-    )
-    .await;
+    let Stack {
+        milvus,
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with()
+        .gateway(GatewayFlags {
+            batch_size: Some(16),
+            fault: Some("skip-filepath-check"),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let mut client = gateway.client().await;
     let name = "split_refused_batch";
     create(&mut client, name).await;
@@ -196,14 +207,18 @@ async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_stops_sending_gets_its_rows_committed_after_the_idle_timeout() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(
-        &milvus.uri(),
-        &[embedder.uri()],
-        &["--insert-idle-timeout-secs", "3"],
-    )
-    .await;
+    let Stack {
+        milvus,
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with()
+        .gateway(GatewayFlags {
+            insert_idle_timeout_secs: Some(3),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let mut client = gateway.client().await;
     let name = "idle_caller";
     create(&mut client, name).await;
@@ -238,16 +253,19 @@ async fn a_caller_that_stops_sending_gets_its_rows_committed_after_the_idle_time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_embedder_ends_the_stream_after_the_embed_timeout() {
-    let milvus = Milvus::shared();
-    let embedder =
-        EmbedderProcess::start_with_env(&[], &[("IMGSEARCH_EMBEDDER_FAULT", "model-stall")]).await;
-    let gateway = GatewayProcess::start(
-        &milvus.uri(),
-        &[embedder.uri()],
-        &["--embed-timeout-secs", "2"],
-    )
-    .await;
-    let mut client = gateway.client().await;
+    let Stack {
+        embedder: _embedder,
+        gateway: _gateway,
+        mut client,
+        ..
+    } = Stack::with()
+        .embedder_fault("model-stall")
+        .gateway(GatewayFlags {
+            embed_timeout_secs: Some(2),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let name = "stalled_embedder";
     create(&mut client, name).await;
     let items = named_pngs("stall", 600, 3);
@@ -290,8 +308,10 @@ async fn a_collection_refuses_an_embedder_with_other_weights() {
     let dir = tempfile::tempdir().unwrap();
     let seeded = EmbedderProcess::start(&[]).await;
     let altered = EmbedderProcess::start_with_weights(&altered_weights(dir.path()), &[], &[]).await;
-    let first = GatewayProcess::start(&milvus.uri(), &[seeded.uri()], &[]).await;
-    let second = GatewayProcess::start(&milvus.uri(), &[altered.uri()], &[]).await;
+    let first =
+        GatewayProcess::start(&milvus.uri(), &[seeded.uri()], &GatewayFlags::default()).await;
+    let second =
+        GatewayProcess::start(&milvus.uri(), &[altered.uri()], &GatewayFlags::default()).await;
     let name = "bound_to_its_model";
     let mut client = first.client().await;
     create(&mut client, name).await;
@@ -336,8 +356,10 @@ async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
     let milvus = Milvus::shared();
     let exact = EmbedderProcess::start(&[]).await;
     let fast = EmbedderProcess::start(&["--preprocess", "fast"]).await;
-    let first = GatewayProcess::start(&milvus.uri(), &[exact.uri()], &[]).await;
-    let second = GatewayProcess::start(&milvus.uri(), &[fast.uri()], &[]).await;
+    let first =
+        GatewayProcess::start(&milvus.uri(), &[exact.uri()], &GatewayFlags::default()).await;
+    let second =
+        GatewayProcess::start(&milvus.uri(), &[fast.uri()], &GatewayFlags::default()).await;
     let name = "bound_to_its_preprocessing";
     create(&mut first.client().await, name).await;
     let info = fast.info().await;
@@ -359,23 +381,22 @@ async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_bounded_memory() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let gateway = GatewayProcess::start(
-        &milvus.uri(),
-        &[embedder.uri()],
-        &[
-            "--max-insert-streams",
-            "2",
-            "--max-message-bytes",
-            "16777216",
-            "--insert-stream-bytes",
-            "50331648",
-            "--batch-size",
-            "4",
-        ],
-    )
-    .await;
+    let Stack {
+        milvus,
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with()
+        .bf16()
+        .gateway(GatewayFlags {
+            max_insert_streams: Some(2),
+            max_message_bytes: Some(16777216),
+            insert_stream_bytes: Some(50331648),
+            batch_size: Some(4),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let name = "admission";
     create(&mut gateway.client().await, name).await;
     let base = gateway.rss_bytes();
@@ -479,9 +500,12 @@ fn cli_ingest(gateway: &str, dir: &std::path::Path, collection: &str) -> (serde_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_items_are_all_acknowledged_in_flat_memory() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let Stack {
+        milvus,
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with().bf16().start().await;
     let addr = format!("127.0.0.1:{}", gateway.grpc_port);
     let dir = tempfile::tempdir().unwrap();
     let (small, large) = (dir.path().join("small"), dir.path().join("large"));
@@ -522,10 +546,11 @@ async fn five_thousand_items_are_all_acknowledged_in_flat_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_answers_end_with_a_summary_after_every_acknowledgement() {
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway =
-        GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &["--batch-size", "2"]).await;
+    let Stack {
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::with().batch_size(2).start().await;
     let mut client = gateway.client().await;
     let name = "answer_order";
     create(&mut client, name).await;

@@ -9,9 +9,10 @@ use imgsearch_tests::{
     cli::{keys_file, succeed},
     deps,
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     milvus::Milvus,
-    pki::{server_flags, Pki},
+    pki::Pki,
+    stack::Stack,
 };
 
 /// The grpcurl lines between `<!-- MARKER -->` and `<!-- /MARKER -->`.
@@ -78,9 +79,9 @@ async fn readme_grpcurl_examples_work() {
         );
     }
 
-    let milvus = Milvus::shared();
-    let embedder = EmbedderProcess::start(&[]).await;
-    let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &[]).await;
+    let Stack {
+        embedder, gateway, ..
+    } = Stack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let fixtures = deps::fixture_images();
     std::fs::copy(&fixtures[0], dir.path().join("photo.jpg")).unwrap();
@@ -153,9 +154,11 @@ async fn readme_grpcurl_examples_with_tls_and_api_keys_work() {
     std::fs::copy(&deps::fixture_images()[0], dir.path().join("photo.jpg")).unwrap();
     let roles = [("admin", "admin"), ("writer", "write"), ("reader", "read")];
     let (keys, _) = keys_file(dir.path(), &roles);
-    let mut flags = server_flags(&pki.issue("gateway", false));
-    flags.extend(["--api-keys-file".into(), keys.display().to_string()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let flags = GatewayFlags {
+        tls: Some(pki.issue("gateway", false)),
+        api_keys_file: Some(keys),
+        ..Default::default()
+    };
 
     let milvus = Milvus::shared();
     let embedder = EmbedderProcess::start(&[]).await;

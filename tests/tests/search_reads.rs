@@ -50,7 +50,7 @@ async fn first_ack_of_open_stream(client: &mut Client, collection: &str, n: u64)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_right_after_an_acknowledged_insert_finds_the_new_rows() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_own_writes";
     create(&mut s.client, c).await;
     let ack = first_ack_of_open_stream(&mut s.client, c, 8).await;
@@ -70,7 +70,7 @@ async fn a_search_right_after_an_acknowledged_insert_finds_the_new_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_token_makes_another_gateway_see_the_insert_at_once() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_token_elsewhere";
     create(&mut s.client, c).await;
     let other = s.another_gateway().await;
@@ -88,7 +88,7 @@ async fn a_write_token_makes_another_gateway_see_the_insert_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_like_this_by_id_or_filepath_leaves_the_item_out() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_like";
     create(&mut s.client, c).await;
     let answers = insert(&mut s.client, c, named_pngs("like/", 0, 10)).await;
@@ -121,7 +121,7 @@ async fn more_like_this_by_id_or_filepath_leaves_the_item_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_id_or_filepath_is_not_found() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_unknown";
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("u/", 0, 3)).await;
@@ -133,7 +133,7 @@ async fn an_unknown_id_or_filepath_is_not_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_distance_and_offset_agree_with_exact_l2() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_range";
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("r/", 0, 20)).await;
@@ -167,7 +167,7 @@ async fn max_distance_and_offset_agree_with_exact_l2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_rows_are_gone_from_the_next_search_and_the_count() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_delete";
     create(&mut s.client, c).await;
     let answers = insert(&mut s.client, c, named_pngs("d/", 0, 10)).await;
@@ -209,7 +209,7 @@ async fn deleted_rows_are_gone_from_the_next_search_and_the_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_outside_milvus_limits_are_invalid_argument() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start().await;
     let c = "reads_limits";
     create(&mut s.client, c).await;
     let base = like(c, by_id(1), 3);

@@ -7,6 +7,7 @@ use imgsearch_proto::v1::{
     search_stream_request::Query, ErrorKind, SearchStreamRequest, SearchStreamResponse,
 };
 use imgsearch_tests::{
+    gateway::GatewayFlags,
     hostile::{noise, png},
     insert::{create, insert, named_pngs},
     search::{by_filepath, stream, Client, Stack},
@@ -73,15 +74,15 @@ fn error_kind(a: &SearchStreamResponse) -> Option<ErrorKind> {
 async fn two_hundred_queries_come_back_in_order_with_bad_ones_alone_in_flat_memory() {
     // Budgets small enough that 200 images of about 0.8 MB could not all be
     // held: 4 MiB messages, 6 MiB per stream.
-    let mut s = Stack::start(&[
-        "--max-message-bytes",
-        "4194304",
-        "--search-stream-bytes",
-        "6291456",
-        "--insert-stream-bytes",
-        "8388608",
-    ])
-    .await;
+    let mut s = Stack::with()
+        .gateway(GatewayFlags {
+            max_message_bytes: Some(4 << 20),
+            search_stream_bytes: Some(6 << 20),
+            insert_stream_bytes: Some(8 << 20),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let c = "stream_order";
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("s/", 0, 10)).await;
@@ -131,13 +132,14 @@ async fn two_hundred_queries_come_back_in_order_with_bad_ones_alone_in_flat_memo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_and_an_idle_one_ends() {
-    let mut s = Stack::start(&[
-        "--max-search-streams",
-        "1",
-        "--search-idle-timeout-secs",
-        "2",
-    ])
-    .await;
+    let mut s = Stack::with()
+        .gateway(GatewayFlags {
+            max_search_streams: Some(1),
+            search_idle_timeout_secs: Some(2),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let c = "stream_limits";
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("l/", 0, 4)).await;
@@ -162,7 +164,13 @@ async fn streams_beyond_the_limit_are_refused_and_an_idle_one_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_vanishes_frees_its_place() {
-    let mut s = Stack::start(&["--max-search-streams", "1"]).await;
+    let mut s = Stack::with()
+        .gateway(GatewayFlags {
+            max_search_streams: Some(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
     let c = "stream_vanish";
     create(&mut s.client, c).await;
     insert(&mut s.client, c, named_pngs("v/", 0, 4)).await;

@@ -13,7 +13,7 @@ use imgsearch_tests::{
     cli::{keys_file, succeed},
     deps,
     embedder::EmbedderProcess,
-    gateway::GatewayProcess,
+    gateway::{GatewayFlags, GatewayProcess},
     milvus::Milvus,
     pki::{server_flags, Pki},
     server_process::workspace_binary,
@@ -142,27 +142,23 @@ async fn the_gateway_reaches_embedders_over_mutual_tls_and_the_cli_reaches_it_wi
     let gateway_client = pki.issue("gateway-client", true);
     let embedder =
         EmbedderProcess::start_tls(&strs(&embedder_flags), pki.client(Some(&gateway_client))).await;
-    let mut flags = server_flags(&pki.issue("gateway", false));
     let cli_cert = pki.issue("cli", true);
-    flags.extend([
-        "--tls-client-ca".into(),
-        pki.ca().display().to_string(),
-        "--embedder-tls-ca".into(),
-        pki.ca().display().to_string(),
-        "--embedder-tls-cert".into(),
-        gateway_client.0.display().to_string(),
-        "--embedder-tls-key".into(),
-        gateway_client.1.display().to_string(),
-    ]);
     let keys = tempfile::tempdir().unwrap();
     let (keys_file, _) = keys_file(keys.path(), &[("ops", "admin")]);
     let key_file = keys.path().join("ops.key");
-    flags.extend(["--api-keys-file".into(), keys_file.display().to_string()]);
+    let flags = GatewayFlags {
+        tls: Some(pki.issue("gateway", false)),
+        tls_client_ca: Some(pki.ca()),
+        embedder_tls_ca: Some(pki.ca()),
+        embedder_tls_client: Some(gateway_client),
+        api_keys_file: Some(keys_file),
+        ..Default::default()
+    };
     let milvus = Milvus::shared();
     let gateway = GatewayProcess::start_tls(
         &milvus.uri(),
         &[embedder.uri()],
-        &strs(&flags),
+        &flags,
         pki.client(Some(&cli_cert)),
     )
     .await;
