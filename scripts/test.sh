@@ -26,14 +26,17 @@ cargo test --workspace --release --locked --features "$features" "$@"
 demo_dir=$(mktemp -d)
 trap 'rm -rf "$demo_dir"' EXIT
 IMGSEARCH_CARGO_FEATURES=$features IMGSEARCH_DEMO_DIR=$demo_dir \
-  IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh
-python3 - "$demo_dir/search_result.png" <<'PY'
-import struct, sys
+  IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh | tee "$demo_dir/demo.out"
+# The picture must have the size the CLI's layout (cli/src/picture) says it
+# drew: `wrote PATH (WxH pixels)`.
+python3 - "$demo_dir/search_result.png" "$demo_dir/demo.out" <<'PY'
+import re, struct, sys
 with open(sys.argv[1], "rb") as f:
     head = f.read(24)
 assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
 w, h = struct.unpack(">II", head[16:24])
-# 3 queries, top 3: (1 + 3) x 240 by 32 + 3 x 272 (cli/src/picture.rs).
-assert (w, h) == (960, 848), (w, h)
+said = re.findall(r"wrote \S*search_result\.png \((\d+)x(\d+) pixels\)", open(sys.argv[2]).read())
+assert said, "the CLI did not say it wrote the picture"
+assert (w, h) == tuple(map(int, said[-1])), ((w, h), said)
 print(f"demo picture ok: {w}x{h}")
 PY

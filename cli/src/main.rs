@@ -285,7 +285,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     reason: e.to_string(),
                 })?;
                 if !a.json {
-                    println!("wrote {}", out.display());
+                    // The size the layout defines: scripts/test.sh checks the
+                    // demo's file against it.
+                    let (w, h) = picture::size(results.results.len(), results.top_k);
+                    println!("wrote {} ({w}x{h} pixels)", out.display());
                 }
             }
         }
