@@ -30,6 +30,9 @@ use tracing::{debug, field, info, info_span, Span};
 
 use crate::{metrics_http::seconds_buckets, trace::TraceContext};
 
+/// The method label of calls to methods the service does not have.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
 /// The instruments one server's calls are recorded in.
 #[derive(Clone)]
 pub struct Telemetry {
@@ -194,13 +197,21 @@ impl Outcome {
             return;
         }
         let method = self.method.as_str();
+        // Any path reaches the service, and only its own methods answer
+        // something else than UNIMPLEMENTED: a label per made-up name would
+        // grow the registry without bound.
+        let label = if code == Code::Unimplemented {
+            UNKNOWN_METHOD
+        } else {
+            method
+        };
         self.telemetry
             .calls
-            .with_label_values(&[method, &format!("{code:?}")])
+            .with_label_values(&[label, &format!("{code:?}")])
             .inc();
         self.telemetry
             .seconds
-            .with_label_values(&[method])
+            .with_label_values(&[label])
             .observe(self.started.elapsed().as_secs_f64());
         if code == Code::Ok && self.telemetry.polled.contains(&method) {
             debug!(parent: &self.span, method, "ok");
@@ -252,5 +263,52 @@ impl HttpBody for Observed {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(telemetry: &Telemetry, method: &str) -> Outcome {
+        Outcome {
+            telemetry: telemetry.clone(),
+            method: method.into(),
+            span: Span::none(),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    #[test]
+    fn made_up_method_names_share_one_label() {
+        let registry = Registry::new();
+        let telemetry = Telemetry::new("test", &registry);
+        for i in 0..100 {
+            outcome(&telemetry, &format!("Made{i}")).record(Code::Unimplemented, "");
+        }
+        outcome(&telemetry, "Search").record(Code::Ok, "");
+        let text = crate::metrics_http::render(&registry);
+        assert!(!text.contains("Made"), "{text}");
+        assert!(text.contains(r#"test_requests_total{code="Unimplemented",method="unknown"} 100"#));
+        assert!(text.contains(r#"test_requests_total{code="Ok",method="Search"} 1"#));
+    }
+
+    #[test]
+    fn a_call_is_counted_once_however_it_ends() {
+        let registry = Registry::new();
+        let telemetry = Telemetry::new("test", &registry);
+        let mut call = outcome(&telemetry, "Insert");
+        call.record(Code::Ok, "");
+        // The body dropped after its trailers: already counted.
+        drop(call);
+        // A body dropped before its trailers: the client went away.
+        drop(outcome(&telemetry, "Insert"));
+        let text = crate::metrics_http::render(&registry);
+        assert!(
+            text.contains(r#"test_requests_total{code="Ok",method="Insert"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"test_requests_total{code="Cancelled",method="Insert"} 1"#));
     }
 }
