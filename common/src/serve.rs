@@ -76,7 +76,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let service = tower_layer::Layer::layer(&telemetry, service);
+    let service = tower_layer::Layer::layer(&telemetry.for_service(S::NAME), service);
     let metrics = tokio::net::TcpListener::bind(options.metrics_listen)
         .await
         .and_then(|l| Ok((l.local_addr()?, l)))

@@ -4,6 +4,8 @@
 //!   once an auth layer inside has decided, the caller's key name;
 //! - the [`TraceContext`] in the request's extensions, for handlers to pass
 //!   on to the services they call;
+//! - a [`Gate`], where the service has one (the gateway's API keys), that
+//!   admits or refuses the call before any handler runs;
 //! - `<prefix>_requests_total{method,code}`, `<prefix>_request_seconds{method}`
 //!   and one log line saying how the call ended.
 //!
@@ -13,7 +15,9 @@
 //! dropped before its trailers is a client that went away: `Cancelled`.
 
 use std::{
+    collections::HashSet,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -30,6 +34,20 @@ use tracing::{debug, field, info, info_span, Span};
 
 use crate::{metrics_http::seconds_buckets, trace::TraceContext};
 
+/// A check every call passes before its handler, inside the call's span (so
+/// what it records there, such as who called, is on every log line of the
+/// call). A refusal is answered at once and counted like any outcome.
+pub trait Gate: Send + Sync + 'static {
+    /// Admits a call to `method`, adding what handlers need to know to
+    /// `extensions`, or refuses it.
+    fn admit(
+        &self,
+        method: &str,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> Result<(), Status>;
+}
+
 /// The method label of calls to methods the service does not have.
 pub const UNKNOWN_METHOD: &str = "unknown";
 
@@ -38,6 +56,9 @@ pub const UNKNOWN_METHOD: &str = "unknown";
 pub struct Telemetry {
     calls: IntCounterVec,
     seconds: HistogramVec,
+    gate: Option<Arc<dyn Gate>>,
+    /// The service's methods: any other name is labelled [`UNKNOWN_METHOD`].
+    methods: Arc<HashSet<String>>,
     /// Methods whose successes log at debug: those other servers poll.
     polled: &'static [&'static str],
 }
@@ -71,8 +92,25 @@ impl Telemetry {
         Self {
             calls,
             seconds,
+            gate: None,
+            methods: Arc::default(),
             polled: &[],
         }
+    }
+
+    /// Labels calls by the methods of `service` (a full name, as
+    /// `imgsearch.v1.ImageSearch`) in the API's descriptors; every other
+    /// path the client makes up shares one label, so none can grow the
+    /// registry without bound.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.methods = Arc::new(imgsearch_proto::methods_of(service).into_iter().collect());
+        self
+    }
+
+    /// Calls pass `gate` before their handler.
+    pub fn gate(mut self, gate: impl Gate) -> Self {
+        self.gate = Some(Arc::new(gate));
+        self
     }
 
     /// Logs successes of `methods` at debug only: a health watcher calling
@@ -106,7 +144,7 @@ pub fn trace_of<T>(request: &tonic::Request<T>) -> TraceContext {
 
 /// The inner service `poll_ready` readied, a clone left in its place: a
 /// clone is ready only once polled, so the one polled must make the call.
-pub fn take_ready<S: Clone>(inner: &mut S) -> S {
+fn take_ready<S: Clone>(inner: &mut S) -> S {
     let fresh = inner.clone();
     std::mem::replace(inner, fresh)
 }
@@ -160,6 +198,16 @@ where
             started: Instant::now(),
             done: false,
         };
+        if let Some(gate) = &self.telemetry.gate {
+            let (mut parts, body) = request.into_parts();
+            let admitted = span
+                .in_scope(|| gate.admit(&outcome.method, &parts.headers, &mut parts.extensions));
+            request = http::Request::from_parts(parts, body);
+            if let Err(refused) = admitted {
+                outcome.record(refused.code(), refused.message());
+                return Box::pin(async move { Ok(refused.into_http()) });
+            }
+        }
         let mut inner = take_ready(&mut self.inner);
         let response = span.in_scope(|| inner.call(request));
         Box::pin(async move {
@@ -197,13 +245,10 @@ impl Outcome {
             return;
         }
         let method = self.method.as_str();
-        // Any path reaches the service, and only its own methods answer
-        // something else than UNIMPLEMENTED: a label per made-up name would
-        // grow the registry without bound.
-        let label = if code == Code::Unimplemented {
-            UNKNOWN_METHOD
-        } else {
+        let label = if self.telemetry.methods.contains(method) {
             method
+        } else {
+            UNKNOWN_METHOD
         };
         self.telemetry
             .calls
@@ -283,7 +328,7 @@ mod tests {
     #[test]
     fn made_up_method_names_share_one_label() {
         let registry = Registry::new();
-        let telemetry = Telemetry::new("test", &registry);
+        let telemetry = Telemetry::new("test", &registry).for_service("imgsearch.v1.ImageSearch");
         for i in 0..100 {
             outcome(&telemetry, &format!("Made{i}")).record(Code::Unimplemented, "");
         }
@@ -297,7 +342,7 @@ mod tests {
     #[test]
     fn a_call_is_counted_once_however_it_ends() {
         let registry = Registry::new();
-        let telemetry = Telemetry::new("test", &registry);
+        let telemetry = Telemetry::new("test", &registry).for_service("imgsearch.v1.ImageSearch");
         let mut call = outcome(&telemetry, "Insert");
         call.record(Code::Ok, "");
         // The body dropped after its trailers: already counted.

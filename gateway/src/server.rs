@@ -89,9 +89,8 @@ pub async fn run(
         .max_encoding_message_size(cfg.max_message_bytes);
     let keys_watch = keys.as_ref().map(ApiKeys::watch);
     announce_access(&cfg, keys.as_ref());
-    let grpc = Guard::new(keys).wrap(grpc);
     let registry = metrics.registry();
-    let telemetry = Telemetry::new("gateway", &registry);
+    let telemetry = Telemetry::new("gateway", &registry).gate(Guard::new(keys));
     let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
 
     let watcher = tokio::spawn(watch_dependencies(

@@ -23,5 +23,32 @@ impl v1::ErrorKind {
     }
 }
 
+/// The method names of `service` (a full name, as
+/// `imgsearch.v1.ImageSearch`), read from [`FILE_DESCRIPTOR_SET`].
+pub fn methods_of(service: &str) -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("our descriptors");
+    set.file
+        .iter()
+        .flat_map(|f| {
+            f.service
+                .iter()
+                .filter(move |s| format!("{}.{}", f.package(), s.name()) == service)
+        })
+        .flat_map(|s| s.method.iter().map(|m| m.name().to_string()))
+        .collect()
+}
+
 /// Encoded `FileDescriptorSet` of every imgsearch proto, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("imgsearch_descriptor");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_descriptors_list_each_services_methods() {
+        let methods = super::methods_of("imgsearch.v1.Embedder");
+        assert_eq!(methods, ["Embed", "EmbedBatch", "Info"]);
+        assert!(super::methods_of("imgsearch.v1.ImageSearch").contains(&"SearchStream".into()));
+        assert!(super::methods_of("no.Such").is_empty());
+    }
+}

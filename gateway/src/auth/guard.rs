@@ -1,15 +1,11 @@
-//! The check in front of `imgsearch.v1.ImageSearch`, as a tower service
-//! wrapped around it: a call without the right key never reaches a handler.
-//! A call that gets through carries its [`Caller`] in the request's
-//! extensions, for the logs of what it changes.
+//! The check in front of `imgsearch.v1.ImageSearch`, a [`Gate`] of the
+//! telemetry layer: a call without the right key never reaches a handler,
+//! and its refusal is counted like any outcome. A call that gets through
+//! carries its [`Caller`] in the request's extensions, for the logs of what
+//! it changes.
 
-use imgsearch_common::telemetry::take_ready;
-use tonic::{
-    body::Body,
-    codegen::{http, BoxFuture, Context, Poll, Service},
-    server::NamedService,
-    Status,
-};
+use imgsearch_common::telemetry::Gate;
+use tonic::{codegen::http, Status};
 use tracing::{info, warn, Span};
 
 use super::{keys::ApiKeys, required_role, Caller};
@@ -55,55 +51,30 @@ impl Guard {
         }
         Ok(caller)
     }
-
-    pub fn wrap<S>(self, inner: S) -> Guarded<S> {
-        Guarded { guard: self, inner }
-    }
 }
 
-/// A service behind a [`Guard`].
-#[derive(Clone)]
-pub struct Guarded<S> {
-    guard: Guard,
-    inner: S,
-}
-
-impl<S: NamedService> NamedService for Guarded<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<http::Request<B>> for Guarded<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
-        match self.guard.check(method, request.headers()) {
+impl Gate for Guard {
+    fn admit(
+        &self,
+        method: &str,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> Result<(), Status> {
+        match self.check(method, headers) {
             Ok(caller) => {
-                // The call's span (opened by the telemetry layer outside)
-                // says who made it, so every log line of the call does.
+                // On the call's span, so every log line of the call says who
+                // made it.
                 Span::current().record("caller", caller.key.as_str());
-                request.extensions_mut().insert(caller);
-                Box::pin(take_ready(&mut self.inner).call(request))
+                extensions.insert(caller);
+                Ok(())
             }
             Err(status) => {
-                // Counted by the telemetry layer, like every other outcome.
                 if status.code() == tonic::Code::PermissionDenied {
                     warn!(%method, reason = status.message(), "call refused");
                 } else {
                     info!(%method, reason = status.message(), "call refused");
                 }
-                Box::pin(async move { Ok(status.into_http()) })
+                Err(status)
             }
         }
     }
