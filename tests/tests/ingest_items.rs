@@ -45,13 +45,8 @@ fn awkward_filepaths() -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awkward_filepaths_fail_alone_and_round_trip_through_every_rpc() {
-    let Stack {
-        milvus,
-        embedder,
-        gateway,
-        ..
-    } = Stack::start().await;
-    let mut client = gateway.client().await;
+    let stack = Stack::start().await;
+    let mut client = stack.gateway.client().await;
     let name = "awkward_filepaths";
     create(&mut client, name).await;
 
@@ -95,7 +90,13 @@ async fn awkward_filepaths_fail_alone_and_round_trip_through_every_rpc() {
         .filter(|p| p.len() <= 200)
         .collect();
     expected.sort();
-    let mut stored: Vec<String> = milvus.rows(name).await.into_iter().map(|r| r.1).collect();
+    let mut stored: Vec<String> = stack
+        .milvus
+        .rows(name)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
     stored.sort();
     assert_eq!(
         stored, expected,
@@ -116,32 +117,27 @@ async fn awkward_filepaths_fail_alone_and_round_trip_through_every_rpc() {
     assert_eq!(found_sorted, expected);
 
     // Resume: everything stored is skipped before embedding; the bad one fails again.
-    let before = embedder.metric("embedder_images_total");
+    let before = stack.embedder.metric("embedder_images_total");
     let again = insert_skipping_existing(&mut client, name, items).await;
     again.assert_every_item_settled_once();
     assert_eq!(again.summary().inserted, 0);
     assert_eq!(again.summary().skipped, expected.len() as u64);
     assert_eq!(again.failures().len(), 1);
     assert_eq!(
-        embedder.metric("embedder_images_total"),
+        stack.embedder.metric("embedder_images_total"),
         before,
         "nothing embedded twice"
     );
-    assert_eq!(milvus.rows(name).await.len(), expected.len());
+    assert_eq!(stack.milvus.rows(name).await.len(), expected.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
-    let Stack {
-        milvus,
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with().batch_size(8).start().await;
+    let stack = Stack::with().batch_size(8).start().await;
     let name = "concurrent_resumes";
-    create(&mut gateway.client().await, name).await;
+    create(&mut stack.gateway.client().await, name).await;
     let items = named_pngs("same", 500, 40);
-    let (mut a, mut b) = (gateway.client().await, gateway.client().await);
+    let (mut a, mut b) = (stack.gateway.client().await, stack.gateway.client().await);
     let (first, second) = tokio::join!(
         insert_skipping_existing(&mut a, name, items.clone()),
         insert_skipping_existing(&mut b, name, items)
@@ -158,7 +154,7 @@ async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
     );
     assert_eq!(x.inserted + y.inserted, 40);
     assert_eq!(x.skipped + y.skipped, 40);
-    let rows = milvus.rows(name).await;
+    let rows = stack.milvus.rows(name).await;
     let distinct: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(
         (rows.len(), distinct.len()),
@@ -170,12 +166,7 @@ async fn two_concurrent_resumes_through_one_gateway_store_each_filepath_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
     // The test hook lets a 201-byte filepath reach Milvus, which refuses it.
-    let Stack {
-        milvus,
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with()
+    let stack = Stack::with()
         .gateway(GatewayFlags {
             batch_size: Some(16),
             fault: Some("skip-filepath-check"),
@@ -183,7 +174,7 @@ async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
         })
         .start()
         .await;
-    let mut client = gateway.client().await;
+    let mut client = stack.gateway.client().await;
     let name = "split_refused_batch";
     create(&mut client, name).await;
     let mut items = named_pngs("good", 100, 16);
@@ -202,24 +193,19 @@ async fn a_batch_milvus_refuses_is_split_until_the_bad_row_stands_alone() {
         "{}",
         error.message
     );
-    assert_eq!(milvus.rows(name).await.len(), 15);
+    assert_eq!(stack.milvus.rows(name).await.len(), 15);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_stops_sending_gets_its_rows_committed_after_the_idle_timeout() {
-    let Stack {
-        milvus,
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with()
+    let stack = Stack::with()
         .gateway(GatewayFlags {
             insert_idle_timeout_secs: Some(3),
             ..Default::default()
         })
         .start()
         .await;
-    let mut client = gateway.client().await;
+    let mut client = stack.gateway.client().await;
     let name = "idle_caller";
     create(&mut client, name).await;
 
@@ -248,7 +234,7 @@ async fn a_caller_that_stops_sending_gets_its_rows_committed_after_the_idle_time
     answers.assert_every_item_settled_once();
     assert_eq!(answers.summary().inserted, 5);
     assert!(answers.summary().flushed);
-    assert_eq!(milvus.rows(name).await.len(), 5);
+    assert_eq!(stack.milvus.rows(name).await.len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,12 +367,7 @@ async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_bounded_memory() {
-    let Stack {
-        milvus,
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with()
+    let stack = Stack::with()
         .bf16()
         .gateway(GatewayFlags {
             max_insert_streams: Some(2),
@@ -398,8 +379,8 @@ async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_boun
         .start()
         .await;
     let name = "admission";
-    create(&mut gateway.client().await, name).await;
-    let base = gateway.rss_bytes();
+    create(&mut stack.gateway.client().await, name).await;
+    let base = stack.gateway.rss_bytes();
     // 12 MB of noise per image: a stream of 8 would hold 96 MB unbounded.
     let big = imgsearch_tests::hostile::png(&imgsearch_tests::hostile::noise(2000, 2000, 7));
     assert!(big.len() > 11 << 20);
@@ -409,7 +390,7 @@ async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_boun
     let (release, released) = tokio::sync::watch::channel(false);
     let mut calls = Vec::new();
     for s in 0..4 {
-        let mut client = gateway.client().await;
+        let mut client = stack.gateway.client().await;
         let items: Vec<(String, Vec<u8>)> = (0..8)
             .map(|i| (format!("s{s}/big{i}.png"), big.clone()))
             .collect();
@@ -435,7 +416,7 @@ async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_boun
         }));
         if s == 1 {
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while gateway.metric("gateway_insert_streams") < 2.0 {
+            while stack.gateway.metric("gateway_insert_streams") < 2.0 {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "two streams never opened"
@@ -470,8 +451,8 @@ async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_boun
         }
     }
     assert_eq!((done, refused), (2, 2));
-    assert_eq!(milvus.rows(name).await.len(), 16);
-    let peak = gateway.peak_rss_bytes();
+    assert_eq!(stack.milvus.rows(name).await.len(), 16);
+    let peak = stack.gateway.peak_rss_bytes();
     // Per stream: its 48 MiB budget, one 16 MiB message being read, four
     // vectors; two streams, plus slack for allocator and HTTP/2 buffers.
     let bound = base + 2 * (48 + 16) * (1 << 20) + (96 << 20);
@@ -500,33 +481,28 @@ fn cli_ingest(gateway: &str, dir: &std::path::Path, collection: &str) -> (serde_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_items_are_all_acknowledged_in_flat_memory() {
-    let Stack {
-        milvus,
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with().bf16().start().await;
-    let addr = format!("127.0.0.1:{}", gateway.grpc_port);
+    let stack = Stack::with().bf16().start().await;
+    let addr = format!("127.0.0.1:{}", stack.gateway.grpc_port);
     let dir = tempfile::tempdir().unwrap();
     let (small, large) = (dir.path().join("small"), dir.path().join("large"));
     write_items(&small, 20, 480);
     write_items(&large, 200, 4800);
-    let mut client = gateway.client().await;
+    let mut client = stack.gateway.client().await;
     create(&mut client, "items_500").await;
     create(&mut client, "items_5000").await;
 
     let (report, cli_small) =
         tokio::task::block_in_place(|| cli_ingest(&addr, &small, "items_500"));
     assert_eq!(report["inserted"], 20);
-    let gateway_small = gateway.peak_rss_bytes();
+    let gateway_small = stack.gateway.peak_rss_bytes();
     let (report, cli_large) =
         tokio::task::block_in_place(|| cli_ingest(&addr, &large, "items_5000"));
     // Before acknowledgements, 4,800 failures rode in trailers over 16 KiB.
     assert_eq!(report["inserted"], 200, "{}", report["error"]);
     assert_eq!(report["failures"].as_array().unwrap().len(), 4800);
     assert!(report.get("error").is_none());
-    let gateway_large = gateway.peak_rss_bytes();
-    assert_eq!(milvus.rows("items_5000").await.len(), 200);
+    let gateway_large = stack.gateway.peak_rss_bytes();
+    assert_eq!(stack.milvus.rows("items_5000").await.len(), 200);
     println!(
         "peak RSS, 500 then 5,000 items: CLI {} -> {} MiB, gateway {} -> {} MiB",
         cli_small >> 20,
@@ -546,12 +522,8 @@ async fn five_thousand_items_are_all_acknowledged_in_flat_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_answers_end_with_a_summary_after_every_acknowledgement() {
-    let Stack {
-        embedder: _embedder,
-        gateway,
-        ..
-    } = Stack::with().batch_size(2).start().await;
-    let mut client = gateway.client().await;
+    let stack = Stack::with().batch_size(2).start().await;
+    let mut client = stack.gateway.client().await;
     let name = "answer_order";
     create(&mut client, name).await;
     let items = named_pngs("o", 400, 5);
