@@ -29,9 +29,11 @@ use std::{
 
 use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
-    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, EmbedResponse,
-    InfoRequest, InfoResponse,
+    embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
+    EmbedResponse, InfoRequest, InfoResponse,
 };
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{
     codegen::http::Uri,
     transport::{Channel, ClientTlsConfig, Endpoint},
@@ -39,6 +41,10 @@ use tonic::{
 use tracing::{info, warn};
 
 use crate::{error::GatewayError, milvus::CollectionSpec};
+
+/// The answers of an Embed stream, in the order the embedder sends them.
+pub type EmbedAnswers =
+    std::pin::Pin<Box<dyn Stream<Item = Result<EmbedResponse, GatewayError>> + Send>>;
 
 /// How long a replica that failed a call is skipped.
 const COOL_DOWN: Duration = Duration::from_secs(5);
@@ -371,9 +377,34 @@ impl Embedders {
         replica.down_until_ms.store(until, Ordering::Relaxed);
     }
 
+    /// Opens an Embed stream on a replica whose model matches the
+    /// collection's: `images` go out as they come, the answers come back
+    /// (a failure of the stream as its [`GatewayError`]), with a way to
+    /// report that replica down.
+    pub async fn open_stream(
+        &self,
+        spec: &CollectionSpec,
+        trace: &TraceContext,
+        images: mpsc::Receiver<EmbedRequest>,
+    ) -> Result<(EmbedAnswers, ReplicaHandle), GatewayError> {
+        let (mut client, replica) = self.stream_client(spec).await?;
+        let mut request = tonic::Request::new(ReceiverStream::new(images));
+        trace.inject(&mut request);
+        match client.embed(request).await {
+            Ok(answers) => Ok((
+                Box::pin(answers.into_inner().map(|a| a.map_err(status_error))),
+                replica,
+            )),
+            Err(s) => {
+                replica.mark_down();
+                Err(status_error(s))
+            }
+        }
+    }
+
     /// A client for one streaming call on a replica whose model matches the
     /// collection's, and a way to report that replica down.
-    pub async fn stream_client(
+    async fn stream_client(
         &self,
         spec: &CollectionSpec,
     ) -> Result<(EmbedderClient<Channel>, ReplicaHandle), GatewayError> {
@@ -559,7 +590,7 @@ impl ReplicaHandle {
 }
 
 /// A failed embedder call as a gateway error.
-pub fn status_error(s: tonic::Status) -> GatewayError {
+fn status_error(s: tonic::Status) -> GatewayError {
     match s.code() {
         tonic::Code::ResourceExhausted => GatewayError::Overloaded(s.message().to_string()),
         tonic::Code::InvalidArgument => GatewayError::InvalidArgument(s.message().to_string()),

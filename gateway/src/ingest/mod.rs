@@ -58,7 +58,7 @@ use self::{
 };
 use crate::{
     admission::{Admission, StreamTicket},
-    embedders::{status_error, Embedders},
+    embedders::Embedders,
     error::GatewayError,
     metrics::Metrics,
     milvus::{CollectionSpec, MilvusStore},
@@ -208,17 +208,11 @@ impl Ingest {
             Ok(Some(Ok(first))) => first,
         };
         let setup = self.setup(store, &first).await?;
-        let (mut client, replica) = self.embedders.stream_client(&setup.spec).await?;
         let (embed_tx, embed_rx) = mpsc::channel::<EmbedRequest>(EMBED_WINDOW);
-        let mut embed_request = tonic::Request::new(ReceiverStream::new(embed_rx));
-        trace.inject(&mut embed_request);
-        let mut answers = match client.embed(embed_request).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
-                replica.mark_down();
-                return Err(status_error(s));
-            }
-        };
+        let (mut answers, replica) = self
+            .embedders
+            .open_stream(&setup.spec, trace, embed_rx)
+            .await?;
 
         let started = Instant::now();
         let pending = Pending::default();
@@ -268,12 +262,12 @@ impl Ingest {
                     Some(e) => stream.settle(e),
                     None => reading = false,
                 },
-                answer = answers.message(), if embedding => match answer {
-                    Ok(Some(a)) => {
+                answer = answers.next(), if embedding => match answer {
+                    Some(Ok(a)) => {
                         stream.last_answer = Instant::now();
                         stream.answer(a);
                     }
-                    Ok(None) => {
+                    None => {
                         embedding = false;
                         // The embedder ends its answers after the reader
                         // closed its side (give the reader's task a moment
@@ -290,10 +284,10 @@ impl Ingest {
                             ));
                         }
                     }
-                    Err(s) => {
-                        warn!(status = %s, "embedder stream failed");
+                    Some(Err(e)) => {
+                        warn!(error = %e, "embedder stream failed");
                         replica.mark_down();
-                        stop = Some(status_error(s));
+                        stop = Some(e);
                     }
                 },
                 _ = tick.tick() => {
