@@ -4,6 +4,7 @@
 //! prints for people by default and JSON with `--json`; errors go to stderr
 //! with an exit status a script can test (see [`error::CliError::exit_code`]).
 
+mod bench;
 mod collection;
 mod error;
 mod gateway;
@@ -54,6 +55,11 @@ enum Command {
     /// API keys for the gateway.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Load the gateway: concurrent Insert streams and search clients over
+    /// a directory of images (reused under generated filepaths); prints
+    /// throughput, latency quantiles, errors by code, and the peak RSS and
+    /// CPU of watched processes.
+    Bench(BenchArgs),
     /// Whether the gateway can serve (its Milvus and an embedder answer):
     /// exit 0 if so, 3 if not.
     Health {
@@ -133,6 +139,43 @@ struct IngestArgs {
     #[arg(long)]
     skip_existing: bool,
     /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Images (files, directories, .zip archives) to send, reused as needed.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// The collection to load; created afresh (dropping one of that name)
+    /// unless --reuse-collection.
+    #[arg(long, short, default_value = "imgsearch_bench")]
+    collection: String,
+    #[arg(long)]
+    reuse_collection: bool,
+    /// Concurrent Insert streams.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Concurrent clients sending one-image Searches.
+    #[arg(long, default_value_t = 0)]
+    searchers: usize,
+    /// Images per second per stream (0: flat out).
+    #[arg(long, default_value_t = 0.0)]
+    insert_rate: f64,
+    /// Searches per second per searcher (0: flat out).
+    #[arg(long, default_value_t = 0.0)]
+    search_rate: f64,
+    /// Seconds to run (when --images is not given).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Images to insert across all streams; the run ends when they are
+    /// acknowledged.
+    #[arg(long)]
+    total_images: Option<u64>,
+    /// A process to sample, as NAME=PID (repeatable): peak RSS and CPU.
+    #[arg(long, value_parser = bench::parse_watch)]
+    watch: Vec<(String, u32)>,
     #[arg(long)]
     json: bool,
 }
@@ -257,6 +300,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&serde_json::json!({ "deleted": deleted }));
             } else {
                 println!("deleted {deleted} rows from {collection}");
+            }
+        }
+        Command::Bench(a) => {
+            let report = bench::run(
+                &client,
+                bench::Options {
+                    collection: a.collection,
+                    images: a.images,
+                    streams: a.streams,
+                    searchers: a.searchers,
+                    insert_rate: a.insert_rate,
+                    search_rate: a.search_rate,
+                    duration: Duration::from_secs(a.duration),
+                    total_images: a.total_images,
+                    watch: a.watch,
+                    reuse: a.reuse_collection,
+                },
+            )
+            .await?;
+            if a.json {
+                print_json(&report);
+            } else {
+                print!("{}", report.render());
             }
         }
         // Answered above, without the ImageSearch client.

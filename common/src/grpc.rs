@@ -124,3 +124,65 @@ pub async fn serve_probes<H: HealthService>(
         }
     })))
 }
+
+/// Adds the hint gRPC clients read before retrying a refused call
+/// (`grpc-retry-pushback-ms`, from gRPC's retry design A6).
+pub fn retry_pushback(status: &mut tonic::Status) {
+    let ms = imgsearch_proto::limits::RETRY_PUSHBACK_MS.to_string();
+    if let Ok(v) = ms.parse() {
+        status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+    }
+}
+
+/// The hint [`retry_pushback`] adds, where a status carries one.
+pub fn pushback_of(status: &tonic::Status) -> Option<std::time::Duration> {
+    let ms: u64 = status
+        .metadata()
+        .get("grpc-retry-pushback-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// The time a caller allows, from its `grpc-timeout` header ("250m", "5S").
+pub fn timeout_of(headers: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_their_units() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(timeout_of(&m), None);
+        m.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(timeout_of(&m), Some(std::time::Duration::from_millis(250)));
+        m.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(timeout_of(&m), Some(std::time::Duration::from_secs(3)));
+        m.insert("grpc-timeout", "x".parse().unwrap());
+        assert_eq!(timeout_of(&m), None);
+    }
+
+    #[test]
+    fn a_refusal_carries_its_retry_hint() {
+        let mut s = tonic::Status::resource_exhausted("busy");
+        retry_pushback(&mut s);
+        assert!(pushback_of(&s).is_some());
+    }
+}

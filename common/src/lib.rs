@@ -5,6 +5,7 @@
 //! propagation over gRPC metadata, and TLS with files re-read when they
 //! change.
 
+pub mod admission;
 pub mod grpc;
 pub mod logging;
 pub mod metrics_http;

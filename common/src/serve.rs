@@ -37,6 +37,10 @@ pub struct ServeOptions {
     pub keepalive: Option<(Duration, Duration)>,
     /// How long open calls may run on after the stop.
     pub grace: Duration,
+    /// HTTP/2 streams one connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS): a client opens no more, and h2
+    /// refuses any it opens beyond; `None` is h2's default (unbounded).
+    pub max_connection_streams: Option<u32>,
 }
 
 /// Why a server cannot start, or stopped with an error.
@@ -98,6 +102,7 @@ where
         tonic::transport::Server::builder()
             .http2_keepalive_interval(interval)
             .http2_keepalive_timeout(timeout)
+            .max_concurrent_streams(options.max_connection_streams)
             .add_service(health_service)
             .add_optional_service(reflection.as_ref().map(|r| r.0.clone()))
             .add_optional_service(reflection.map(|r| r.1))

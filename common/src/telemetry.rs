@@ -6,6 +6,8 @@
 //!   on to the services they call;
 //! - a [`Gate`], where the service has one (the gateway's API keys), that
 //!   admits or refuses the call before any handler runs;
+//! - [`CallLimits`]: the cap on calls in progress and the request byte
+//!   budgets, held until the call's last frame leaves;
 //! - `<prefix>_requests_total{method,code}`, `<prefix>_request_seconds{method}`
 //!   and one log line saying how the call ended.
 //!
@@ -32,7 +34,11 @@ use tonic::{
 };
 use tracing::{debug, field, info, info_span, Span};
 
-use crate::{metrics_http::seconds_buckets, trace::TraceContext};
+use crate::{
+    admission::{CallLimits, Held},
+    metrics_http::seconds_buckets,
+    trace::TraceContext,
+};
 
 /// A check every call passes before its handler, inside the call's span (so
 /// what it records there, such as who called, is on every log line of the
@@ -57,6 +63,7 @@ pub struct Telemetry {
     calls: IntCounterVec,
     seconds: HistogramVec,
     gate: Option<Arc<dyn Gate>>,
+    limits: CallLimits,
     /// The service's methods: any other name is labelled [`UNKNOWN_METHOD`].
     methods: Arc<HashSet<String>>,
     /// Methods whose successes log at debug: those other servers poll.
@@ -93,6 +100,7 @@ impl Telemetry {
             calls,
             seconds,
             gate: None,
+            limits: CallLimits::default(),
             methods: Arc::default(),
             polled: &[],
         }
@@ -110,6 +118,13 @@ impl Telemetry {
     /// Calls pass `gate` before their handler.
     pub fn gate(mut self, gate: impl Gate) -> Self {
         self.gate = Some(Arc::new(gate));
+        self
+    }
+
+    /// Calls are admitted by `limits` (after the gate: a refused caller
+    /// holds no place).
+    pub fn limits(mut self, limits: CallLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -160,11 +175,10 @@ impl<S: NamedService> NamedService for Traced<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S, B> Service<http::Request<B>> for Traced<S>
+impl<S> Service<http::Request<Body>> for Traced<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
@@ -174,7 +188,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let method = request
             .uri()
             .path()
@@ -197,6 +211,7 @@ where
             span: span.clone(),
             started: Instant::now(),
             done: false,
+            _held: Held::default(),
         };
         if let Some(gate) = &self.telemetry.gate {
             let (mut parts, body) = request.into_parts();
@@ -204,6 +219,17 @@ where
                 .in_scope(|| gate.admit(&outcome.method, &parts.headers, &mut parts.extensions));
             request = http::Request::from_parts(parts, body);
             if let Err(refused) = admitted {
+                outcome.record(refused.code(), refused.message());
+                return Box::pin(async move { Ok(refused.into_http()) });
+            }
+        }
+        let (parts, body) = request.into_parts();
+        match self.telemetry.limits.admit(&outcome.method, body) {
+            Ok((held, body)) => {
+                outcome._held = held;
+                request = http::Request::from_parts(parts, body);
+            }
+            Err(refused) => {
                 outcome.record(refused.code(), refused.message());
                 return Box::pin(async move { Ok(refused.into_http()) });
             }
@@ -237,6 +263,8 @@ struct Outcome {
     span: Span,
     started: Instant,
     done: bool,
+    /// The call's place and request charge, freed when the call ends.
+    _held: Held,
 }
 
 impl Outcome {
@@ -322,6 +350,7 @@ mod tests {
             span: Span::none(),
             started: Instant::now(),
             done: false,
+            _held: Held::default(),
         }
     }
 

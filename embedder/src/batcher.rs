@@ -1,22 +1,33 @@
-//! Dynamic batching across every concurrent call, with bounded memory.
+//! Dynamic batching across every concurrent call, with bounded memory, where
+//! busy means wait and searches go first.
 //!
 //! The shape follows text-embeddings-inference's queue:
-//! - admission through a semaphore of `queue_capacity` permits, held by an
-//!   image until its answer is sent: a full queue is an immediate
-//!   [`EmbedError::Overloaded`], never unbounded buffering;
+//! - admission through two semaphores, one per [`Priority`]: `queue_capacity`
+//!   places for bulk images (Embed streams), `interactive_capacity` for
+//!   interactive ones (EmbedBatch, which the gateway uses for searches). A
+//!   place is held by an image until its answer is sent. An image waits for
+//!   its place, first come first served (tokio's semaphores are fair), so
+//!   streams sharing a replica share its queue in turn; an interactive call
+//!   waits at most as long as its deadline allows, then is
+//!   [`EmbedError::Overloaded`] saying so;
 //! - decoding and preprocessing on a rayon pool (not the async runtime's
-//!   threads), in parallel with inference;
-//! - one batcher task gathering up to `max_batch` preprocessed images, waiting
-//!   at most `max_wait` after the first, skipping images whose caller left;
-//! - the model on its own OS thread, fed through a channel of capacity 1 so
-//!   the next batch is formed while the current one runs.
+//!   threads), in parallel with inference; bulk images also take one of
+//!   `preprocess_workers` decoder permits, interactive ones do not, so a
+//!   search's decode waits behind at most one bulk decode per worker;
+//! - one batcher task forming a batch only when the model is free, from the
+//!   interactive queue first, waiting at most `max_wait` after its first
+//!   image was ready, skipping images whose caller left; a batch that starts
+//!   with an interactive image takes only interactive ones. So an
+//!   interactive image waits for at most the batch in progress, whatever
+//!   bulk work is queued, and its own batch costs what it would idle;
+//! - the model on its own OS thread.
 //!
 //! Memory is bounded by bytes as well as by images ([`MemoryBudget`]):
-//! - an image's encoded bytes are already in memory when it arrives: they are
-//!   charged to the budget's waiting part at once, or the image is turned
-//!   away (waiting would not free them);
+//! - an image's encoded bytes are charged to the budget's waiting part once
+//!   it has a place, waiting for room if need be; an image that could never
+//!   fit is refused at once;
 //! - its header, read on the pool, tells what the decode will take; the image
-//!   then waits for a decoder and for that much of the decoding part;
+//!   then waits for that much of the decoding part;
 //! - every charge travels with the work, not with the caller: a caller who
 //!   leaves abandons the result, but memory stays counted until the decode
 //!   really ends. Work whose caller left before it started is skipped.
@@ -54,8 +65,10 @@ pub struct BatchConfig {
     pub max_batch: usize,
     /// Longest wait for a batch to fill once its first image is ready.
     pub max_wait: Duration,
-    /// Images admitted at once (preprocessing, queued or running).
+    /// Bulk images admitted at once (preprocessing, queued or running).
     pub queue_capacity: usize,
+    /// Interactive images admitted at once, beside the bulk ones.
+    pub interactive_capacity: usize,
     /// Threads decoding and preprocessing.
     pub preprocess_workers: usize,
     /// Size limits per image.
@@ -124,7 +137,32 @@ struct Pending {
     tensor: Vec<f32>,
     reply: Reply,
     ready_at: Instant,
+    priority: Priority,
     _slot: OwnedSemaphorePermit,
+}
+
+/// Whose image it is. Interactive images (a person or a service waiting on
+/// a search) are batched before any bulk image (an ingest) that waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Interactive,
+    Bulk,
+}
+
+/// An image with a place in the queue and its bytes charged to the budget,
+/// ready for [`Batcher::embed`].
+pub struct Admitted {
+    image: Vec<u8>,
+    priority: Priority,
+    slot: OwnedSemaphorePermit,
+    received: OwnedSemaphorePermit,
+}
+
+/// A batch for the model, and the model's "free" mark: the batcher forms
+/// the next batch once this one's mark is dropped.
+struct Batch {
+    items: Vec<Pending>,
+    _model_busy: OwnedSemaphorePermit,
 }
 
 /// Counters also reported through `Info`.
@@ -135,14 +173,17 @@ pub struct Stats {
 }
 
 struct Inner {
-    admission: Arc<Semaphore>,
+    bulk: Arc<Semaphore>,
+    interactive: Arc<Semaphore>,
+    /// Both kinds' places.
     capacity: usize,
     budget: MemoryBudget,
     /// One permit per pool thread: only images about to decode hold
     /// decoding budget, not every image queued behind them.
     decoders: Arc<Semaphore>,
     pool: rayon::ThreadPool,
-    queue: mpsc::Sender<Pending>,
+    bulk_queue: mpsc::Sender<Pending>,
+    interactive_queue: mpsc::Sender<Pending>,
     limits: Limits,
     mode: preprocess::Mode,
     metrics: Metrics,
@@ -174,11 +215,15 @@ impl Batcher {
     /// thread.
     pub fn start(model: Resnet50, cfg: &BatchConfig, metrics: Metrics) -> (Batcher, ModelThread) {
         let stats = Arc::new(Stats::default());
-        let (queue_tx, queue_rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let (model_tx, model_rx) = mpsc::channel::<Vec<Pending>>(1);
+        let (bulk_tx, bulk_rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let (interactive_tx, interactive_rx) = mpsc::channel(cfg.interactive_capacity.max(1));
+        let (model_tx, model_rx) = mpsc::channel::<Batch>(1);
         let (failure_tx, failure) = watch::channel(None);
         tokio::spawn(batch_loop(
-            queue_rx,
+            Queues {
+                interactive: interactive_rx,
+                bulk: bulk_rx,
+            },
             model_tx,
             cfg.max_batch.max(1),
             cfg.max_wait,
@@ -213,12 +258,14 @@ impl Batcher {
             .build()
             .expect("preprocess pool");
         let inner = Inner {
-            admission: Arc::new(Semaphore::new(cfg.queue_capacity)),
-            capacity: cfg.queue_capacity,
+            bulk: Arc::new(Semaphore::new(cfg.queue_capacity)),
+            interactive: Arc::new(Semaphore::new(cfg.interactive_capacity)),
+            capacity: cfg.queue_capacity + cfg.interactive_capacity,
             budget: MemoryBudget::new(cfg.memory_budget),
             decoders: Arc::new(Semaphore::new(workers)),
             pool,
-            queue: queue_tx,
+            bulk_queue: bulk_tx,
+            interactive_queue: interactive_tx,
             limits: cfg.limits,
             mode: cfg.preprocess,
             metrics,
@@ -240,7 +287,8 @@ impl Batcher {
 
     /// Images admitted and not yet answered.
     pub fn queue_depth(&self) -> usize {
-        self.inner.capacity - self.inner.admission.available_permits()
+        let free = self.inner.bulk.available_permits() + self.inner.interactive.available_permits();
+        self.inner.capacity - free
     }
 
     /// Why the model can no longer run, once it cannot.
@@ -262,40 +310,97 @@ impl Batcher {
         }
     }
 
-    /// Embeds one encoded image. Fails at once with `Overloaded` when the
-    /// queue or the budget for waiting images is full. Dropping the future
-    /// abandons the image: work not started is skipped, an image not yet
-    /// batched is left out of the batch.
-    pub async fn embed(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let result = self.embed_one(image).await;
-        let m = &self.inner.metrics;
-        m.queue_depth.set(self.queue_depth() as i64);
-        m.memory_reserved_bytes.set(self.inner.budget.used_bytes());
-        match &result {
-            Ok(_) => m.images.inc(),
-            Err(e) => m.errors.with_label_values(&[e.label()]).inc(),
+    /// Gives `image` a place in the queue of its `priority` and charges its
+    /// bytes to the budget, waiting for both: at most `wait` when given,
+    /// then [`EmbedError::Overloaded`] naming `deadline`. Dropping the
+    /// future gives up the wait.
+    pub async fn admit(
+        &self,
+        priority: Priority,
+        image: Vec<u8>,
+        wait: Option<(Duration, &'static str)>,
+    ) -> Result<Admitted, EmbedError> {
+        let admitted = match wait {
+            None => self.admit_now(priority, image).await,
+            Some((wait, deadline)) => {
+                match tokio::time::timeout(wait, self.admit_now(priority, image)).await {
+                    Ok(admitted) => admitted,
+                    Err(_) => Err(EmbedError::Overloaded {
+                        waited: wait,
+                        deadline,
+                    }),
+                }
+            }
+        };
+        if let Err(e) = &admitted {
+            self.record(Err(e));
         }
-        result
+        admitted
     }
 
-    async fn embed_one(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
+    async fn admit_now(&self, priority: Priority, image: Vec<u8>) -> Result<Admitted, EmbedError> {
         let inner = &self.inner;
         if let Some(reason) = self.failure() {
             return Err(EmbedError::ModelFailed(reason));
         }
-        let slot = inner
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| EmbedError::Overloaded)?;
-        inner.metrics.queue_depth.set(self.queue_depth() as i64);
         MemoryBudget::check_fits(image.len() as u64, inner.budget.waiting_kib)?;
+        let places = match priority {
+            Priority::Interactive => &inner.interactive,
+            Priority::Bulk => &inner.bulk,
+        };
+        // The semaphores are never closed: an error cannot happen.
+        let slot = places
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EmbedError::ShuttingDown)?;
+        inner.metrics.queue_depth.set(self.queue_depth() as i64);
         let received = inner
             .budget
             .waiting
             .clone()
-            .try_acquire_many_owned(kib(image.len() as u64))
-            .map_err(|_| EmbedError::Overloaded)?;
+            .acquire_many_owned(kib(image.len() as u64))
+            .await
+            .map_err(|_| EmbedError::ShuttingDown)?;
+        inner
+            .metrics
+            .memory_reserved_bytes
+            .set(inner.budget.used_bytes());
+        Ok(Admitted {
+            image,
+            priority,
+            slot,
+            received,
+        })
+    }
+
+    /// Embeds an admitted image. Dropping the future abandons the image:
+    /// work not started is skipped, an image not yet batched is left out of
+    /// the batch.
+    pub async fn embed(&self, admitted: Admitted) -> Result<Vec<f32>, EmbedError> {
+        let result = self.embed_admitted(admitted).await;
+        self.record(result.as_ref().map(|_| ()));
+        result
+    }
+
+    fn record(&self, result: Result<(), &EmbedError>) {
+        let m = &self.inner.metrics;
+        m.queue_depth.set(self.queue_depth() as i64);
+        m.memory_reserved_bytes.set(self.inner.budget.used_bytes());
+        match result {
+            Ok(()) => m.images.inc(),
+            Err(e) => m.errors.with_label_values(&[e.label()]).inc(),
+        }
+    }
+
+    async fn embed_admitted(&self, admitted: Admitted) -> Result<Vec<f32>, EmbedError> {
+        let inner = &self.inner;
+        let Admitted {
+            image,
+            priority,
+            slot,
+            received,
+        } = admitted;
 
         // The header: every limit, and what the decode will take.
         let (limits, mode) = (inner.limits, inner.mode);
@@ -308,14 +413,18 @@ impl Batcher {
         let probe = probe?;
         let need = probe.decode_bytes;
         MemoryBudget::check_fits(need, inner.budget.decoding_kib)?;
-        // The semaphores are never closed: an error cannot happen.
         let closed = |_| EmbedError::ShuttingDown;
-        let decoder = inner
-            .decoders
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
+        let decoder = match priority {
+            Priority::Bulk => Some(
+                inner
+                    .decoders
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(closed)?,
+            ),
+            Priority::Interactive => None,
+        };
         let decoding = inner
             .budget
             .decoding
@@ -346,13 +455,18 @@ impl Batcher {
             tensor,
             reply,
             ready_at: Instant::now(),
+            priority,
             _slot: slot,
         };
         let gone = || match self.failure() {
             Some(reason) => EmbedError::ModelFailed(reason),
             None => EmbedError::ShuttingDown,
         };
-        inner.queue.send(pending).await.map_err(|_| gone())?;
+        let queue = match priority {
+            Priority::Interactive => &inner.interactive_queue,
+            Priority::Bulk => &inner.bulk_queue,
+        };
+        queue.send(pending).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -386,25 +500,77 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
+/// The two queues the batcher takes images from, interactive first.
+struct Queues {
+    interactive: mpsc::Receiver<Pending>,
+    bulk: mpsc::Receiver<Pending>,
+}
+
+impl Queues {
+    /// The next image, waiting for one (an interactive one only, when
+    /// `interactive_only`); `None` once the queues closed.
+    async fn next(&mut self, interactive_only: bool) -> Option<Pending> {
+        tokio::select! {
+            biased;
+            Some(p) = self.interactive.recv() => Some(p),
+            Some(p) = self.bulk.recv(), if !interactive_only => Some(p),
+            else => None,
+        }
+    }
+
+    /// The next image already queued (an interactive one only, when
+    /// `interactive_only`).
+    fn ready(&mut self, interactive_only: bool) -> Option<Pending> {
+        let urgent = self.interactive.try_recv().ok();
+        if urgent.is_some() || interactive_only {
+            return urgent;
+        }
+        self.bulk.try_recv().ok()
+    }
+}
+
 async fn batch_loop(
-    mut queue: mpsc::Receiver<Pending>,
-    model: mpsc::Sender<Vec<Pending>>,
+    mut queues: Queues,
+    model: mpsc::Sender<Batch>,
     max_batch: usize,
     max_wait: Duration,
 ) {
-    while let Some(first) = queue.recv().await {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(p)) => batch.push(p),
+    // One permit: held by the batch the model runs. A batch formed while
+    // another runs would make a search that arrives meanwhile wait for two.
+    let free = Arc::new(Semaphore::new(1));
+    loop {
+        let Ok(busy) = free.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(first) = queues.next(false).await else {
+            break;
+        };
+        // The wait counts from when the first image was ready: one that
+        // waited through the previous batch does not wait again.
+        let deadline = tokio::time::Instant::from_std(first.ready_at + max_wait);
+        // A batch that starts with an interactive image carries only
+        // interactive images: topped up with bulk ones it would cost, on a
+        // CPU, a whole batch's time more.
+        let interactive = first.priority == Priority::Interactive;
+        let mut items = vec![first];
+        while items.len() < max_batch {
+            if let Some(p) = queues.ready(interactive) {
+                items.push(p);
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, queues.next(interactive)).await {
+                Ok(Some(p)) => items.push(p),
                 Ok(None) | Err(_) => break,
             }
         }
-        batch.retain(|p| !p.reply.is_closed());
-        if batch.is_empty() {
+        items.retain(|p| !p.reply.is_closed());
+        if items.is_empty() {
             continue;
         }
+        let batch = Batch {
+            items,
+            _model_busy: busy,
+        };
         if model.send(batch).await.is_err() {
             break;
         }
@@ -416,7 +582,7 @@ async fn batch_loop(
 /// is restarted rather than trusted with the next batch.
 fn model_loop(
     model: Resnet50,
-    batches: &mut mpsc::Receiver<Vec<Pending>>,
+    batches: &mut mpsc::Receiver<Batch>,
     metrics: Metrics,
     stats: Arc<Stats>,
 ) -> Result<(), String> {
@@ -424,7 +590,11 @@ fn model_loop(
     let inference = metrics
         .inference_seconds
         .with_label_values(&[device.as_str()]);
-    while let Some(batch) = batches.blocking_recv() {
+    while let Some(Batch {
+        items: batch,
+        _model_busy: busy,
+    }) = batches.blocking_recv()
+    {
         let n = batch.len();
         let _span = info_span!("batch", size = n, device = %device).entered();
         let now = Instant::now();
@@ -455,6 +625,8 @@ fn model_loop(
         for (p, v) in batch.into_iter().zip(values.chunks_exact(dim)) {
             let _ = p.reply.send(Ok(v.to_vec()));
         }
+        // The model is free: the batcher may form the next batch.
+        drop(busy);
     }
     Ok(())
 }

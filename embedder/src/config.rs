@@ -77,11 +77,23 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_WAIT_MS", default_value_t = 5)]
     pub max_wait_ms: u64,
 
-    /// Images admitted at once across all calls; beyond it, RESOURCE_EXHAUSTED.
-    /// Each holds its encoded bytes (see memory-budget-bytes), then a 602 KB
-    /// tensor.
+    /// Bulk images (Embed streams) admitted at once across all streams; a
+    /// stream's next image waits for a place, and the streams take the places
+    /// in turn. Each holds its encoded bytes (see memory-budget-bytes), then a
+    /// 602 KB tensor.
     #[arg(long, env = "IMGSEARCH_EMBEDDER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+
+    /// Interactive images (EmbedBatch: the gateway's searches) admitted at
+    /// once, beside the bulk ones; they are batched before any bulk image.
+    /// Beyond it a call waits for a place within its deadline, then is
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_INTERACTIVE_CAPACITY",
+        default_value_t = 64
+    )]
+    pub interactive_capacity: usize,
 
     /// Images of one Embed stream in flight at once (the stream's
     /// backpressure); default 2 × max batch.
@@ -180,6 +192,9 @@ impl Config {
             reflection: true,
             keepalive: None,
             grace: Duration::from_secs(self.shutdown_grace_secs),
+            // The embedder's callers are gateways: their streams are bounded
+            // there, and its queue bounds the images.
+            max_connection_streams: None,
         }
     }
 
@@ -191,6 +206,7 @@ impl Config {
             max_batch: self.max_batch.unwrap_or(if gpu { 128 } else { 8 }),
             max_wait: Duration::from_millis(self.max_wait_ms),
             queue_capacity: self.queue_capacity,
+            interactive_capacity: self.interactive_capacity,
             preprocess_workers: self.preprocess_workers.unwrap_or(workers.max(1)),
             limits: Limits {
                 max_bytes: self.max_image_bytes,

@@ -9,8 +9,13 @@ use crate::preprocess::ImageError;
 pub enum EmbedError {
     #[error(transparent)]
     Image(#[from] ImageError),
-    #[error("embedder queue is full; retry later")]
-    Overloaded,
+    /// No queue place came free within the wait the call allowed.
+    #[error("no place in the embedder's queue came free within {} ms ({}); retry later", waited.as_millis(), deadline)]
+    Overloaded {
+        waited: std::time::Duration,
+        /// Which deadline ran out, for the caller.
+        deadline: &'static str,
+    },
     #[error("embedder is not ready yet (loading or warming up the model)")]
     NotReady,
     #[error("embedder is shutting down")]
@@ -31,7 +36,7 @@ impl EmbedError {
             EmbedError::Image(ImageError::OverLimit { .. } | ImageError::Resize(_)) => {
                 "image_too_large"
             }
-            EmbedError::Overloaded => "overloaded",
+            EmbedError::Overloaded { .. } => "overloaded",
             EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
                 "unavailable"
             }

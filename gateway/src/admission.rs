@@ -13,15 +13,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::GatewayError;
 
-/// Budgets are counted in KiB: tokio's semaphores take `u32` permits.
-const UNIT: usize = 1024;
+use imgsearch_common::admission::{budget_units as units, BodyBudget};
+
 /// What an item holds besides its image: its filepath, its pending entry,
 /// its request on the way to the embedder.
 pub const ITEM_OVERHEAD_BYTES: usize = 1024;
 
-fn units(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
-}
+/// How many times a unary Search holds its request's bytes at the peak:
+/// the decoded request, the copy each embedder attempt sends (retries are
+/// one after another), and that attempt's encoded message.
+pub const SEARCH_REQUEST_COPIES: usize = 3;
 
 /// The gateway-wide limits of one kind of stream, from its flags.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +81,18 @@ pub struct StreamTicket {
 }
 
 impl Admission {
+    /// Unary calls charged to this kind's gateway-wide byte budget (the
+    /// telemetry layer charges them before their request is read).
+    pub fn unary_budget(&self, copies: usize, max_message_bytes: usize) -> BodyBudget {
+        BodyBudget {
+            units: self.bytes.clone(),
+            total_bytes: self.limits.total_bytes,
+            copies,
+            max_message_bytes,
+            flag: self.limits.flag,
+        }
+    }
+
     pub fn new(limits: StreamLimits) -> Self {
         Self {
             limits,

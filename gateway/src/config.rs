@@ -16,7 +16,11 @@ use imgsearch_common::{
 use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
-use crate::{admission::StreamLimits, error::GatewayError, milvus::MilvusConfig};
+use crate::{
+    admission::{StreamLimits, SEARCH_REQUEST_COPIES},
+    error::GatewayError,
+    milvus::MilvusConfig,
+};
 
 /// A value that must not be logged.
 #[derive(Clone)]
@@ -208,6 +212,22 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_INSERT_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub insert_idle_timeout_secs: u64,
 
+    /// Calls in progress at once, of every method together; beyond it a
+    /// call is RESOURCE_EXHAUSTED at once, with a retry hint
+    /// (grpc-retry-pushback-ms).
+    #[arg(long, env = "IMGSEARCH_GATEWAY_MAX_CALLS", default_value_t = 512)]
+    pub max_calls: usize,
+
+    /// HTTP/2 streams (calls) one client connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS): a client's HTTP/2 layer queues
+    /// its calls beyond it, and any stream opened beyond it is refused.
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY_MAX_CONNECTION_STREAMS",
+        default_value_t = 128
+    )]
+    pub max_connection_streams: u32,
+
     /// Most SearchStream calls open at once; more are RESOURCE_EXHAUSTED.
     #[arg(long, env = "IMGSEARCH_MAX_SEARCH_STREAMS", default_value_t = 32)]
     pub max_search_streams: usize,
@@ -218,8 +238,11 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_SEARCH_STREAM_BYTES", default_value_t = 96 << 20)]
     pub search_stream_bytes: usize,
 
-    /// Bytes all SearchStreams together may hold; each reserves
-    /// --search-stream-bytes when it opens.
+    /// Bytes all searches together may hold: each SearchStream reserves
+    /// --search-stream-bytes when it opens, and each unary Search three times
+    /// its request's size (the decoded request, the copy sent to an
+    /// embedder, its encoding) before the request is read. A search the
+    /// budget cannot hold now is RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "IMGSEARCH_SEARCH_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub search_memory_bytes: usize,
 
@@ -288,6 +311,7 @@ impl Config {
                 Duration::from_secs(self.keepalive_timeout_secs),
             )),
             grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connection_streams: Some(self.max_connection_streams),
         }
     }
 
@@ -295,6 +319,18 @@ impl Config {
     pub fn check(&self) -> Result<(), GatewayError> {
         self.insert_limits().check(self.max_message_bytes)?;
         self.search_limits().check(self.max_message_bytes)?;
+        let search = SEARCH_REQUEST_COPIES * self.max_message_bytes;
+        if self.search_memory_bytes < search {
+            return Err(GatewayError::Config(format!(
+                "--search-memory-bytes {} cannot hold one Search of --max-message-bytes {}                  ({SEARCH_REQUEST_COPIES} copies: {search})",
+                self.search_memory_bytes, self.max_message_bytes
+            )));
+        }
+        if self.max_calls == 0 || self.max_connection_streams == 0 {
+            return Err(GatewayError::Config(
+                "--max-calls and --max-connection-streams must be at least 1".into(),
+            ));
+        }
         self.check_exposure()
     }
 

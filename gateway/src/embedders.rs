@@ -53,7 +53,13 @@ struct Replica {
     uri: String,
     /// Index of the configured endpoint it came from.
     target: usize,
+    /// For Embed streams (bulk).
     client: EmbedderClient<Channel>,
+    /// For EmbedBatch (searches) and Info, on a connection of its own: bulk
+    /// images waiting in the streams' HTTP/2 windows would otherwise hold
+    /// the shared connection's window, and a search's bytes would queue
+    /// behind them on the wire.
+    unary: EmbedderClient<Channel>,
     /// Milliseconds since `epoch` until which the replica is skipped.
     down_until_ms: AtomicU64,
     /// Its last `Info` answer.
@@ -212,13 +218,16 @@ impl Embedders {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
         }
-        let client = EmbedderClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
+        let client = |channel| {
+            EmbedderClient::new(channel)
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes)
+        };
         Ok(Arc::new(Replica {
             uri,
             target,
-            client,
+            client: client(endpoint.connect_lazy()),
+            unary: client(endpoint.connect_lazy()),
             down_until_ms: AtomicU64::new(0),
             info: RwLock::new(None),
         }))
@@ -468,16 +477,52 @@ impl Embedders {
     /// `EmbedBatch` on a reachable replica whose model matches the
     /// collection's: an unreachable one is marked down, and the call goes to
     /// the next when it never reached the first's handler (see
-    /// [`never_reached_handler`]).
+    /// [`never_reached_handler`]). A replica that answers RESOURCE_EXHAUSTED
+    /// (its queue had no place within the wait the call allowed) is marked
+    /// busy for a moment and the call goes to the next; when every replica
+    /// is busy the call waits a jittered, growing backoff and tries again,
+    /// until `--embed-timeout-secs` has passed since it began.
     pub async fn embed_batch(
         &self,
         spec: &CollectionSpec,
         request: tonic::Request<EmbedBatchRequest>,
     ) -> Result<EmbedBatchResponse, GatewayError> {
+        let deadline = Instant::now() + self.call_timeout;
         let metadata = request.metadata().clone();
         let body = request.into_inner();
+        let mut round = 0u32;
+        loop {
+            let busy = match self
+                .embed_batch_round(spec, &metadata, &body, deadline)
+                .await
+            {
+                Round::Answered(result) => return result,
+                Round::Busy(busy) => busy,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let pause = backoff(round);
+            if pause >= left {
+                return Err(GatewayError::Overloaded(format!(
+                    "every embedder stayed busy for {} s (--embed-timeout-secs): {busy}",
+                    self.call_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            round += 1;
+        }
+    }
+
+    /// One try of every replica in turn.
+    async fn embed_batch_round(
+        &self,
+        spec: &CollectionSpec,
+        metadata: &tonic::metadata::MetadataMap,
+        body: &EmbedBatchRequest,
+        deadline: Instant,
+    ) -> Round {
         let mut last = None;
         let mut refused = None;
+        let mut busy = None;
         for replica in self.order() {
             match self.mismatch(&replica, spec).await {
                 Ok(None) => {}
@@ -490,24 +535,43 @@ impl Embedders {
                     continue;
                 }
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             let mut req = tonic::Request::new(body.clone());
             *req.metadata_mut() = metadata.clone();
-            // The embedder learns the deadline (grpc-timeout), a second
-            // later than ours so the local timeout below always speaks first.
-            req.set_timeout(self.call_timeout + Duration::from_secs(1));
-            let mut client = replica.client.clone();
-            let call = tokio::time::timeout(self.call_timeout, client.embed_batch(req));
-            let Ok(answer) = call.await else {
-                warn!(embedder = %replica.uri, "embedder did not answer in time; not retried elsewhere");
-                self.mark(&replica, false);
-                return Err(GatewayError::EmbedderUnavailable(format!(
-                    "{} did not answer within {} s (--embed-timeout-secs)",
-                    replica.uri,
-                    self.call_timeout.as_secs()
-                )));
+            // The embedder learns the deadline (grpc-timeout) and waits for
+            // a queue place only within it; the local timeout, a second
+            // later, speaks only for an embedder that does not answer.
+            req.set_timeout(left);
+            let mut client = replica.unary.clone();
+            let call = tokio::time::timeout(left + Duration::from_secs(1), client.embed_batch(req));
+            let answer = match call.await {
+                Ok(answer) => answer,
+                Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+            };
+            let silent = |s: &tonic::Status| {
+                matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) && Instant::now() >= deadline
             };
             match answer {
-                Ok(r) => return Ok(r.into_inner()),
+                Ok(r) => return Round::Answered(Ok(r.into_inner())),
+                Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                    self.mark_busy(&replica);
+                    busy = Some(s.message().to_string());
+                }
+                Err(s) if silent(&s) => {
+                    warn!(embedder = %replica.uri, "embedder did not answer in time; not retried elsewhere");
+                    self.mark(&replica, false);
+                    return Round::Answered(Err(GatewayError::EmbedderUnavailable(format!(
+                        "{} did not answer within {} s (--embed-timeout-secs)",
+                        replica.uri,
+                        self.call_timeout.as_secs()
+                    ))));
+                }
                 Err(s) if never_reached_handler(&s) => {
                     warn!(embedder = %replica.uri, status = %s, "embedder unreachable; trying another");
                     self.mark(&replica, false);
@@ -517,25 +581,31 @@ impl Embedders {
                     warn!(embedder = %replica.uri, status = %s,
                         "embedder failed while holding the call; not retried elsewhere");
                     self.mark(&replica, false);
-                    return Err(status_error(s));
+                    return Round::Answered(Err(status_error(s)));
                 }
-                Err(s) => return Err(status_error(s)),
+                Err(s) => return Round::Answered(Err(status_error(s))),
             }
         }
-        Err(match (refused, last) {
-            (Some(found), _) => Self::mismatch_error(spec, found),
-            (None, Some(e)) => e,
-            (None, None) => GatewayError::EmbedderUnavailable("no embedder".into()),
-        })
+        Round::Answered(Err(match (busy, refused, last) {
+            (Some(busy), _, _) => return Round::Busy(busy),
+            (None, Some(found), _) => Self::mismatch_error(spec, found),
+            (None, None, Some(e)) => e,
+            (None, None, None) => GatewayError::EmbedderUnavailable("no embedder".into()),
+        }))
+    }
+
+    /// A replica that said it is busy goes to the back of the order for a
+    /// moment (the pushback it would have suggested), not down.
+    fn mark_busy(&self, replica: &Replica) {
+        let until = self.now_ms() + imgsearch_proto::limits::RETRY_PUSHBACK_MS;
+        replica.down_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
     /// `Info` from one replica, kept for later calls; marks it up or down.
     async fn ask_info(&self, r: &Replica) -> Result<InfoResponse, GatewayError> {
-        let call = tokio::time::timeout(
-            Duration::from_secs(5),
-            r.client.clone().info(InfoRequest {}),
-        )
-        .await;
+        let call =
+            tokio::time::timeout(Duration::from_secs(5), r.unary.clone().info(InfoRequest {}))
+                .await;
         match call {
             Ok(Ok(info)) => {
                 self.mark(r, true);
@@ -574,6 +644,25 @@ impl Embedders {
             error.unwrap_or_else(|| GatewayError::EmbedderUnavailable("no embedder".into()))
         })
     }
+}
+
+/// How one round of [`Embedders::embed_batch`] ended.
+enum Round {
+    Answered(Result<EmbedBatchResponse, GatewayError>),
+    /// Every replica that could serve it was busy; the last one's words.
+    Busy(String),
+}
+
+/// The pause before round `round + 1`: 50 ms doubling to 1 s, each drawn
+/// between half and all of that, so callers turned away together do not
+/// come back together.
+fn backoff(round: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = 50u64.saturating_mul(1 << round.min(5)).min(1000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(cap / 2 + random % (cap / 2 + 1))
 }
 
 /// The replica a streaming call went to.
@@ -640,6 +729,12 @@ mod tests {
             "h2 protocol error: connection reset"
         )));
         assert!(!never_reached_handler(&tonic::Status::internal("bug")));
+    }
+
+    #[test]
+    fn backoff_grows_to_a_second_with_jitter() {
+        assert!((25..=50).contains(&backoff(0).as_millis()));
+        assert!((500..=1000).contains(&backoff(9).as_millis()));
     }
 
     #[test]

@@ -8,13 +8,13 @@
 
 use std::{future::Future, time::Duration};
 
-use imgsearch_common::{serve::serve, telemetry::Telemetry};
+use imgsearch_common::{admission::CallLimits, serve::serve, telemetry::Telemetry};
 use imgsearch_proto::v1::image_search_server::ImageSearchServer;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    admission::Admission,
+    admission::{Admission, SEARCH_REQUEST_COPIES},
     auth::{guard::Guard, keys::ApiKeys},
     config::Config,
     embedders::Embedders,
@@ -72,8 +72,15 @@ pub async fn run(
         embedders.clone(),
         metrics.clone(),
     );
+    let search_admission = Admission::new(cfg.search_limits());
+    let limits = CallLimits::default()
+        .max_calls(cfg.max_calls, "max-calls")
+        .charge(
+            "Search",
+            search_admission.unary_budget(SEARCH_REQUEST_COPIES, cfg.max_message_bytes),
+        );
     let search_streams = SearchStreams::new(
-        Admission::new(cfg.search_limits()),
+        search_admission,
         Duration::from_secs(cfg.search_idle_timeout_secs),
         metrics.clone(),
     );
@@ -90,7 +97,9 @@ pub async fn run(
     let keys_watch = keys.as_ref().map(ApiKeys::watch);
     announce_access(&cfg, keys.as_ref());
     let registry = metrics.registry();
-    let telemetry = Telemetry::new("gateway", &registry).gate(Guard::new(keys));
+    let telemetry = Telemetry::new("gateway", &registry)
+        .gate(Guard::new(keys))
+        .limits(limits);
     let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
 
     let watcher = tokio::spawn(watch_dependencies(

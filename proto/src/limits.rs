@@ -35,3 +35,12 @@ pub const MAX_BATCH_SIZE: u32 = 4096;
 
 /// Most images one `EmbedBatch` call may carry; more belong on the stream.
 pub const MAX_EMBED_BATCH_IMAGES: usize = 64;
+
+/// The wait a RESOURCE_EXHAUSTED answer suggests before a retry
+/// (`grpc-retry-pushback-ms`): long enough for a batch or two to finish,
+/// short enough that a caller within its deadline gets its turn.
+pub const RETRY_PUSHBACK_MS: u64 = 250;
+
+/// Longest a call without a deadline waits for a place in an embedder's
+/// queue before it is told RESOURCE_EXHAUSTED.
+pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;

@@ -27,6 +27,9 @@ pub struct GatewayFlags {
     pub insert_stream_bytes: Option<u64>,
     pub search_stream_bytes: Option<u64>,
     pub max_message_bytes: Option<u64>,
+    pub search_memory_bytes: Option<u64>,
+    pub max_calls: Option<u32>,
+    pub max_connection_streams: Option<u32>,
     pub insert_idle_timeout_secs: Option<u64>,
     pub search_idle_timeout_secs: Option<u64>,
     pub embed_timeout_secs: Option<u64>,
@@ -73,6 +76,12 @@ impl GatewayFlags {
         flag("insert-stream-bytes", text(self.insert_stream_bytes));
         flag("search-stream-bytes", text(self.search_stream_bytes));
         flag("max-message-bytes", text(self.max_message_bytes));
+        flag("search-memory-bytes", text(self.search_memory_bytes));
+        flag("max-calls", text(self.max_calls.map(u64::from)));
+        flag(
+            "max-connection-streams",
+            text(self.max_connection_streams.map(u64::from)),
+        );
         flag(
             "insert-idle-timeout-secs",
             text(self.insert_idle_timeout_secs),

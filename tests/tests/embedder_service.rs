@@ -12,7 +12,7 @@ use imgsearch_tests::{
     embedder::{embed_stream, error_kind, vector, EmbedderProcess},
     hostile, pyref,
 };
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// Fixtures plus PIL-made odd formats (RGBA, gray, CMYK, palette, 16-bit...).
 fn parity_files(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -181,55 +181,85 @@ async fn bad_items_fail_alone_and_good_items_still_succeed() {
     assert!(server.metric("embedder_errors_total") >= 6.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_is_resource_exhausted_and_the_server_recovers() {
-    let server = EmbedderProcess::start(&["--queue-capacity", "4", "--max-batch", "2"]).await;
+/// 40 one-image EmbedBatch calls at once on an interactive queue of 4, each
+/// with `deadline` (none when `None`): how many were served, and the
+/// statuses of the others.
+async fn forty_calls(server: &EmbedderProcess, deadline: Option<Duration>) -> (usize, Vec<Status>) {
     let image = std::fs::read(&deps::fixture_images()[1]).unwrap();
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let (uri, image) = (server.uri(), image.clone());
             tokio::spawn(async move {
                 let mut client = EmbedderClient::new(imgsearch_tests::channel(&uri).await.unwrap());
-                client
-                    .embed_batch(EmbedBatchRequest {
-                        images: vec![image],
-                    })
-                    .await
-                    .map(|_| ())
+                let mut request = tonic::Request::new(EmbedBatchRequest {
+                    images: vec![image],
+                });
+                if let Some(d) = deadline {
+                    request.set_timeout(d);
+                }
+                client.embed_batch(request).await.map(|_| ())
             })
         })
         .collect();
-    let mut exhausted = 0;
-    let mut ok = 0;
+    let (mut ok, mut failed) = (0, Vec::new());
     for c in calls {
         match c.await.unwrap() {
             Ok(()) => ok += 1,
-            Err(s) if s.code() == Code::ResourceExhausted => exhausted += 1,
-            Err(s) => panic!("unexpected status {s:?}"),
+            Err(s) => failed.push(s),
         }
     }
+    (ok, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_calls_wait_for_a_place_and_fail_only_when_their_deadline_passes() {
+    let server = EmbedderProcess::start(&["--interactive-capacity", "4", "--max-batch", "2"]).await;
+    let (ok, failed) = forty_calls(&server, None).await;
+    assert_eq!(
+        (ok, failed.len()),
+        (40, 0),
+        "busy is not failure: {failed:?}"
+    );
+
+    let (ok, failed) = forty_calls(&server, Some(Duration::from_secs(1))).await;
     println!(
-        "{ok} served, {exhausted} rejected; RSS {} MB",
+        "{ok} served within 1 s, {} not; RSS {} MB",
+        failed.len(),
         server.rss_bytes() >> 20
     );
-    assert!(
-        exhausted > 0,
-        "40 concurrent calls never overflowed a queue of 4"
-    );
     assert!(ok > 0);
+    let exhausted: Vec<_> = failed
+        .iter()
+        .filter(|s| s.code() == Code::ResourceExhausted)
+        .collect();
+    assert!(
+        !exhausted.is_empty(),
+        "40 calls of 1 s never outwaited a queue of 4"
+    );
+    for s in &exhausted {
+        assert!(
+            s.message().contains("the call's deadline"),
+            "{}",
+            s.message()
+        );
+        assert!(s.metadata().get("grpc-retry-pushback-ms").is_some());
+    }
+    for s in &failed {
+        assert!(
+            matches!(
+                s.code(),
+                Code::ResourceExhausted | Code::DeadlineExceeded | Code::Cancelled
+            ),
+            "unexpected status {s:?}"
+        );
+    }
     assert!(
         server.rss_bytes() < 3 << 30,
         "memory not bounded: {} bytes",
         server.rss_bytes()
     );
-    let mut client = server.client().await;
-    let r = client
-        .embed_batch(EmbedBatchRequest {
-            images: vec![image],
-        })
-        .await
-        .expect("recovered");
-    assert_eq!(vector(&r.into_inner().results[0]).len(), 2048);
+    let (ok, _) = forty_calls(&server, None).await;
+    assert_eq!(ok, 40, "recovered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ fn options(help: &str) -> (Vec<String>, Vec<String>) {
 fn every_flag_and_env_var_is_documented() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let commands: [(&str, &[&str]); 11] = [
+    let commands: [(&str, &[&str]); 12] = [
         ("imgsearch-embedder", &[]),
         ("imgsearch-gateway", &[]),
         ("imgsearch", &[]),
@@ -50,6 +50,7 @@ fn every_flag_and_env_var_is_documented() {
         ("imgsearch", &["collection", "drop"]),
         ("imgsearch", &["health"]),
         ("imgsearch", &["key", "create"]),
+        ("imgsearch", &["bench"]),
     ];
     let mut missing = Vec::new();
     let mut seen = 0;

@@ -5,11 +5,11 @@
 mod stream;
 mod wire;
 
-use std::{pin::Pin, sync::atomic::Ordering, sync::Arc};
+use std::{pin::Pin, sync::atomic::Ordering, sync::Arc, time::Duration};
 
 use futures::Stream;
 use imgsearch_proto::{
-    limits::MAX_EMBED_BATCH_IMAGES,
+    limits::{MAX_EMBED_BATCH_IMAGES, MAX_QUEUE_WAIT_MS},
     v1::{
         embedder_server, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest, EmbedResponse,
         InfoRequest, InfoResponse,
@@ -22,7 +22,10 @@ use tracing::info;
 
 use self::wire::response;
 
-use crate::{batcher::Batcher, error::EmbedError};
+use crate::{
+    batcher::{Batcher, Priority},
+    error::EmbedError,
+};
 
 /// What `Info` reports, fixed once the model is loaded.
 #[derive(Debug, Clone)]
@@ -78,6 +81,19 @@ impl EmbedderService {
     }
 }
 
+/// How long an EmbedBatch image may wait for a queue place: what the
+/// caller's deadline leaves, less a tenth so that the refusal reaches the
+/// caller before it gives up, or [`MAX_QUEUE_WAIT_MS`] without a deadline.
+fn queue_wait(metadata: &tonic::metadata::MetadataMap) -> (Duration, &'static str) {
+    match imgsearch_common::grpc::timeout_of(metadata) {
+        Some(t) => (t.mul_f64(0.9), "the call's deadline"),
+        None => (
+            Duration::from_millis(MAX_QUEUE_WAIT_MS),
+            "the embedder's longest queue wait for calls without a deadline",
+        ),
+    }
+}
+
 type EmbedStream = Pin<Box<dyn Stream<Item = Result<EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -103,6 +119,7 @@ impl embedder_server::Embedder for EmbedderService {
         request: Request<EmbedBatchRequest>,
     ) -> Result<Response<EmbedBatchResponse>, Status> {
         let ready = self.ready()?;
+        let wait = queue_wait(request.metadata());
         let images = request.into_inner().images;
         if images.len() > MAX_EMBED_BATCH_IMAGES {
             return Err(Status::invalid_argument(format!(
@@ -110,15 +127,23 @@ impl embedder_server::Embedder for EmbedderService {
                 images.len()
             )));
         }
-        let results =
-            futures::future::join_all(images.into_iter().map(|img| ready.batcher.embed(img))).await;
+        let batcher = &ready.batcher;
+        let mut results = futures::future::join_all(images.into_iter().map(|image| async move {
+            let admitted = batcher
+                .admit(Priority::Interactive, image, Some(wait))
+                .await?;
+            batcher.embed(admitted).await
+        }))
+        .await;
         // On the unary path overload fails the call, so the caller retries
         // it whole.
-        if results
+        if let Some(i) = results
             .iter()
-            .any(|r| matches!(r, Err(EmbedError::Overloaded)))
+            .position(|r| matches!(r, Err(EmbedError::Overloaded { .. })))
         {
-            return Err(EmbedError::Overloaded.into());
+            if let Err(e) = results.swap_remove(i) {
+                return Err(e.into());
+            }
         }
         let results: Vec<_> = results
             .into_iter()

@@ -1,6 +1,9 @@
 //! The Embed stream: images read only while the stream has a free slot
-//! (its backpressure), each answered as soon as its vector is ready, and
-//! every admitted image answered before the stream ends.
+//! (its backpressure), each then waiting for a bulk place in the shared
+//! queue before the next is read (so a busy replica slows the stream down
+//! through HTTP/2 flow control instead of failing its images), answered as
+//! soon as its vector is ready, and every admitted image answered before
+//! the stream ends.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use tonic::Status;
 use tracing::{info, Instrument, Span};
 
 use super::{wire::response, Ready};
-use crate::error::EmbedError;
+use crate::{batcher::Priority, error::EmbedError};
 
 /// Answers `incoming` with at most `limit` images in flight, until it ends,
 /// fails or `shutdown` is cancelled.
@@ -43,9 +46,19 @@ where
                 Some(Err(status)) => break Some(status),
                 Some(Ok(EmbedRequest { id, image })) => {
                     received += 1;
+                    let admitted = tokio::select! {
+                        a = ready.batcher.admit(Priority::Bulk, image, None) => a,
+                        _ = shutdown.cancelled() => {
+                            let _ = tx.send(Ok(response(id, Err(EmbedError::ShuttingDown)))).await;
+                            break Some(EmbedError::ShuttingDown.into());
+                        }
+                    };
                     let (batcher, tx) = (ready.batcher.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let result = batcher.embed(image).await;
+                        let result = match admitted {
+                            Ok(a) => batcher.embed(a).await,
+                            Err(e) => Err(e),
+                        };
                         let _ = tx.send(Ok(response(id, result))).await;
                         drop(permit);
                     });

@@ -14,7 +14,7 @@ pub fn kind(e: &EmbedError) -> ErrorKind {
         EmbedError::Image(ImageError::OverLimit { .. } | ImageError::Resize(_)) => {
             ErrorKind::ImageTooLarge
         }
-        EmbedError::Overloaded => ErrorKind::Overloaded,
+        EmbedError::Overloaded { .. } => ErrorKind::Overloaded,
         EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
             ErrorKind::Unavailable
         }
@@ -42,7 +42,11 @@ impl From<EmbedError> for Status {
         let msg = e.to_string();
         match e {
             EmbedError::Image(_) => Status::invalid_argument(msg),
-            EmbedError::Overloaded => Status::resource_exhausted(msg),
+            EmbedError::Overloaded { .. } => {
+                let mut s = Status::resource_exhausted(msg);
+                imgsearch_common::grpc::retry_pushback(&mut s);
+                s
+            }
             EmbedError::NotReady | EmbedError::ShuttingDown | EmbedError::ModelFailed(_) => {
                 Status::unavailable(msg)
             }

@@ -20,7 +20,11 @@ impl From<GatewayError> for Status {
             GatewayError::MilvusUnavailable(_) | GatewayError::EmbedderUnavailable(_) => {
                 Status::unavailable(msg)
             }
-            GatewayError::Overloaded(_) => Status::resource_exhausted(msg),
+            GatewayError::Overloaded(_) => {
+                let mut s = Status::resource_exhausted(msg);
+                imgsearch_common::grpc::retry_pushback(&mut s);
+                s
+            }
             GatewayError::Milvus(_) | GatewayError::Embedder(_) => Status::internal(msg),
             GatewayError::ModelMismatch { .. } => Status::failed_precondition(msg),
             GatewayError::Deadline(_) => Status::deadline_exceeded(msg),
