@@ -235,12 +235,23 @@ async fn searches_during_a_saturating_ingest_wait_at_most_one_batch_more_than_id
             e.metric("embedder_inference_seconds_count"),
         )
     };
+    let handler = |e: &EmbedderProcess| {
+        (
+            e.metric("embedder_request_seconds_sum{method=\"EmbedBatch\"}"),
+            e.metric("embedder_request_seconds_count{method=\"EmbedBatch\"}"),
+        )
+    };
     let before = inference(&stack.embedder);
+    let handler_before = handler(&stack.embedder);
     let (mut loaded, mut loaded_embed) = searches(&stack.client, &c.name, 4, 200).await;
     let loaded_p99 = quantile(&mut loaded, 0.99);
     let loaded_embed_p99 = quantile(&mut loaded_embed, 0.99);
     let still_queued = stack.embedder.metric("embedder_queue_depth");
     let after = inference(&stack.embedder);
+    let handler_after = handler(&stack.embedder);
+    let in_embedder = Duration::from_secs_f64(
+        (handler_after.0 - handler_before.0) / (handler_after.1 - handler_before.1).max(1.0),
+    );
     let loaded_batch =
         Duration::from_secs_f64((after.0 - before.0) / (after.1 - before.1).max(1.0));
     let p50 = quantile(&mut loaded.clone(), 0.5);
@@ -251,7 +262,7 @@ async fn searches_during_a_saturating_ingest_wait_at_most_one_batch_more_than_id
         "one batch of {max_batch}: {batch:?}; search p99 idle {idle_p99:?}, under ingest \
          {loaded_p99:?}; embed p99 idle {idle_embed_p99:?}, under ingest {loaded_embed_p99:?} \
          (queue depth {queued} then {still_queued}); loaded p50 {p50:?}, mean model time per batch \
-         under load {loaded_batch:?}"
+         under load {loaded_batch:?}; mean EmbedBatch time inside the embedder {in_embedder:?}"
     );
     assert!(
         queued >= max_batch as f64 && still_queued >= max_batch as f64,
