@@ -17,7 +17,7 @@ use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
 use crate::{
-    admission::{StreamLimits, SEARCH_REQUEST_COPIES},
+    admission::StreamLimits,
     error::GatewayError,
     milvus::MilvusConfig,
 };
@@ -319,13 +319,6 @@ impl Config {
     pub fn check(&self) -> Result<(), GatewayError> {
         self.insert_limits().check(self.max_message_bytes)?;
         self.search_limits().check(self.max_message_bytes)?;
-        let search = SEARCH_REQUEST_COPIES * self.max_message_bytes;
-        if self.search_memory_bytes < search {
-            return Err(GatewayError::Config(format!(
-                "--search-memory-bytes {} cannot hold one Search of --max-message-bytes {}                  ({SEARCH_REQUEST_COPIES} copies: {search})",
-                self.search_memory_bytes, self.max_message_bytes
-            )));
-        }
         if self.max_calls == 0 || self.max_connection_streams == 0 {
             return Err(GatewayError::Config(
                 "--max-calls and --max-connection-streams must be at least 1".into(),
