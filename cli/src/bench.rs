@@ -163,7 +163,7 @@ pub async fn run(client: &Client, opts: Options) -> Result<Report, CliError> {
     let record: Shared = Arc::default();
     let started = Instant::now();
     let end = started + opts.duration;
-    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut sampler = Sampler::new(&opts.watch);
 
     let share = opts
@@ -206,7 +206,6 @@ pub async fn run(client: &Client, opts: Options) -> Result<Report, CliError> {
     for s in searchers {
         let _ = s.await;
     }
-    let _ = done_rx.borrow_and_update();
     sampler.sample();
     let seconds = started.elapsed().as_secs_f64();
     let record = std::mem::take(&mut *record.lock().expect("record lock"));
@@ -396,7 +395,15 @@ async fn searcher(
 
 /// Peak RSS and CPU time of watched processes, from `/proc`.
 struct Sampler {
-    watched: Vec<(String, u32, u64, f64, f64)>,
+    watched: Vec<Watched>,
+}
+
+struct Watched {
+    name: String,
+    pid: u32,
+    peak_rss: u64,
+    cpu_at_start: f64,
+    cpu_now: f64,
 }
 
 /// Clock ticks per second of `/proc/PID/stat`'s CPU times: 100 on Linux.
@@ -404,25 +411,29 @@ const CLOCK_TICKS: f64 = 100.0;
 
 impl Sampler {
     fn new(watch: &[(String, u32)]) -> Self {
-        let mut s = Sampler {
-            watched: watch
-                .iter()
-                .map(|(n, p)| (n.clone(), *p, 0, 0.0, 0.0))
-                .collect(),
-        };
-        for w in &mut s.watched {
-            w.3 = cpu_seconds(w.1).unwrap_or(0.0);
-        }
-        s
+        let watched = watch
+            .iter()
+            .map(|(name, pid)| {
+                let cpu = cpu_seconds(*pid).unwrap_or(0.0);
+                Watched {
+                    name: name.clone(),
+                    pid: *pid,
+                    peak_rss: 0,
+                    cpu_at_start: cpu,
+                    cpu_now: cpu,
+                }
+            })
+            .collect();
+        Sampler { watched }
     }
 
     fn sample(&mut self) {
         for w in &mut self.watched {
-            if let Some(rss) = rss_bytes(w.1) {
-                w.2 = w.2.max(rss);
+            if let Some(rss) = rss_bytes(w.pid) {
+                w.peak_rss = w.peak_rss.max(rss);
             }
-            if let Some(cpu) = cpu_seconds(w.1) {
-                w.4 = cpu;
+            if let Some(cpu) = cpu_seconds(w.pid) {
+                w.cpu_now = cpu;
             }
         }
     }
@@ -430,12 +441,15 @@ impl Sampler {
     fn report(&self, seconds: f64) -> Vec<ProcessReport> {
         self.watched
             .iter()
-            .map(|(name, pid, rss, cpu0, cpu)| ProcessReport {
-                name: name.clone(),
-                pid: *pid,
-                peak_rss_mib: *rss as f64 / (1 << 20) as f64,
-                cpu_seconds: (cpu - cpu0).max(0.0),
-                cores: (cpu - cpu0).max(0.0) / seconds.max(1e-9),
+            .map(|w| {
+                let cpu = (w.cpu_now - w.cpu_at_start).max(0.0);
+                ProcessReport {
+                    name: w.name.clone(),
+                    pid: w.pid,
+                    peak_rss_mib: w.peak_rss as f64 / (1 << 20) as f64,
+                    cpu_seconds: cpu,
+                    cores: cpu / seconds.max(1e-9),
+                }
             })
             .collect()
     }

@@ -16,11 +16,7 @@ use imgsearch_common::{
 use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
-use crate::{
-    admission::StreamLimits,
-    error::GatewayError,
-    milvus::MilvusConfig,
-};
+use crate::{admission::StreamLimits, error::GatewayError, milvus::MilvusConfig};
 
 /// A value that must not be logged.
 #[derive(Clone)]

@@ -358,19 +358,7 @@ async fn streams_beyond_a_connections_cap_are_not_served_until_one_ends() {
     let (release, released) = tokio::sync::watch::channel(false);
     // Twelve streams on one connection, each holding itself open after its
     // first image until released.
-    let calls: Vec<_> = (0..12u64)
-        .map(|s| {
-            let (mut client, name) = (stack.client.clone(), c.name.clone());
-            let mut released = released.clone();
-            tokio::spawn(async move {
-                let first = insert::requests(&name, named_pngs(&format!("cap{s}/"), s, 1), false);
-                let hold = async_stream_of(first, async move {
-                    let _ = released.wait_for(|r| *r).await;
-                });
-                insert::collect(client.insert(hold).await).await
-            })
-        })
-        .collect();
+    let calls = held_streams(&stack.client, &c.name, "cap", 12, &released);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let open = stack.gateway.metric("gateway_insert_streams");
     release.send_replace(true);
@@ -405,19 +393,7 @@ async fn calls_beyond_the_gateways_cap_are_refused_at_once_with_a_retry_hint() {
         .await;
     let c = stack.collection("load_call_cap").await;
     let (release, released) = tokio::sync::watch::channel(false);
-    let held: Vec<_> = (0..3u64)
-        .map(|s| {
-            let (mut client, name) = (stack.client.clone(), c.name.clone());
-            let mut released = released.clone();
-            tokio::spawn(async move {
-                let first = insert::requests(&name, named_pngs(&format!("held{s}/"), s, 1), false);
-                let hold = async_stream_of(first, async move {
-                    let _ = released.wait_for(|r| *r).await;
-                });
-                insert::collect(client.insert(hold).await).await
-            })
-        })
-        .collect();
+    let held = held_streams(&stack.client, &c.name, "held", 3, &released);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t = Instant::now();
     let refused = stack
@@ -441,6 +417,33 @@ async fn calls_beyond_the_gateways_cap_are_refused_at_once_with_a_retry_hint() {
         assert_eq!(h.await.unwrap().summary().inserted, 1);
     }
     assert_eq!(c.count().await, 3, "the calls inside the cap were served");
+}
+
+/// `n` Insert streams of one image each, all on `client`'s connection, each
+/// held open after its image until `released` turns true.
+fn held_streams(
+    client: &Client,
+    collection: &str,
+    prefix: &str,
+    n: u64,
+    released: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<insert::Answers>> {
+    (0..n)
+        .map(|s| {
+            let (mut client, mut released) = (client.clone(), released.clone());
+            let first = insert::requests(
+                collection,
+                named_pngs(&format!("{prefix}{s}/"), s, 1),
+                false,
+            );
+            tokio::spawn(async move {
+                let hold = async_stream_of(first, async move {
+                    let _ = released.wait_for(|r| *r).await;
+                });
+                insert::collect(client.insert(hold).await).await
+            })
+        })
+        .collect()
 }
 
 /// `first` as a stream that stays open until `hold` resolves.
