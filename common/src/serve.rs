@@ -18,6 +18,8 @@ use tonic::{
 };
 use tracing::{info, warn};
 
+use imgsearch_proto::limits::{HTTP2_STREAM_WINDOW_BYTES, HTTP2_WINDOW_STREAMS};
+
 use crate::{
     grpc::{self, Health, ListenError},
     telemetry::Telemetry,
@@ -41,6 +43,19 @@ pub struct ServeOptions {
     /// (SETTINGS_MAX_CONCURRENT_STREAMS): a client opens no more, and h2
     /// refuses any it opens beyond; `None` is h2's default (unbounded).
     pub max_connection_streams: Option<u32>,
+}
+
+/// h2 gives a connection's window back only as a call's bytes are read, so
+/// streams held back by backpressure would soon hold all of a window no
+/// larger than one stream's, and a search sent on the same connection as a
+/// bulk ingest would wait for the ingest. A connection's window therefore
+/// holds every stream's full window. What stays buffered is still bounded
+/// per stream, and the gateway admits only so many streams.
+fn connection_window(max_connection_streams: Option<u32>) -> u32 {
+    let streams = max_connection_streams.unwrap_or(HTTP2_WINDOW_STREAMS);
+    HTTP2_STREAM_WINDOW_BYTES
+        .saturating_mul(streams.max(1))
+        .min(i32::MAX as u32)
 }
 
 /// Why a server cannot start, or stopped with an error.
@@ -103,6 +118,8 @@ where
             .http2_keepalive_interval(interval)
             .http2_keepalive_timeout(timeout)
             .max_concurrent_streams(options.max_connection_streams)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(connection_window(options.max_connection_streams))
             .add_service(health_service)
             .add_optional_service(reflection.as_ref().map(|r| r.0.clone()))
             .add_optional_service(reflection.map(|r| r.1))

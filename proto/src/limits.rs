@@ -36,6 +36,14 @@ pub const MAX_BATCH_SIZE: u32 = 4096;
 /// Most images one `EmbedBatch` call may carry; more belong on the stream.
 pub const MAX_EMBED_BATCH_IMAGES: usize = 64;
 
+/// HTTP/2 receive window of each call (h2's and gRPC's usual 1 MiB): what
+/// a stream the server is not reading yet (backpressure) may leave buffered.
+pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 1 << 20;
+
+/// Streams whose full windows one connection's window holds, where a
+/// server sets no cap on streams per connection.
+pub const HTTP2_WINDOW_STREAMS: u32 = 128;
+
 /// The wait a RESOURCE_EXHAUSTED answer suggests before a retry
 /// (`grpc-retry-pushback-ms`): long enough for a batch or two to finish,
 /// short enough that a caller within its deadline gets its turn.
