@@ -12,7 +12,7 @@ use tonic::{
     Request, Status,
 };
 
-use crate::error::CliError;
+use crate::{busy::Patience, error::CliError};
 
 pub use imgsearch_proto::limits::MAX_MESSAGE_BYTES;
 
@@ -56,6 +56,17 @@ pub struct GatewayArgs {
     #[arg(long, global = true, env = "IMGSEARCH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Seconds a command keeps sending again a call the gateway refused as
+    /// busy (RESOURCE_EXHAUSTED with a retry hint), in all for each call;
+    /// 0 fails at once.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGSEARCH_BUSY_WAIT_SECS",
+        default_value_t = 60
+    )]
+    pub busy_wait_secs: u64,
+
     /// File holding the API key sent with every call (else the key itself
     /// in IMGSEARCH_API_KEY; never a flag, where `ps` would show it).
     #[arg(long, global = true, env = "IMGSEARCH_API_KEY_FILE")]
@@ -63,6 +74,11 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
+    /// How long the command may wait out a busy gateway.
+    pub fn patience(&self) -> Patience {
+        Patience::new(Duration::from_secs(self.busy_wait_secs))
+    }
+
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }

@@ -15,13 +15,16 @@ use std::{
 };
 
 use futures::StreamExt;
-use imgsearch_proto::v1::{insert_response::Event, ErrorKind, InsertAck, InsertRequest};
+use imgsearch_proto::v1::{
+    insert_response::Event, ErrorKind, InsertAck, InsertRequest, InsertResponse,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
+    busy::Patience,
     error::CliError,
     gateway::{Client, MAX_MESSAGE_BYTES},
     sources::{self, Candidate, Reader},
@@ -42,6 +45,8 @@ pub struct Options {
     pub skip_existing: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
+    /// How long a stream the gateway refuses as busy is started again.
+    pub patience: Patience,
 }
 
 /// One image that was not ingested, and why.
@@ -126,6 +131,14 @@ impl Report {
     }
 }
 
+/// Why a stream ended early.
+enum Stopped {
+    /// Refused before the gateway read a byte of it: nothing of it was
+    /// done. With the files the reader could not read meanwhile.
+    Refused(tonic::Status, Vec<Failure>),
+    PartWay(CliError),
+}
+
 enum Item {
     Image(InsertRequest),
     Unreadable(String, String),
@@ -154,10 +167,24 @@ pub async fn run(
             kind: FailureKind::Unreadable,
             reason: u.reason,
         }));
-    let stopped = if candidates.is_empty() {
-        None
-    } else {
-        stream(client, &opts, candidates, &mut report).await.err()
+    let candidates = Arc::new(candidates);
+    let mut patience = opts.patience.clone();
+    let stopped = loop {
+        if candidates.is_empty() {
+            break None;
+        }
+        match stream(client, &opts, candidates.clone(), &mut report).await {
+            Ok(()) => break None,
+            Err(Stopped::Refused(status, _)) if patience.wait(&status).await => continue,
+            Err(Stopped::Refused(status, unreadable)) => {
+                report.failures.extend(unreadable);
+                break Some(CliError::IngestStopped {
+                    status,
+                    inserted: 0,
+                });
+            }
+            Err(Stopped::PartWay(e)) => break Some(e),
+        }
     };
     if let Some(e) = &stopped {
         report.error = Some(e.to_string());
@@ -185,12 +212,14 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
     bar
 }
 
+/// One Insert stream of every candidate. A stream refused at its start
+/// leaves `report` as it was, so that it may be started again.
 async fn stream(
     client: &mut Client,
     opts: &Options,
-    candidates: Vec<Candidate>,
+    candidates: Arc<Vec<Candidate>>,
     report: &mut Report,
-) -> Result<(), CliError> {
+) -> Result<(), Stopped> {
     let bar = progress_bar(candidates.len() as u64, opts.progress);
     let max_bytes = (MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD) as u64;
     let (tx, rx) = mpsc::channel::<Item>(READ_AHEAD);
@@ -198,16 +227,16 @@ async fn stream(
     let (batch_size, skip_existing) = (opts.batch_size.unwrap_or(0), opts.skip_existing);
     let reader = std::thread::spawn(move || {
         let mut reader = Reader::default();
-        for c in candidates {
+        for c in candidates.iter() {
             let item = match reader.read(&c.location, max_bytes) {
                 Ok(image) => Item::Image(InsertRequest {
                     collection: collection.clone(),
-                    filepath: c.filepath,
+                    filepath: c.filepath.clone(),
                     image,
                     batch_size,
                     skip_existing,
                 }),
-                Err(reason) => Item::Unreadable(c.filepath, reason),
+                Err(reason) => Item::Unreadable(c.filepath.clone(), reason),
             };
             if tx.blocking_send(item).is_err() {
                 return; // the stream ended early
@@ -235,30 +264,45 @@ async fn stream(
             std::future::ready(out)
         })
     };
-    let outcome = async {
-        let mut answers = client.insert(requests).await?.into_inner();
-        while let Some(answer) = answers.message().await? {
-            match answer.event {
-                Some(Event::Ack(ack)) => {
-                    bar.inc((ack.stored.len() + ack.failures.len() + ack.skipped.len()) as u64);
-                    add_ack(report, ack);
-                    bar.set_message(format!("{} stored", report.inserted));
-                }
-                Some(Event::Summary(_)) | None => {}
-            }
-        }
-        Ok::<_, tonic::Status>(())
-    }
-    .await;
+    let outcome = match client.insert(requests).await {
+        Ok(answers) => Ok(read_answers(answers.into_inner(), &bar, report).await),
+        Err(refused) => Err(refused),
+    };
     bar.finish_and_clear();
     let _ = reader.join();
-    report
-        .failures
-        .extend(local.lock().expect("failures lock").drain(..));
-    outcome.map_err(|status| CliError::IngestStopped {
-        status,
-        inserted: report.inserted,
-    })
+    let unreadable = std::mem::take(&mut *local.lock().expect("failures lock"));
+    match outcome {
+        // The files are read again when the stream is started again.
+        Err(refused) => Err(Stopped::Refused(refused, unreadable)),
+        Ok(ended) => {
+            report.failures.extend(unreadable);
+            ended.map_err(|status| {
+                Stopped::PartWay(CliError::IngestStopped {
+                    status,
+                    inserted: report.inserted,
+                })
+            })
+        }
+    }
+}
+
+/// Counts the gateway's acknowledgements into `report` until the stream ends.
+async fn read_answers(
+    mut answers: tonic::Streaming<InsertResponse>,
+    bar: &ProgressBar,
+    report: &mut Report,
+) -> Result<(), tonic::Status> {
+    while let Some(answer) = answers.message().await? {
+        match answer.event {
+            Some(Event::Ack(ack)) => {
+                bar.inc((ack.stored.len() + ack.failures.len() + ack.skipped.len()) as u64);
+                add_ack(report, ack);
+                bar.set_message(format!("{} stored", report.inserted));
+            }
+            Some(Event::Summary(_)) | None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Counts one acknowledgement into the report.

@@ -5,6 +5,7 @@
 //! with an exit status a script can test (see [`error::CliError::exit_code`]).
 
 mod bench;
+mod busy;
 mod collection;
 mod error;
 mod gateway;
@@ -279,6 +280,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 batch_size: a.batch_size,
                 skip_existing: a.skip_existing,
                 progress: !a.json && std::io::stderr().is_terminal(),
+                patience: cli.gateway.patience(),
             };
             let (report, stopped) = ingest::run(&mut client, opts).await?;
             if a.json {
@@ -295,7 +297,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             collection,
             json,
         } => {
-            let deleted = search::delete(&mut client, &collection, filepaths).await?;
+            let deleted =
+                search::delete(&client, &collection, filepaths, &cli.gateway.patience()).await?;
             if json {
                 print_json(&serde_json::json!({ "deleted": deleted }));
             } else {
@@ -333,11 +336,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 max_distance: a.max_distance,
                 offset: a.offset,
                 consistency: search::consistency(&a.consistency),
+                patience: cli.gateway.patience(),
             };
             let results = if a.like.is_empty() {
-                search::run(&mut client, &a.collection, &a.images, &opts).await?
+                search::run(&client, &a.collection, &a.images, &opts).await?
             } else {
-                search::like(&mut client, &a.collection, &a.like, &opts).await?
+                search::like(&client, &a.collection, &a.like, &opts).await?
             };
             if a.json {
                 print_json(&results);

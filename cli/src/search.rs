@@ -9,7 +9,10 @@ use imgsearch_proto::{
 };
 use serde::Serialize;
 
+use tonic::Status;
+
 use crate::{
+    busy::Patience,
     error::CliError,
     gateway::{Client, MAX_MESSAGE_BYTES},
     sources,
@@ -55,6 +58,7 @@ pub struct Options {
     pub max_distance: Option<f32>,
     pub offset: u32,
     pub consistency: Consistency,
+    pub patience: Patience,
 }
 
 /// The API's consistency for a `--consistency` value.
@@ -68,6 +72,21 @@ pub fn consistency(name: &str) -> Consistency {
 }
 
 impl Options {
+    /// One Search, sent again while the gateway refuses it as busy.
+    async fn search(
+        &self,
+        client: &Client,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, Status> {
+        self.patience
+            .clone()
+            .retry(|| {
+                let (mut client, request) = (client.clone(), request.clone());
+                async move { Ok(client.search(request).await?.into_inner()) }
+            })
+            .await
+    }
+
     fn request(&self, collection: &str) -> SearchRequest {
         SearchRequest {
             collection: collection.to_string(),
@@ -120,25 +139,23 @@ impl Results {
 /// "More like this": searches `collection` with the stored vectors of the
 /// rows holding `filepaths`, each row left out of its own hits.
 pub async fn like(
-    client: &mut Client,
+    client: &Client,
     collection: &str,
     filepaths: &[String],
     opts: &Options,
 ) -> Result<Results, CliError> {
     let mut out = Results::new(collection, opts.top_k, filepaths.len());
     for chunk in filepaths.chunks(limits::MAX_QUERIES) {
-        let resp = client
-            .search(SearchRequest {
-                like: chunk
-                    .iter()
-                    .map(|p| StoredRef {
-                        r#ref: Some(stored_ref::Ref::Filepath(p.clone())),
-                    })
-                    .collect(),
-                ..opts.request(collection)
-            })
-            .await?
-            .into_inner();
+        let request = SearchRequest {
+            like: chunk
+                .iter()
+                .map(|p| StoredRef {
+                    r#ref: Some(stored_ref::Ref::Filepath(p.clone())),
+                })
+                .collect(),
+            ..opts.request(collection)
+        };
+        let resp = opts.search(client, request).await?;
         out.add(chunk.iter().cloned(), resp, opts.offset);
     }
     Ok(out)
@@ -146,28 +163,32 @@ pub async fn like(
 
 /// Deletes every row holding one of `filepaths`; returns how many went.
 pub async fn delete(
-    client: &mut Client,
+    client: &Client,
     collection: &str,
     filepaths: Vec<String>,
+    patience: &Patience,
 ) -> Result<u64, CliError> {
     let mut deleted = 0;
     for chunk in filepaths.chunks(limits::MAX_FILEPATHS) {
-        deleted += client
-            .delete(DeleteRequest {
-                collection: collection.to_string(),
-                ids: vec![],
-                filepaths: chunk.to_vec(),
+        let request = DeleteRequest {
+            collection: collection.to_string(),
+            ids: vec![],
+            filepaths: chunk.to_vec(),
+        };
+        deleted += patience
+            .clone()
+            .retry(|| {
+                let (mut client, request) = (client.clone(), request.clone());
+                async move { Ok(client.delete(request).await?.into_inner().deleted) }
             })
-            .await?
-            .into_inner()
-            .deleted;
+            .await?;
     }
     Ok(deleted)
 }
 
 /// Searches `collection` with each image of `queries`.
 pub async fn run(
-    client: &mut Client,
+    client: &Client,
     collection: &str,
     queries: &[PathBuf],
     opts: &Options,
@@ -184,13 +205,11 @@ pub async fn run(
                 .map_err(|e| CliError::Usage(format!("cannot read query image {name}: {e}")))?;
             images.push(bytes);
         }
-        let resp = client
-            .search(SearchRequest {
-                images,
-                ..opts.request(collection)
-            })
-            .await?
-            .into_inner();
+        let request = SearchRequest {
+            images,
+            ..opts.request(collection)
+        };
+        let resp = opts.search(client, request).await?;
         out.add(
             chunk.iter().map(|q| q.display().to_string()),
             resp,

@@ -6,6 +6,7 @@
 //! change.
 
 pub mod admission;
+pub mod backoff;
 pub mod grpc;
 pub mod logging;
 pub mod metrics_http;

@@ -653,16 +653,9 @@ enum Round {
     Busy(String),
 }
 
-/// The pause before round `round + 1`: 50 ms doubling to 1 s, each drawn
-/// between half and all of that, so callers turned away together do not
-/// come back together.
+/// The pause before round `round + 1`: 50 ms doubling to 1 s, jittered.
 fn backoff(round: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let cap = 50u64.saturating_mul(1 << round.min(5)).min(1000);
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    Duration::from_millis(cap / 2 + random % (cap / 2 + 1))
+    imgsearch_common::backoff::jittered(Duration::from_millis(50), round, Duration::from_secs(1))
 }
 
 /// The replica a streaming call went to.

@@ -417,6 +417,138 @@ async fn calls_beyond_the_gateways_cap_are_refused_at_once_with_a_retry_hint() {
     assert_eq!(c.count().await, 3, "the calls inside the cap were served");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_refused_as_busy_waits_for_its_turn_and_stores_everything() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::with()
+        .gateway(GatewayFlags {
+            max_insert_streams: Some(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let c = stack.collection("load_busy_cli").await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let held = held_streams(&stack.client, &c.name, "held", 1, &released);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs(dir.path(), "late", 100, 20);
+    let child = spawn_ingest(&stack.gateway.uri(), dir.path(), &c.name, &[]);
+    let ended = std::thread::spawn(move || wait_ingest(child));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    release.send_replace(true);
+    assert_eq!(
+        held.into_iter()
+            .next()
+            .unwrap()
+            .await
+            .unwrap()
+            .summary()
+            .inserted,
+        1
+    );
+    let ended = ended.join().unwrap();
+    assert!(ended.status.success(), "{}\n{}", ended.stderr, ended.report);
+    assert!(
+        ended.stderr.contains("busy"),
+        "it said it waited: {}",
+        ended.stderr
+    );
+    assert_eq!(ended.report["inserted"], 20, "{}", ended.report);
+    assert_eq!(c.count().await, 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_still_refused_after_its_busy_wait_fails_resource_exhausted_having_stored_nothing(
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::with()
+        .gateway(GatewayFlags {
+            max_insert_streams: Some(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let c = stack.collection("load_busy_cli_gives_up").await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let held = held_streams(&stack.client, &c.name, "held", 1, &released);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs(dir.path(), "late", 100, 5);
+    let t = Instant::now();
+    let ended = wait_ingest(spawn_ingest(
+        &stack.gateway.uri(),
+        dir.path(),
+        &c.name,
+        &["--busy-wait-secs", "2"],
+    ));
+    let took = t.elapsed();
+    release.send_replace(true);
+    held.into_iter().next().unwrap().await.unwrap();
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("ResourceExhausted"),
+        "{}",
+        ended.stderr
+    );
+    assert!(
+        ended.stderr.contains("--max-insert-streams"),
+        "{}",
+        ended.stderr
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "waited {took:?} for a 2 s patience"
+    );
+    assert_eq!(ended.report["inserted"], 0, "{}", ended.report);
+    assert_eq!(c.count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_search_refused_as_busy_is_sent_again_and_answered() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::with()
+        .gateway(GatewayFlags {
+            max_calls: Some(2),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let c = stack.collection("load_busy_search").await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let held = held_streams(&stack.client, &c.name, "held", 2, &released);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let query = deps::fixture_images()[0].clone();
+    let search = std::process::Command::new(imgsearch_tests::server_process::workspace_binary(
+        "imgsearch",
+    ))
+    .args([
+        "--gateway",
+        &stack.gateway.uri(),
+        "search",
+        "-c",
+        &c.name,
+        "--json",
+    ])
+    .arg(&query)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    release.send_replace(true);
+    for h in held {
+        h.await.unwrap();
+    }
+    let out = search.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("busy"), "it said it waited: {stderr}");
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(results["results"][0]["error"].is_null(), "{results}");
+    assert!(results["results"][0]["hits"].is_array(), "{results}");
+}
+
 /// `n` Insert streams of one image each, all on `client`'s connection, each
 /// held open after its image until `released` turns true.
 fn held_streams(
