@@ -47,6 +47,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use imgsearch_proto::limits::MAX_BULK_WAIT_BEHIND_SEARCHES;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info_span};
 
@@ -223,6 +224,7 @@ impl Batcher {
             Queues {
                 interactive: interactive_rx,
                 bulk: bulk_rx,
+                passed_over_since: None,
             },
             model_tx,
             cfg.max_batch.max(1),
@@ -500,13 +502,40 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// The two queues the batcher takes images from, interactive first.
+/// The two queues the batcher takes images from, interactive first; but
+/// searches that never stop coming must not starve an ingest (its stream
+/// would see no answers and be taken for stalled), so once bulk images have
+/// been passed over for [`MAX_BULK_WAIT_BEHIND_SEARCHES`], the next batch
+/// starts with a bulk one.
 struct Queues {
     interactive: mpsc::Receiver<Pending>,
     bulk: mpsc::Receiver<Pending>,
+    /// Since when batches have started with searches while bulk waited.
+    passed_over_since: Option<Instant>,
 }
 
 impl Queues {
+    /// The image a batch starts with, waiting for one; `None` once the
+    /// queues closed.
+    async fn first(&mut self) -> Option<Pending> {
+        let starved = self
+            .passed_over_since
+            .is_some_and(|t| t.elapsed() >= MAX_BULK_WAIT_BEHIND_SEARCHES);
+        if starved {
+            if let Ok(p) = self.bulk.try_recv() {
+                self.passed_over_since = None;
+                return Some(p);
+            }
+        }
+        let first = self.next(false).await?;
+        if first.priority == Priority::Bulk || self.bulk.is_empty() {
+            self.passed_over_since = None;
+        } else {
+            self.passed_over_since.get_or_insert_with(Instant::now);
+        }
+        Some(first)
+    }
+
     /// The next image, waiting for one (an interactive one only, when
     /// `interactive_only`); `None` once the queues closed.
     async fn next(&mut self, interactive_only: bool) -> Option<Pending> {
@@ -542,7 +571,7 @@ async fn batch_loop(
         let Ok(busy) = free.clone().acquire_owned().await else {
             break;
         };
-        let Some(first) = queues.next(false).await else {
+        let Some(first) = queues.first().await else {
             break;
         };
         // The wait counts from when the first image was ready: one that
@@ -629,4 +658,58 @@ fn model_loop(
         drop(busy);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(priority: Priority, slots: &Arc<Semaphore>) -> Pending {
+        Pending {
+            tensor: Vec::new(),
+            reply: oneshot::channel().0,
+            ready_at: Instant::now(),
+            priority,
+            _slot: slots.clone().try_acquire_owned().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bulk_passed_over_by_searches_for_its_longest_wait_starts_the_next_batch() {
+        let slots = Arc::new(Semaphore::new(64));
+        let (itx, interactive) = mpsc::channel(32);
+        let (btx, bulk) = mpsc::channel(32);
+        let mut queues = Queues {
+            interactive,
+            bulk,
+            passed_over_since: None,
+        };
+        btx.try_send(pending(Priority::Bulk, &slots)).ok().unwrap();
+        // A search is always waiting when a batch starts.
+        let mut next = async || {
+            itx.try_send(pending(Priority::Interactive, &slots)).ok().unwrap();
+            queues.first().await.unwrap().priority
+        };
+        assert_eq!(next().await, Priority::Interactive);
+        assert_eq!(next().await, Priority::Interactive);
+        std::thread::sleep(MAX_BULK_WAIT_BEHIND_SEARCHES);
+        assert_eq!(next().await, Priority::Bulk);
+        assert_eq!(next().await, Priority::Interactive);
+    }
+
+    #[tokio::test]
+    async fn with_no_bulk_waiting_searches_always_go_first() {
+        let slots = Arc::new(Semaphore::new(64));
+        let (itx, interactive) = mpsc::channel(32);
+        let (_btx, bulk) = mpsc::channel(32);
+        let mut queues = Queues {
+            interactive,
+            bulk,
+            passed_over_since: None,
+        };
+        for _ in 0..5 {
+            itx.try_send(pending(Priority::Interactive, &slots)).ok().unwrap();
+            assert_eq!(queues.first().await.unwrap().priority, Priority::Interactive);
+        }
+    }
 }

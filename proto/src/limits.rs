@@ -36,6 +36,12 @@ pub const MAX_BATCH_SIZE: u32 = 4096;
 /// Most images one `EmbedBatch` call may carry; more belong on the stream.
 pub const MAX_EMBED_BATCH_IMAGES: usize = 64;
 
+/// Longest an embedder lets searches go before bulk images that wait:
+/// searches that never stop coming still leave an ingest a batch a second
+/// (so its stream is not taken for stalled), and a search waits for such a
+/// bulk batch at most once a second.
+pub const MAX_BULK_WAIT_BEHIND_SEARCHES: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// HTTP/2 receive window of each call (h2's and gRPC's usual 1 MiB): what
 /// a stream the server is not reading yet (backpressure) may leave buffered.
 pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 1 << 20;
