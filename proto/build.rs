@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_build::configure()
+        // Images are `Bytes`: decoded as slices of the received buffer, and a
+        // call sent again (another replica, a busy retry) shares them.
+        .bytes(["."])
         .file_descriptor_set_path(out.join("imgsearch_descriptor.bin"))
         .compile_protos(&protos, &["."])?;
     Ok(())

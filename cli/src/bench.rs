@@ -16,6 +16,7 @@ use std::{
 use imgsearch_proto::v1::{
     insert_response, CreateCollectionRequest, ErrorKind, InsertRequest, SearchRequest,
 };
+use imgsearch_proto::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -124,7 +125,7 @@ impl Report {
 }
 
 /// Reads up to [`MAX_IMAGES`] images from `paths`.
-fn load(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, CliError> {
+fn load(paths: &[PathBuf]) -> Result<Vec<(String, Bytes)>, CliError> {
     let (candidates, _) = sources::discover(paths)?;
     let mut reader = Reader::default();
     let images: Vec<_> = candidates
@@ -135,7 +136,7 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, CliError> {
                 .read(&c.location, (MAX_MESSAGE_BYTES - (64 << 10)) as u64)
                 .ok()?;
             let name = c.filepath.rsplit('/').next().unwrap_or("image").to_string();
-            Some((name, bytes))
+            Some((name, Bytes::from(bytes)))
         })
         .collect();
     if images.is_empty() {
@@ -259,7 +260,7 @@ async fn insert_stream(
     stream: usize,
     share: Option<u64>,
     end: Instant,
-    images: Arc<Vec<(String, Vec<u8>)>>,
+    images: Arc<Vec<(String, Bytes)>>,
     record: Shared,
 ) {
     let (tx, rx) = mpsc::channel::<InsertRequest>(8);
@@ -350,7 +351,7 @@ async fn searcher(
     mut client: Client,
     opts: &Options,
     end: Instant,
-    images: Arc<Vec<(String, Vec<u8>)>>,
+    images: Arc<Vec<(String, Bytes)>>,
     record: Shared,
     done: tokio::sync::watch::Receiver<bool>,
 ) {

@@ -232,7 +232,7 @@ async fn stream(
                 Ok(image) => Item::Image(InsertRequest {
                     collection: collection.clone(),
                     filepath: c.filepath.clone(),
-                    image,
+                    image: image.into(),
                     batch_size,
                     skip_existing,
                 }),

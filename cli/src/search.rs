@@ -203,7 +203,7 @@ pub async fn run(
             let name = q.display().to_string();
             let bytes = sources::read(&name, (MAX_MESSAGE_BYTES / 2) as u64)
                 .map_err(|e| CliError::Usage(format!("cannot read query image {name}: {e}")))?;
-            images.push(bytes);
+            images.push(bytes.into());
         }
         let request = SearchRequest {
             images,

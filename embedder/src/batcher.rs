@@ -47,7 +47,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use imgsearch_proto::limits::MAX_BULK_WAIT_BEHIND_SEARCHES;
+use imgsearch_proto::{limits::MAX_BULK_WAIT_BEHIND_SEARCHES, Bytes};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info_span};
 
@@ -153,7 +153,7 @@ pub enum Priority {
 /// An image with a place in the queue and its bytes charged to the budget,
 /// ready for [`Batcher::embed`].
 pub struct Admitted {
-    image: Vec<u8>,
+    image: Bytes,
     priority: Priority,
     slot: OwnedSemaphorePermit,
     received: OwnedSemaphorePermit,
@@ -221,11 +221,7 @@ impl Batcher {
         let (model_tx, model_rx) = mpsc::channel::<Batch>(1);
         let (failure_tx, failure) = watch::channel(None);
         tokio::spawn(batch_loop(
-            Queues {
-                interactive: interactive_rx,
-                bulk: bulk_rx,
-                passed_over_since: None,
-            },
+            Queues::new(interactive_rx, bulk_rx),
             model_tx,
             cfg.max_batch.max(1),
             cfg.max_wait,
@@ -319,7 +315,7 @@ impl Batcher {
     pub async fn admit(
         &self,
         priority: Priority,
-        image: Vec<u8>,
+        image: Bytes,
         wait: Option<(Duration, &'static str)>,
     ) -> Result<Admitted, EmbedError> {
         let admitted = match wait {
@@ -340,7 +336,7 @@ impl Batcher {
         admitted
     }
 
-    async fn admit_now(&self, priority: Priority, image: Vec<u8>) -> Result<Admitted, EmbedError> {
+    async fn admit_now(&self, priority: Priority, image: Bytes) -> Result<Admitted, EmbedError> {
         let inner = &self.inner;
         if let Some(reason) = self.failure() {
             return Err(EmbedError::ModelFailed(reason));
@@ -515,6 +511,14 @@ struct Queues {
 }
 
 impl Queues {
+    fn new(interactive: mpsc::Receiver<Pending>, bulk: mpsc::Receiver<Pending>) -> Self {
+        Queues {
+            interactive,
+            bulk,
+            passed_over_since: None,
+        }
+    }
+
     /// The image a batch starts with, waiting for one; `None` once the
     /// queues closed.
     async fn first(&mut self) -> Option<Pending> {
@@ -674,20 +678,28 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn bulk_passed_over_by_searches_for_its_longest_wait_starts_the_next_batch() {
-        let slots = Arc::new(Semaphore::new(64));
+    /// Empty queues, their senders (interactive, bulk), and queue places.
+    fn queues() -> (
+        Arc<Semaphore>,
+        mpsc::Sender<Pending>,
+        mpsc::Sender<Pending>,
+        Queues,
+    ) {
         let (itx, interactive) = mpsc::channel(32);
         let (btx, bulk) = mpsc::channel(32);
-        let mut queues = Queues {
-            interactive,
-            bulk,
-            passed_over_since: None,
-        };
+        let slots = Arc::new(Semaphore::new(64));
+        (slots, itx, btx, Queues::new(interactive, bulk))
+    }
+
+    #[tokio::test]
+    async fn bulk_passed_over_by_searches_for_its_longest_wait_starts_the_next_batch() {
+        let (slots, itx, btx, mut queues) = queues();
         btx.try_send(pending(Priority::Bulk, &slots)).ok().unwrap();
         // A search is always waiting when a batch starts.
         let mut next = async || {
-            itx.try_send(pending(Priority::Interactive, &slots)).ok().unwrap();
+            itx.try_send(pending(Priority::Interactive, &slots))
+                .ok()
+                .unwrap();
             queues.first().await.unwrap().priority
         };
         assert_eq!(next().await, Priority::Interactive);
@@ -699,17 +711,15 @@ mod tests {
 
     #[tokio::test]
     async fn with_no_bulk_waiting_searches_always_go_first() {
-        let slots = Arc::new(Semaphore::new(64));
-        let (itx, interactive) = mpsc::channel(32);
-        let (_btx, bulk) = mpsc::channel(32);
-        let mut queues = Queues {
-            interactive,
-            bulk,
-            passed_over_since: None,
-        };
+        let (slots, itx, _btx, mut queues) = queues();
         for _ in 0..5 {
-            itx.try_send(pending(Priority::Interactive, &slots)).ok().unwrap();
-            assert_eq!(queues.first().await.unwrap().priority, Priority::Interactive);
+            itx.try_send(pending(Priority::Interactive, &slots))
+                .ok()
+                .unwrap();
+            assert_eq!(
+                queues.first().await.unwrap().priority,
+                Priority::Interactive
+            );
         }
     }
 }

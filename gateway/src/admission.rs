@@ -20,9 +20,10 @@ use imgsearch_common::admission::{budget_units as units, BodyBudget};
 pub const ITEM_OVERHEAD_BYTES: usize = 1024;
 
 /// How many times a unary Search holds its request's bytes at the peak:
-/// the decoded request, the copy each embedder attempt sends (retries are
-/// one after another), and that attempt's encoded message.
-pub const SEARCH_REQUEST_COPIES: usize = 3;
+/// the received message (the decoded images are slices of it, which every
+/// embedder attempt shares rather than copies) and the message encoded for
+/// the embedder attempt in progress (attempts are one after another).
+pub const SEARCH_REQUEST_COPIES: usize = 2;
 
 /// The gateway-wide limits of one kind of stream, from its flags.
 #[derive(Clone, Copy, Debug)]

@@ -32,6 +32,7 @@ use imgsearch_proto::v1::{
     embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
     EmbedResponse, InfoRequest, InfoResponse,
 };
+use imgsearch_proto::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{
@@ -448,12 +449,12 @@ impl Embedders {
         &self,
         spec: &CollectionSpec,
         trace: &TraceContext,
-        images: Vec<Vec<u8>>,
+        images: Vec<Bytes>,
     ) -> Result<Vec<EmbedResponse>, GatewayError> {
         // Room for the framing of each image in the request.
         let room = self.max_message_bytes.saturating_sub(64 << 10).max(1);
         let mut results = Vec::with_capacity(images.len());
-        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        let mut chunk: Vec<Bytes> = Vec::new();
         let mut bytes = 0;
         let mut images = images.into_iter().peekable();
         while let Some(image) = images.next() {

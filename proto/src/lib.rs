@@ -5,6 +5,9 @@
 //! reflection so `grpcurl list/describe` work with no proto files at hand;
 //! [`limits`] holds the API's limits, for servers and clients alike.
 
+/// The type of every image field.
+pub use bytes::Bytes;
+
 pub mod api_key;
 pub mod limits;
 

@@ -120,11 +120,10 @@ pub async fn embed_stream(
     items: Vec<(String, Vec<u8>)>,
 ) -> HashMap<String, EmbedResponse> {
     let n = items.len();
-    let requests = tokio_stream::iter(
-        items
-            .into_iter()
-            .map(|(id, image)| EmbedRequest { id, image }),
-    );
+    let requests = tokio_stream::iter(items.into_iter().map(|(id, image)| EmbedRequest {
+        id,
+        image: image.into(),
+    }));
     let mut responses = client
         .embed(requests)
         .await

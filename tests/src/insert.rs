@@ -106,7 +106,7 @@ pub fn requests(
         .map(|(filepath, image)| InsertRequest {
             collection: collection.to_string(),
             filepath,
-            image,
+            image: image.into(),
             skip_existing,
             ..Default::default()
         })

@@ -188,7 +188,7 @@ impl TestCollection {
             .client
             .search(SearchRequest {
                 collection: self.name.clone(),
-                images: vec![image],
+                images: vec![image.into()],
                 top_k,
                 ..Default::default()
             })

@@ -278,7 +278,7 @@ async fn probes_ask_for_services_the_binaries_serve() {
     client
         .search(SearchRequest {
             collection: "deploy_dns".into(),
-            images: vec![image],
+            images: vec![image.into()],
             vectors: vec![],
             top_k: 3,
             ..Default::default()

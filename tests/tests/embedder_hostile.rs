@@ -126,7 +126,7 @@ async fn a_dead_model_thread_turns_health_not_serving_and_exits_non_zero() {
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
     let requests = tokio_stream::iter((0..3).map(move |i| EmbedRequest {
         id: i.to_string(),
-        image: image.clone(),
+        image: image.clone().into(),
     }));
     let mut client = server.client().await;
     let mut answers = Vec::new();

@@ -74,7 +74,7 @@ async fn concurrent_streams_are_batched_and_answers_match_ids() {
     for f in &files[..8] {
         let r = client
             .embed_batch(EmbedBatchRequest {
-                images: vec![std::fs::read(f).unwrap()],
+                images: vec![std::fs::read(f).unwrap().into()],
             })
             .await
             .unwrap();
@@ -192,7 +192,7 @@ async fn forty_calls(server: &EmbedderProcess, deadline: Option<Duration>) -> (u
             tokio::spawn(async move {
                 let mut client = EmbedderClient::new(imgsearch_tests::channel(&uri).await.unwrap());
                 let mut request = tonic::Request::new(EmbedBatchRequest {
-                    images: vec![image],
+                    images: vec![image.into()],
                 });
                 if let Some(d) = deadline {
                     request.set_timeout(d);
@@ -276,7 +276,7 @@ async fn sigterm_mid_stream_ends_cleanly() {
     for i in 0..3 {
         tx.send(EmbedRequest {
             id: i.to_string(),
-            image: image.clone(),
+            image: image.clone().into(),
         })
         .await
         .unwrap();
@@ -359,7 +359,7 @@ async fn sigterm_after_served_calls_exits_promptly() {
     let mut client = server.client().await;
     client
         .embed_batch(EmbedBatchRequest {
-            images: vec![image],
+            images: vec![image.into()],
         })
         .await
         .unwrap();

@@ -139,7 +139,7 @@ async fn call(client: &mut Client, rpc: &str, key: Option<&str>) -> Code {
             let item = InsertRequest {
                 collection,
                 filepath: "auth.jpg".into(),
-                image: std::fs::read(&deps::fixture_images()[0]).unwrap(),
+                image: std::fs::read(&deps::fixture_images()[0]).unwrap().into(),
                 ..Default::default()
             };
             drained(

@@ -25,7 +25,7 @@ async fn load_spreads_over_embedders_and_a_dead_one_is_skipped() {
     let image = std::fs::read(&deps::fixture_images()[7]).unwrap();
     let search = SearchRequest {
         collection: name.into(),
-        images: vec![image],
+        images: vec![image.into()],
         vectors: vec![],
         top_k: 1,
         ..Default::default()

@@ -14,7 +14,7 @@ use tonic::Code;
 fn search(collection: &str, image: Vec<u8>) -> SearchRequest {
     SearchRequest {
         collection: collection.into(),
-        images: vec![image],
+        images: vec![image.into()],
         vectors: vec![],
         top_k: 1,
         ..Default::default()

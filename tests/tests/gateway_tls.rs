@@ -48,7 +48,7 @@ async fn the_gateway_talks_tls_to_milvus() {
     let found = client
         .search(SearchRequest {
             collection: "over_tls".into(),
-            images: vec![image],
+            images: vec![image.into()],
             top_k: 1,
             ..Default::default()
         })

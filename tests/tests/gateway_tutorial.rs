@@ -243,7 +243,10 @@ async fn every_stored_image_finds_itself_first() {
     let t = tutorial().await;
     let mut client = t.stack.gateway.client().await;
     for chunk in t.stored.chunks(16) {
-        let images = chunk.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        let images = chunk
+            .iter()
+            .map(|f| std::fs::read(f).unwrap().into())
+            .collect();
         let resp = client
             .search(SearchRequest {
                 collection: t.collection.name.clone(),
@@ -340,14 +343,16 @@ async fn bad_requests_get_clear_errors() {
     let mut client = stack.client.clone();
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
 
-    let search =
-        |collection: &str, images: Vec<Vec<u8>>, vectors: Vec<Vector>, top_k: u32| SearchRequest {
-            collection: collection.into(),
-            images,
-            vectors,
-            top_k,
-            ..Default::default()
-        };
+    let search = |collection: &str,
+                  images: Vec<imgsearch_proto::Bytes>,
+                  vectors: Vec<Vector>,
+                  top_k: u32| SearchRequest {
+        collection: collection.into(),
+        images,
+        vectors,
+        top_k,
+        ..Default::default()
+    };
     let code = |r: Result<tonic::Response<_>, tonic::Status>| {
         r.map(|_: tonic::Response<imgsearch_proto::v1::SearchResponse>| ())
             .unwrap_err()
@@ -356,7 +361,12 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(
         code(
             client
-                .search(search("no_such_collection", vec![image.clone()], vec![], 3))
+                .search(search(
+                    "no_such_collection",
+                    vec![image.clone().into()],
+                    vec![],
+                    3
+                ))
                 .await
         ),
         Code::NotFound
@@ -364,7 +374,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(
         code(
             client
-                .search(search(name, vec![image.clone()], vec![], 100_000))
+                .search(search(name, vec![image.clone().into()], vec![], 100_000))
                 .await
         ),
         Code::InvalidArgument
@@ -391,7 +401,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(
         code(
             client
-                .search(search("bad name!", vec![image.clone()], vec![], 3))
+                .search(search("bad name!", vec![image.clone().into()], vec![], 3))
                 .await
         ),
         Code::InvalidArgument
@@ -467,7 +477,7 @@ async fn trace_id_reaches_the_embedder_and_calls_are_counted() {
     let image = std::fs::read(&deps::fixture_images()[6]).unwrap();
     let mut request = tonic::Request::new(SearchRequest {
         collection: name.into(),
-        images: vec![image],
+        images: vec![image.into()],
         vectors: vec![],
         top_k: 3,
         ..Default::default()

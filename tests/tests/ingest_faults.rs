@@ -193,7 +193,7 @@ async fn milvus_restarted_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     let hits = client
         .search(SearchRequest {
             collection: name.into(),
-            images: vec![image],
+            images: vec![image.into()],
             top_k: 1,
             ..Default::default()
         })

@@ -214,7 +214,7 @@ async fn a_caller_that_stops_sending_gets_its_rows_committed_after_the_idle_time
         tx.send(InsertRequest {
             collection: name.into(),
             filepath: format!("idle{i}.png"),
-            image,
+            image: image.into(),
             ..Default::default()
         })
         .await
@@ -275,7 +275,7 @@ async fn a_stalled_embedder_ends_the_stream_after_the_embed_timeout() {
     let search = client
         .search(SearchRequest {
             collection: name.into(),
-            images: vec![distinct_pngs(600, 1).remove(0)],
+            images: vec![distinct_pngs(600, 1).remove(0).into()],
             ..Default::default()
         })
         .await
@@ -324,7 +324,7 @@ async fn a_collection_refuses_an_embedder_with_other_weights() {
     let search = other
         .search(SearchRequest {
             collection: name.into(),
-            images: vec![image.clone()],
+            images: vec![image.clone().into()],
             ..Default::default()
         })
         .await

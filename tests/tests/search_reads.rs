@@ -22,7 +22,7 @@ async fn first_ack_of_open_stream(client: &mut Client, collection: &str, n: u64)
         tx.send(InsertRequest {
             collection: collection.into(),
             filepath,
-            image,
+            image: image.into(),
             batch_size: if i == 0 { n as u32 } else { 0 },
             ..Default::default()
         })
@@ -269,7 +269,7 @@ async fn options_outside_milvus_limits_are_invalid_argument() {
         (
             "two kinds",
             SearchRequest {
-                images: vec![vec![1]],
+                images: vec![vec![1].into()],
                 ..base.clone()
             },
         ),

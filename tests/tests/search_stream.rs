@@ -92,8 +92,8 @@ async fn two_hundred_queries_come_back_in_order_with_bad_ones_alone_in_flat_memo
     let reqs: Vec<SearchStreamRequest> = (0..200u64)
         .map(|i| {
             let q = match kind(i) {
-                Kind::Photo => Query::Image(png(&noise(512, 512, 1000 + i))),
-                Kind::Garbage => Query::Image(b"not an image at all".to_vec()),
+                Kind::Photo => Query::Image(png(&noise(512, 512, 1000 + i)).into()),
+                Kind::Garbage => Query::Image(b"not an image at all".to_vec().into()),
                 Kind::Stored => Query::Like(by_filepath("s/1.png")),
                 Kind::Unknown => Query::Like(by_filepath("never/stored.png")),
             };

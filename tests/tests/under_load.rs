@@ -52,7 +52,7 @@ async fn searches(
                     let r = client
                         .search(SearchRequest {
                             collection: collection.clone(),
-                            images: vec![image.clone()],
+                            images: vec![image.clone().into()],
                             top_k: 3,
                             consistency: Consistency::Eventually as i32,
                             ..Default::default()
@@ -199,7 +199,7 @@ async fn searches_during_a_saturating_ingest_wait_at_most_one_batch_more_than_id
         let t = Instant::now();
         embedder
             .embed_batch(EmbedBatchRequest {
-                images: vec![image.clone(); max_batch],
+                images: vec![image.clone().into(); max_batch],
             })
             .await
             .unwrap();
@@ -299,7 +299,7 @@ async fn an_ingest_during_searches_that_never_stop_still_gets_its_share_and_is_n
                     client
                         .search(SearchRequest {
                             collection: name.clone(),
-                            images: vec![image.clone()],
+                            images: vec![image.clone().into()],
                             consistency: Consistency::Eventually as i32,
                             ..Default::default()
                         })
@@ -354,7 +354,7 @@ async fn large_searches_beyond_the_search_budget_are_refused_at_once_and_memory_
                 let r = client
                     .search(SearchRequest {
                         collection: name,
-                        images: vec![blob],
+                        images: vec![blob.into()],
                         ..Default::default()
                     })
                     .await;

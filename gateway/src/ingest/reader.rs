@@ -22,7 +22,10 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt};
-use imgsearch_proto::v1::{EmbedRequest, ErrorKind, InsertRequest, ItemFailure};
+use imgsearch_proto::{
+    v1::{EmbedRequest, ErrorKind, InsertRequest, ItemFailure},
+    Bytes,
+};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +75,7 @@ pub enum ReadEnd {
 struct Candidate {
     index: ItemIndex,
     filepath: String,
-    image: Vec<u8>,
+    image: Bytes,
     budget: OwnedSemaphorePermit,
 }
 

@@ -11,6 +11,7 @@ use imgsearch_proto::v1::{
     self as pb, embed_response, stored_ref, ErrorKind, Hit, ItemError, QueryResult, SearchRequest,
     SearchResponse,
 };
+use imgsearch_proto::Bytes;
 use tracing::instrument;
 
 use crate::{
@@ -31,7 +32,7 @@ pub use imgsearch_proto::limits::{DEFAULT_TOP_K, MAX_QUERIES, MAX_RESULT_WINDOW,
 /// One query, whatever its kind.
 #[derive(Debug)]
 pub enum Query {
-    Image(Vec<u8>),
+    Image(Bytes),
     Vector(Vec<f32>),
     Like(RowRef),
 }
@@ -182,7 +183,7 @@ impl Searcher {
         let started = Instant::now();
         let embedding = !images.is_empty();
         if embedding {
-            let (at, bytes): (Vec<usize>, Vec<Vec<u8>>) = images.into_iter().unzip();
+            let (at, bytes): (Vec<usize>, Vec<Bytes>) = images.into_iter().unzip();
             let embedded = self.embedders.embed_images(spec, trace, bytes).await?;
             for (i, r) in at.into_iter().zip(embedded) {
                 slots[i] = match r.result {

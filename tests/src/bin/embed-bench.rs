@@ -69,7 +69,7 @@ async fn run(
                 .enumerate()
                 .map(|(i, image)| EmbedRequest {
                     id: i.to_string(),
-                    image,
+                    image: image.into(),
                 }),
         );
     let start = Instant::now();

@@ -39,9 +39,9 @@ async fn main() {
     };
     assert!(!files.is_empty(), "give query images");
     let calls: usize = calls.parse().expect("CALLS");
-    let images: Vec<Vec<u8>> = files
+    let images: Vec<imgsearch_proto::Bytes> = files
         .iter()
-        .map(|f| std::fs::read(f).expect("read"))
+        .map(|f| std::fs::read(f).expect("read").into())
         .collect();
 
     let mut embedder = EmbedderClient::new(imgsearch_tests::channel(embedder).await.unwrap())
