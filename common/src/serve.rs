@@ -162,3 +162,19 @@ impl Serving {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_window_holds_every_streams_full_window() {
+        assert_eq!(connection_window(Some(32)), 32 << 20);
+    }
+
+    #[test]
+    fn an_unbounded_connection_gets_128_streams_worth_and_a_huge_cap_stays_a_valid_window() {
+        assert_eq!(connection_window(None), 128 << 20);
+        assert_eq!(connection_window(Some(u32::MAX)), i32::MAX as u32);
+    }
+}

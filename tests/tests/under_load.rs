@@ -15,7 +15,7 @@ use imgsearch_tests::{
     gateway::{GatewayFlags, GatewayProcess},
     insert::{self, named_pngs},
     milvus::Milvus,
-    stack::{Client, Stack},
+    stack::{Client, Stack, TestCollection},
 };
 use tonic::Code;
 
@@ -291,8 +291,12 @@ async fn an_ingest_during_searches_that_never_stop_still_gets_its_share_and_is_n
     let image = std::fs::read(&deps::fixture_images()[0]).unwrap();
     let searchers: Vec<_> = (0..8)
         .map(|_| {
-            let (mut client, name, image, stopped) =
-                (stack.client.clone(), c.name.clone(), image.clone(), stopped.clone());
+            let (mut client, name, image, stopped) = (
+                stack.client.clone(),
+                c.name.clone(),
+                image.clone(),
+                stopped.clone(),
+            );
             tokio::spawn(async move {
                 let mut answered = 0;
                 while !*stopped.borrow() {
@@ -323,7 +327,10 @@ async fn an_ingest_during_searches_that_never_stop_still_gets_its_share_and_is_n
     for s in searchers {
         answered += s.await.unwrap();
     }
-    println!("searches answered meanwhile: {answered}; ingest {}", ended.report);
+    println!(
+        "searches answered meanwhile: {answered}; ingest {}",
+        ended.report
+    );
     assert!(ended.status.success(), "{}\n{}", ended.stderr, ended.report);
     assert_eq!(ended.report["inserted"], 60, "{}", ended.report);
     assert!(answered > 0);
@@ -478,33 +485,21 @@ async fn calls_beyond_the_gateways_cap_are_refused_at_once_with_a_retry_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_refused_as_busy_waits_for_its_turn_and_stores_everything() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let stack = Stack::with()
-        .gateway(GatewayFlags {
+    let (stack, c, held) = busy_gateway(
+        GatewayFlags {
             max_insert_streams: Some(1),
             ..Default::default()
-        })
-        .start()
-        .await;
-    let c = stack.collection("load_busy_cli").await;
-    let (release, released) = tokio::sync::watch::channel(false);
-    let held = held_streams(&stack.client, &c.name, "held", 1, &released);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+        },
+        "load_busy_cli",
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     write_pngs(dir.path(), "late", 100, 20);
     let child = spawn_ingest(&stack.gateway.uri(), dir.path(), &c.name, &[]);
     let ended = std::thread::spawn(move || wait_ingest(child));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    release.send_replace(true);
-    assert_eq!(
-        held.into_iter()
-            .next()
-            .unwrap()
-            .await
-            .unwrap()
-            .summary()
-            .inserted,
-        1
-    );
+    assert_eq!(held.release().await, 1);
     let ended = ended.join().unwrap();
     assert!(ended.status.success(), "{}\n{}", ended.stderr, ended.report);
     assert!(
@@ -513,24 +508,22 @@ async fn an_ingest_refused_as_busy_waits_for_its_turn_and_stores_everything() {
         ended.stderr
     );
     assert_eq!(ended.report["inserted"], 20, "{}", ended.report);
-    assert_eq!(c.count().await, 21);
+    assert_eq!(c.count().await, 1 + 1 + 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_still_refused_after_its_busy_wait_fails_resource_exhausted_having_stored_nothing(
 ) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let stack = Stack::with()
-        .gateway(GatewayFlags {
+    let (stack, c, held) = busy_gateway(
+        GatewayFlags {
             max_insert_streams: Some(1),
             ..Default::default()
-        })
-        .start()
-        .await;
-    let c = stack.collection("load_busy_cli_gives_up").await;
-    let (release, released) = tokio::sync::watch::channel(false);
-    let held = held_streams(&stack.client, &c.name, "held", 1, &released);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+        },
+        "load_busy_cli_gives_up",
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     write_pngs(dir.path(), "late", 100, 5);
     let t = Instant::now();
@@ -541,8 +534,7 @@ async fn an_ingest_still_refused_after_its_busy_wait_fails_resource_exhausted_ha
         &["--busy-wait-secs", "2"],
     ));
     let took = t.elapsed();
-    release.send_replace(true);
-    held.into_iter().next().unwrap().await.unwrap();
+    held.release().await;
     assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
     assert!(
         ended.stderr.contains("ResourceExhausted"),
@@ -559,52 +551,113 @@ async fn an_ingest_still_refused_after_its_busy_wait_fails_resource_exhausted_ha
         "waited {took:?} for a 2 s patience"
     );
     assert_eq!(ended.report["inserted"], 0, "{}", ended.report);
-    assert_eq!(c.count().await, 1);
+    assert_eq!(c.count().await, 1 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_search_refused_as_busy_is_sent_again_and_answered() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let stack = Stack::with()
-        .gateway(GatewayFlags {
+    let (stack, c, held) = busy_gateway(
+        GatewayFlags {
             max_calls: Some(2),
             ..Default::default()
-        })
-        .start()
-        .await;
-    let c = stack.collection("load_busy_search").await;
-    let (release, released) = tokio::sync::watch::channel(false);
-    let held = held_streams(&stack.client, &c.name, "held", 2, &released);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let query = deps::fixture_images()[0].clone();
-    let search = std::process::Command::new(imgsearch_tests::server_process::workspace_binary(
+        },
+        "load_busy_search",
+        2,
+    )
+    .await;
+    let query = deps::fixture_images()[0].display().to_string();
+    let search = spawn_cli(&stack, &["search", "-c", &c.name, "--json", &query]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    held.release().await;
+    let (stdout, stderr) = succeeded(search);
+    assert!(stderr.contains("busy"), "it said it waited: {stderr}");
+    let results: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(results["results"][0]["error"].is_null(), "{results}");
+    assert!(results["results"][0]["hits"].is_array(), "{results}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_delete_refused_as_busy_is_sent_again_and_deletes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (stack, c, held) = busy_gateway(
+        GatewayFlags {
+            max_calls: Some(2),
+            ..Default::default()
+        },
+        "load_busy_delete",
+        2,
+    )
+    .await;
+    let delete = spawn_cli(&stack, &["delete", "-c", &c.name, "--json", "before/0.png"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(held.release().await, 2);
+    let (stdout, stderr) = succeeded(delete);
+    assert!(stderr.contains("busy"), "it said it waited: {stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["deleted"], 1, "{answer}");
+    let rows = c.rows().await;
+    assert!(rows.iter().all(|(_, f)| f != "before/0.png"), "{rows:?}");
+}
+
+/// The CLI run against `stack`'s gateway with `args`, its output captured.
+fn spawn_cli(stack: &Stack, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(imgsearch_tests::server_process::workspace_binary(
         "imgsearch",
     ))
-    .args([
-        "--gateway",
-        &stack.gateway.uri(),
-        "search",
-        "-c",
-        &c.name,
-        "--json",
-    ])
-    .arg(&query)
+    .arg("--gateway")
+    .arg(stack.gateway.uri())
+    .args(args)
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .spawn()
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    release.send_replace(true);
-    for h in held {
-        h.await.unwrap();
-    }
-    let out = search.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    .unwrap()
+}
+
+/// The stdout and stderr of `child`, which must exit 0.
+fn succeeded(child: std::process::Child) -> (String, String) {
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("busy"), "it said it waited: {stderr}");
-    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(results["results"][0]["error"].is_null(), "{results}");
-    assert!(results["results"][0]["hits"].is_array(), "{results}");
+    (stdout, stderr)
+}
+
+/// A collection holding one image, `before/0.png`, behind a gateway whose
+/// only places are then taken by `held` Insert streams of one image each,
+/// open until [`Held::release`].
+async fn busy_gateway(
+    flags: GatewayFlags,
+    collection: &str,
+    held: u64,
+) -> (Stack, TestCollection, Held) {
+    let stack = Stack::with().gateway(flags).start().await;
+    let mut collection = stack.collection(collection).await;
+    collection.insert(named_pngs("before/", 500, 1)).await;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let streams = held_streams(&stack.client, &collection.name, "held", held, &released);
+    // Until the held streams have their places.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (stack, collection, Held { release, streams })
+}
+
+struct Held {
+    release: tokio::sync::watch::Sender<bool>,
+    streams: Vec<tokio::task::JoinHandle<insert::Answers>>,
+}
+
+impl Held {
+    /// Ends the held streams; how many images they stored.
+    async fn release(self) -> u64 {
+        self.release.send_replace(true);
+        let mut inserted = 0;
+        for s in self.streams {
+            inserted += s.await.unwrap().summary().inserted;
+        }
+        inserted
+    }
 }
 
 /// `n` Insert streams of one image each, all on `client`'s connection, each
