@@ -349,7 +349,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print!("{}", results.render());
             }
             if let Some(out) = a.out {
-                let picture = picture::render(&results);
+                let (picture, not_drawn) = picture::render(&results);
+                for n in &not_drawn {
+                    eprintln!("not drawn: {}: {}", n.filepath, n.reason);
+                }
                 picture.save(&out).map_err(|e| CliError::Picture {
                     path: out.display().to_string(),
                     reason: e.to_string(),

@@ -9,6 +9,7 @@
 use std::{
     fs,
     io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -58,14 +59,21 @@ fn is_zip(path: &Path) -> bool {
 /// The images under `paths`: directories walked recursively (sorted by name,
 /// symlinks followed), `.zip` archives read, other files taken as images.
 /// A path that does not exist is a usage error; trouble inside a tree or an
-/// archive is reported per item and the rest goes on.
+/// archive is reported per item and the rest goes on. Only regular files
+/// are read: a FIFO would hang the ingest and a device never ends, so
+/// either, named or in a tree under an image's name, is that item's error.
 pub fn discover(paths: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<Unreadable>), CliError> {
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
     for path in paths {
         let meta = fs::metadata(path)
             .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
-        if meta.is_dir() {
+        if !meta.is_dir() && !meta.is_file() {
+            unreadable.push(Unreadable {
+                filepath: path.display().to_string(),
+                reason: not_regular(meta.file_type()),
+            });
+        } else if meta.is_dir() {
             for entry in walkdir::WalkDir::new(path)
                 .follow_links(true)
                 .sort_by_file_name()
@@ -79,6 +87,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<Unreadable>), 
                         } else if is_image_name(name) {
                             found.push(file_candidate(p));
                         }
+                    }
+                    Ok(e)
+                        if !e.file_type().is_dir()
+                            && is_image_name(&e.file_name().to_string_lossy()) =>
+                    {
+                        unreadable.push(Unreadable {
+                            filepath: e.path().display().to_string(),
+                            reason: not_regular(e.file_type()),
+                        })
                     }
                     Ok(_) => {}
                     Err(e) => unreadable.push(Unreadable {
@@ -99,6 +116,61 @@ pub fn discover(paths: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<Unreadable>), 
     Ok((found, unreadable))
 }
 
+/// What a file that is not a regular one is, for a person.
+fn not_regular(kind: fs::FileType) -> String {
+    let what = if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    };
+    format!("{what}, not a regular file")
+}
+
+/// Opens `path` only if it is a regular file. The open does not block (a
+/// FIFO swapped in after [`discover`] looked would otherwise wait for a
+/// writer), and the check is made on the open file, so what is read is
+/// what was checked.
+fn open_regular(path: &Path) -> Result<fs::File, String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    Ok(file)
+}
+
+/// Reads at most `max_bytes` of `from`: what a header declares may lie,
+/// and some regular files (under /proc) say 0 bytes yet never end.
+fn read_capped(from: impl Read, declared: u64, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let too_big =
+        |n: u64| format!("{n} bytes, over the {max_bytes}-byte limit of one gRPC message");
+    if declared > max_bytes {
+        return Err(too_big(declared));
+    }
+    let mut buf = Vec::with_capacity(declared as usize);
+    from.take(max_bytes + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > max_bytes {
+        return Err(format!(
+            "more than {max_bytes} bytes, the limit of one gRPC message"
+        ));
+    }
+    Ok(buf)
+}
+
 fn file_candidate(path: &Path) -> Candidate {
     Candidate {
         filepath: path.display().to_string(),
@@ -107,9 +179,8 @@ fn file_candidate(path: &Path) -> Candidate {
 }
 
 fn archive_entries(archive: &Path, found: &mut Vec<Candidate>, unreadable: &mut Vec<Unreadable>) {
-    let opened = fs::File::open(archive)
-        .map_err(|e| e.to_string())
-        .and_then(|f| zip::ZipArchive::new(f).map_err(|e| e.to_string()));
+    let opened =
+        open_regular(archive).and_then(|f| zip::ZipArchive::new(f).map_err(|e| e.to_string()));
     let zip = match opened {
         Ok(z) => z,
         Err(reason) => {
@@ -143,42 +214,25 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// The image's bytes, refusing anything over `max_bytes` without reading it.
+    /// The image's bytes, refusing anything over `max_bytes` without reading
+    /// it, and anything that is not a regular file without opening it.
     pub fn read(&mut self, location: &Location, max_bytes: u64) -> Result<Vec<u8>, String> {
-        let too_big =
-            |n: u64| format!("{n} bytes, over the {max_bytes}-byte limit of one gRPC message");
         match location {
             Location::File(path) => {
-                let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
+                let f = open_regular(path)?;
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
-                if len > max_bytes {
-                    return Err(too_big(len));
-                }
-                let mut buf = Vec::with_capacity(len as usize);
-                f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-                Ok(buf)
+                read_capped(f, len, max_bytes)
             }
             Location::ZipEntry { archive, name } => {
                 if self.open.as_ref().is_none_or(|(p, _)| p != archive) {
-                    let f = fs::File::open(archive).map_err(|e| e.to_string())?;
+                    let f = open_regular(archive)?;
                     let z = zip::ZipArchive::new(f).map_err(|e| e.to_string())?;
                     self.open = Some((archive.clone(), z));
                 }
                 let (_, zip) = self.open.as_mut().expect("just opened");
-                let mut entry = zip.by_name(name).map_err(|e| e.to_string())?;
-                if entry.size() > max_bytes {
-                    return Err(too_big(entry.size()));
-                }
-                let mut buf = Vec::with_capacity(entry.size() as usize);
-                // The declared size may lie: never read past the limit.
-                (&mut entry)
-                    .take(max_bytes + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| e.to_string())?;
-                if buf.len() as u64 > max_bytes {
-                    return Err(too_big(buf.len() as u64));
-                }
-                Ok(buf)
+                let entry = zip.by_name(name).map_err(|e| e.to_string())?;
+                let declared = entry.size();
+                read_capped(entry, declared, max_bytes)
             }
         }
     }
@@ -286,6 +340,67 @@ mod tests {
         write_zip(&zip, &[("big.jpg", &[0u8; 1000])]);
         let err = read(&format!("{}!/big.jpg", zip.display()), 999).unwrap_err();
         assert!(err.contains("over"), "{err}");
+    }
+
+    fn fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success());
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_an_items_error_named_or_in_a_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        fifo(&tree.join("pipe.jpg"));
+        std::os::unix::fs::symlink("/dev/zero", tree.join("zero.png")).unwrap();
+        fs::write(tree.join("good.jpg"), b"jpg").unwrap();
+        let named = dir.path().join("named.jpg");
+        fifo(&named);
+        let paths = [tree.clone(), named.clone(), PathBuf::from("/dev/zero")];
+        let (found, bad) = discover(&paths).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let reasons: Vec<(String, String)> = bad
+            .into_iter()
+            .map(|u| (u.filepath.rsplit('/').next().unwrap().to_string(), u.reason))
+            .collect();
+        let fifo = "a FIFO (named pipe), not a regular file".to_string();
+        let device = "a character device, not a regular file".to_string();
+        assert_eq!(
+            reasons,
+            [
+                ("pipe.jpg".into(), fifo.clone()),
+                ("zero.png".into(), device.clone()),
+                ("named.jpg".into(), fifo),
+                ("zero".into(), device),
+            ]
+        );
+    }
+
+    #[test]
+    fn reading_a_fifo_or_a_device_fails_at_once_instead_of_waiting_or_never_ending() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("pipe.jpg");
+        fifo(&pipe);
+        let err = read(&pipe.display().to_string(), 1 << 20).unwrap_err();
+        assert!(err.contains("FIFO"), "{err}");
+        let err = read("/dev/zero", 1 << 20).unwrap_err();
+        assert!(err.contains("character device"), "{err}");
+        let zip = dir.path().join("pipe.zip");
+        fifo(&zip);
+        let entry = Location::ZipEntry {
+            archive: zip,
+            name: "a.jpg".into(),
+        };
+        let err = Reader::default().read(&entry, 1 << 20).unwrap_err();
+        assert!(err.contains("FIFO"), "{err}");
+    }
+
+    #[test]
+    fn a_regular_file_that_never_ends_is_read_only_to_the_limit() {
+        // /proc files say 0 bytes; this one is a few KiB, over a 100-byte cap.
+        let err = read("/proc/self/maps", 100).unwrap_err();
+        assert!(err.contains("more than 100 bytes"), "{err}");
     }
 
     #[test]

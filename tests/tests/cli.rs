@@ -386,3 +386,101 @@ async fn more_like_a_stored_image_paged_cut_and_deleted_from_the_cli() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
 }
+
+/// Runs `imgsearch` like [`imgsearch`], failing the test if it has not
+/// ended within `secs`.
+fn imgsearch_within(secs: u64, gateway: &str, cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(workspace_binary("imgsearch"))
+        .arg("--gateway")
+        .arg(gateway)
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run imgsearch");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            child.kill().unwrap();
+            panic!("imgsearch {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_or_a_device_is_a_files_error_in_an_ingest_and_a_grey_tile_in_the_picture() {
+    let stack = Stack::shared().await;
+    let gateway = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let mut c = stack.collection("cli_special_files").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    fs::create_dir(cwd.join("tree")).unwrap();
+    let photo = &deps::fixture_images()[0];
+    fs::copy(photo, cwd.join("tree/photo.jpg")).unwrap();
+    mkfifo(&cwd.join("tree/pipe.jpg"));
+    std::os::unix::fs::symlink("/dev/zero", cwd.join("tree/zero.png")).unwrap();
+    mkfifo(&cwd.join("named.png"));
+
+    let ingest = [
+        "ingest",
+        "tree",
+        "named.png",
+        "/dev/zero",
+        "-c",
+        &c.name,
+        "--json",
+    ];
+    let out = imgsearch_within(60, &gateway, cwd, &ingest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["inserted"], 1, "{report:#}");
+    let expected: BTreeSet<String> = ["tree/pipe.jpg", "tree/zero.png", "named.png", "/dev/zero"]
+        .map(String::from)
+        .into();
+    assert_eq!(failed_filepaths(&report), expected);
+    for f in report["failures"].as_array().unwrap() {
+        let reason = f["reason"].as_str().unwrap();
+        assert!(reason.contains("not a regular file"), "{f}");
+    }
+
+    // Hits whose stored filepaths are a device and a FIFO here.
+    let fifo = cwd.join("named.png").display().to_string();
+    let bytes = fs::read(photo).unwrap();
+    c.insert(vec![
+        ("/dev/zero".into(), bytes.clone()),
+        (fifo.clone(), bytes),
+    ])
+    .await
+    .assert_every_item_settled_once();
+    let search = [
+        "search",
+        "tree/photo.jpg",
+        "-c",
+        &c.name,
+        "--out",
+        "result.png",
+    ];
+    let out = imgsearch_within(60, &gateway, cwd, &search);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not drawn: /dev/zero: a character device"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("not drawn: {fifo}: a FIFO")),
+        "{stderr}"
+    );
+    assert!(image::open(cwd.join("result.png")).is_ok());
+}

@@ -52,9 +52,17 @@ pub fn size(queries: usize, top_k: u32) -> (u32, u32) {
     )
 }
 
+/// An image the picture shows as a grey tile, and why.
+#[derive(Debug)]
+pub struct NotDrawn {
+    pub filepath: String,
+    pub reason: String,
+}
+
 /// Draws the picture. Images that cannot be read (a hit stored from another
-/// machine, say) are grey tiles that say so.
-pub fn render(results: &Results) -> RgbImage {
+/// machine, say) are grey tiles that say so, and are returned, so that the
+/// person learns why.
+pub fn render(results: &Results) -> (RgbImage, Vec<NotDrawn>) {
     let (w, h) = size(results.results.len(), results.top_k);
     let mut img = RgbImage::from_pixel(w, h, WHITE);
     let header = format!(
@@ -64,15 +72,27 @@ pub fn render(results: &Results) -> RgbImage {
     let header = text::fit(&header, HEADER_PX, (w - 2 * MARGIN) as f32);
     text::draw(&mut img, MARGIN, 7, &header, HEADER_PX, INK);
     let search_time = format!("Search Time: {:.1} ms", results.search_seconds * 1e3);
+    let mut not_drawn = Vec::new();
     for (row, q) in results.results.iter().enumerate() {
         let y = HEADER_HEIGHT + row as u32 * CELL_HEIGHT;
-        draw_row(&mut img, y, q, results.top_k, &search_time);
+        let mut canvas = Canvas {
+            img: &mut img,
+            not_drawn: &mut not_drawn,
+        };
+        draw_row(&mut canvas, y, q, results.top_k, &search_time);
     }
-    img
+    (img, not_drawn)
 }
 
-fn draw_row(img: &mut RgbImage, y: u32, q: &QueryResult, top_k: u32, search_time: &str) {
-    draw_cell(img, 0, y, &q.query, search_time, "query", QUERY_INK);
+/// The picture being drawn and the images it could not show.
+struct Canvas<'a> {
+    img: &'a mut RgbImage,
+    not_drawn: &'a mut Vec<NotDrawn>,
+}
+
+fn draw_row(canvas: &mut Canvas, y: u32, q: &QueryResult, top_k: u32, search_time: &str) {
+    draw_cell(canvas, 0, y, &q.query, search_time, "query", QUERY_INK);
+    let img = &mut *canvas.img;
     if let Some(e) = &q.error {
         let (x, width) = (
             CELL_WIDTH + MARGIN,
@@ -95,7 +115,7 @@ fn draw_row(img: &mut RgbImage, y: u32, q: &QueryResult, top_k: u32, search_time
         let x = (column as u32 + 1) * CELL_WIDTH;
         let label = format!("Distance: {}", distance(hit.distance));
         let rank = format!("#{}", hit.rank);
-        draw_cell(img, x, y, &hit.filepath, &label, &rank, INK);
+        draw_cell(canvas, x, y, &hit.filepath, &label, &rank, INK);
     }
 }
 
@@ -111,7 +131,7 @@ fn distance(d: f32) -> String {
 /// One tile and its two caption lines: `label` in `ink`, then `tag` and the
 /// file's name in grey.
 fn draw_cell(
-    img: &mut RgbImage,
+    canvas: &mut Canvas,
     x: u32,
     y: u32,
     filepath: &str,
@@ -119,6 +139,7 @@ fn draw_cell(
     tag: &str,
     ink: Rgb<u8>,
 ) {
+    let img = &mut *canvas.img;
     let (tx, ty) = (x + MARGIN, y + MARGIN);
     match sources::read(filepath, MAX_IMAGE_BYTES)
         .and_then(|b| image::load_from_memory(&b).map_err(|e| e.to_string()))
@@ -129,7 +150,11 @@ fn draw_cell(
                 .to_rgb8();
             image::imageops::replace(img, &filled, i64::from(tx), i64::from(ty));
         }
-        Err(_) => {
+        Err(reason) => {
+            canvas.not_drawn.push(NotDrawn {
+                filepath: filepath.to_string(),
+                reason,
+            });
             for py in ty..ty + TILE {
                 for px in tx..tx + TILE {
                     img.put_pixel(px, py, PLACEHOLDER);
@@ -198,8 +223,10 @@ mod tests {
 
     #[test]
     fn captions_are_drawn_and_missing_images_are_placeholders() {
-        let img = render(&one_query("/no/such/query.jpg", "/no/such/hit.jpg"));
+        let (img, not_drawn) = render(&one_query("/no/such/query.jpg", "/no/such/hit.jpg"));
         assert_eq!(img.dimensions(), size(1, 2));
+        let named: Vec<&str> = not_drawn.iter().map(|n| n.filepath.as_str()).collect();
+        assert_eq!(named, ["/no/such/query.jpg", "/no/such/hit.jpg"]);
         // The query's and the hit's tiles are placeholders; the third cell
         // (no second hit) stays white.
         let centre =
@@ -230,7 +257,7 @@ mod tests {
         RgbImage::from_pixel(400, 100, Rgb([200, 40, 40]))
             .save(&wide)
             .unwrap();
-        let img = render(&one_query(wide.to_str().unwrap(), "/no/such/hit.jpg"));
+        let (img, _) = render(&one_query(wide.to_str().unwrap(), "/no/such/hit.jpg"));
         for (x, y) in [(0, 0), (TILE - 1, 0), (0, TILE - 1), (TILE - 1, TILE - 1)] {
             let p = img.get_pixel(MARGIN + x, HEADER_HEIGHT + MARGIN + y);
             assert_eq!(*p, Rgb([200, 40, 40]), "corner {x},{y} of the tile");
