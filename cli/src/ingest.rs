@@ -286,12 +286,16 @@ async fn stream(
     }
 }
 
-/// Counts the gateway's acknowledgements into `report` until the stream ends.
+/// Counts the gateway's acknowledgements into `report` until the stream
+/// ends. A stream that ends OK must have said its summary, agreeing with the
+/// acknowledgements: one that did not is an ingest that did not finish,
+/// whatever its status said.
 async fn read_answers(
     mut answers: tonic::Streaming<InsertResponse>,
     bar: &ProgressBar,
     report: &mut Report,
 ) -> Result<(), tonic::Status> {
+    let mut summary = None;
     while let Some(answer) = answers.message().await? {
         match answer.event {
             Some(Event::Ack(ack)) => {
@@ -299,10 +303,20 @@ async fn read_answers(
                 add_ack(report, ack);
                 bar.set_message(format!("{} stored", report.inserted));
             }
-            Some(Event::Summary(_)) | None => {}
+            Some(Event::Summary(s)) => summary = Some(s),
+            None => {}
         }
     }
-    Ok(())
+    match summary {
+        None => Err(tonic::Status::unknown(
+            "the gateway ended the Insert stream without its summary",
+        )),
+        Some(s) if s.inserted != report.inserted => Err(tonic::Status::unknown(format!(
+            "the gateway's summary says {} rows were stored, its acknowledgements {}",
+            s.inserted, report.inserted
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Counts one acknowledgement into the report.

@@ -362,16 +362,10 @@ impl Config {
         }
     }
 
-    /// Whether the gateway checks filepath lengths itself. Only a test build
-    /// (feature `fault-injection`, IMGSEARCH_GATEWAY_FAULT=skip-filepath-check)
-    /// turns this off, so tests can watch Milvus refuse a row.
+    /// Whether the gateway checks filepath lengths itself: always, but for
+    /// a test build's injected fault ([`crate::fault::check_filepaths`]).
     pub fn check_filepaths(&self) -> bool {
-        #[cfg(feature = "fault-injection")]
-        if std::env::var("IMGSEARCH_GATEWAY_FAULT").as_deref() == Ok("skip-filepath-check") {
-            tracing::warn!("fault injection: filepath lengths are not checked");
-            return false;
-        }
-        true
+        crate::fault::check_filepaths()
     }
 
     /// TLS for `https://` embedders; `None` when every one is plaintext.

@@ -36,6 +36,9 @@ pub enum GatewayError {
     Deadline(String),
     #[error("{0}")]
     RowNotFound(String),
+    /// The gateway's own fault: a task that failed (panicked) mid-call.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Flags, secrets or files the gateway cannot start (or reload) with.
     #[error("{0}")]
     Config(String),

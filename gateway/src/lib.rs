@@ -7,12 +7,14 @@
 //! behind `auth`'s check of the caller's key.
 
 pub mod admission;
+pub mod answers;
 pub mod auth;
 pub mod collections;
 pub mod config;
 pub mod delete;
 pub mod embedders;
 pub mod error;
+pub mod fault;
 pub mod filepaths;
 pub mod ingest;
 pub mod metrics;

@@ -2,43 +2,37 @@
 //! once, as stored, failed or skipped, and every settlement reaches the
 //! caller in an acknowledgement. Stored rows are acknowledged as their batch
 //! commits; failures and skips ride along, or go on their own once a batch's
-//! worth has gathered, so they never pile up.
-
-use std::time::Duration;
+//! worth has gathered, so they never pile up. The call then ends with its
+//! summary and an explicit status: a caller cut off for not reading learns
+//! it as DEADLINE_EXCEEDED with what was stored without it.
 
 use imgsearch_proto::v1::{
     insert_response::Event, ErrorKind, InsertAck, InsertResponse, InsertSummary, ItemFailure,
     StoredItem,
 };
-use tokio::sync::mpsc;
 
 use super::item::ItemIndex;
-use crate::{error::GatewayError, metrics::Metrics};
+use crate::{answers::AnswerSender, error::GatewayError, metrics::Metrics};
 
 /// The answer half of an Insert stream.
-pub type Answers = mpsc::Sender<Result<InsertResponse, GatewayError>>;
+pub type Answers = AnswerSender<InsertResponse>;
 
 pub struct Ledger {
     ack: InsertAck,
     pub summary: InsertSummary,
     metrics: Metrics,
+    /// Once the caller stopped reading (or left), later answers are
+    /// dropped and the work still finishes.
     answers: Answers,
-    /// How long a caller that stopped reading acknowledgements is waited for.
-    patience: Duration,
-    /// Set once the caller stopped reading (or left): later answers are
-    /// dropped, the work still finishes.
-    caller_gone: bool,
 }
 
 impl Ledger {
-    pub fn new(answers: Answers, metrics: Metrics, patience: Duration) -> Self {
+    pub fn new(answers: Answers, metrics: Metrics) -> Self {
         Self {
             ack: InsertAck::default(),
             summary: InsertSummary::default(),
             metrics,
             answers,
-            patience,
-            caller_gone: false,
         }
     }
 
@@ -82,7 +76,7 @@ impl Ledger {
     }
 
     pub fn caller_gone(&self) -> bool {
-        self.caller_gone
+        self.answers.cut_off()
     }
 
     /// Sends what was settled since the last acknowledgement, if anything.
@@ -92,43 +86,34 @@ impl Ledger {
         }
         let mut ack = std::mem::take(&mut self.ack);
         ack.write_token = self.summary.write_token;
-        self.send(Ok(InsertResponse {
+        self.send(InsertResponse {
             event: Some(Event::Ack(ack)),
-        }))
+        })
         .await;
     }
 
-    /// The last acknowledgement, the summary, then `error` if the stream
-    /// stopped: nothing is ever said only in trailers.
+    /// The last acknowledgement, the summary, then the status: `error` if
+    /// the stream stopped. Nothing is ever said only in trailers.
     pub async fn finish(mut self, error: Option<GatewayError>) {
         self.acknowledge().await;
         let summary = std::mem::take(&mut self.summary);
-        self.send(Ok(InsertResponse {
+        let done = format!(
+            "{} rows were stored, {} items failed and {} were skipped without it",
+            summary.inserted, summary.failed, summary.skipped
+        );
+        self.send(InsertResponse {
             event: Some(Event::Summary(summary)),
-        }))
+        })
         .await;
-        if let Some(error) = error {
-            self.send(Err(error)).await;
-        }
+        self.answers.end(error, || done);
     }
 
     /// A stream refused at the start: the error alone.
-    pub async fn refuse(mut self, error: GatewayError) {
-        self.send(Err(error)).await;
+    pub fn refuse(self, error: GatewayError) {
+        self.answers.end(Some(error), String::new);
     }
 
-    async fn send(&mut self, answer: Result<InsertResponse, GatewayError>) {
-        if self.caller_gone {
-            return;
-        }
-        if self
-            .answers
-            .send_timeout(answer, self.patience)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the caller stopped reading acknowledgements; finishing without it");
-            self.caller_gone = true;
-        }
+    async fn send(&mut self, answer: InsertResponse) {
+        self.answers.send(answer).await;
     }
 }

@@ -45,7 +45,6 @@ use imgsearch_proto::v1::{
     ItemFailure,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -58,6 +57,7 @@ use self::{
 };
 use crate::{
     admission::{Admission, StreamTicket},
+    answers::{self, AnswerStream},
     embedders::Embedders,
     error::GatewayError,
     metrics::Metrics,
@@ -125,7 +125,7 @@ impl Ingest {
         store: MilvusStore,
         trace: TraceContext,
         requests: S,
-    ) -> Result<ReceiverStream<Result<InsertResponse, GatewayError>>, GatewayError>
+    ) -> Result<AnswerStream<InsertResponse>, GatewayError>
     where
         S: Stream<Item = Result<InsertRequest, GatewayError>> + Send + Unpin + 'static,
     {
@@ -133,14 +133,13 @@ impl Ingest {
         self.metrics
             .insert_streams
             .set(self.admission.open_streams() as i64);
-        let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
+        let (answers, rx) = answers::channel(ANSWER_WINDOW, self.config.idle_timeout);
         let this = self.clone();
         // A child of the call's span, which carries the trace id and caller.
         let span = tracing::info_span!("insert", collection = tracing::field::Empty);
         tokio::spawn(
             async move {
-                let mut ledger =
-                    Ledger::new(answers, this.metrics.clone(), this.config.idle_timeout);
+                let mut ledger = Ledger::new(answers, this.metrics.clone());
                 // How the stream ends is counted by the telemetry layer,
                 // from the status the ledger sends last.
                 match this
@@ -149,7 +148,7 @@ impl Ingest {
                 {
                     Ok(error) => ledger.finish(error).await,
                     // Refused at the start: nothing was received.
-                    Err(refused) => ledger.refuse(refused).await,
+                    Err(refused) => ledger.refuse(refused),
                 }
                 this.metrics
                     .insert_streams
@@ -157,7 +156,7 @@ impl Ingest {
             }
             .instrument(span),
         );
-        Ok(ReceiverStream::new(rx))
+        Ok(rx)
     }
 
     /// Reads the first message: which collection, what batch size.
@@ -207,6 +206,7 @@ impl Ingest {
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(first))) => first,
         };
+        crate::fault::streaming_call_started("insert");
         let setup = self.setup(store, &first).await?;
         let (embed_tx, embed_rx) = mpsc::channel::<EmbedRequest>(EMBED_WINDOW);
         let (mut answers, replica) = self

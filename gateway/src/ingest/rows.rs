@@ -48,6 +48,7 @@ fn about_milvus(e: &GatewayError) -> bool {
         | GatewayError::ModelMismatch { .. }
         | GatewayError::Deadline(_)
         | GatewayError::RowNotFound(_)
+        | GatewayError::Internal(_)
         | GatewayError::Config(_) => true,
     }
 }

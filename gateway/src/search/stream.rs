@@ -16,7 +16,8 @@
 //!   collection vanishing or changing model ends it.
 //! - **Deadlines**: no message for `--search-idle-timeout-secs` ends the
 //!   stream DEADLINE_EXCEEDED once the answers so far are sent; a caller
-//!   that reads no answer for as long is dropped.
+//!   that reads no answer for as long is cut off, and told so
+//!   (DEADLINE_EXCEEDED) once it reads on ([`crate::answers`]).
 
 use std::time::Duration;
 
@@ -27,12 +28,12 @@ use imgsearch_proto::v1::{
     SearchStreamResponse,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, Instrument};
 
 use super::{item_error, row_ref, Options, Query, RawOptions, Searcher, MAX_QUERIES};
 use crate::{
     admission::{Admission, StreamTicket},
+    answers::{self, AnswerSender, AnswerStream},
     error::GatewayError,
     metrics::Metrics,
     milvus::CollectionSpec,
@@ -64,7 +65,7 @@ enum ReadEnd {
     Broken(GatewayError),
 }
 
-type Answers = mpsc::Sender<Result<SearchStreamResponse, GatewayError>>;
+type Answers = AnswerSender<SearchStreamResponse>;
 
 /// Whether every query read was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +89,7 @@ impl SearchStreams {
         searcher: Searcher,
         trace: TraceContext,
         requests: S,
-    ) -> Result<ReceiverStream<Result<SearchStreamResponse, GatewayError>>, GatewayError>
+    ) -> Result<AnswerStream<SearchStreamResponse>, GatewayError>
     where
         S: Stream<Item = Result<SearchStreamRequest, GatewayError>> + Send + Unpin + 'static,
     {
@@ -96,23 +97,23 @@ impl SearchStreams {
         self.metrics
             .search_streams
             .set(self.admission.open_streams() as i64);
-        let (answers, rx) = mpsc::channel(ANSWER_WINDOW);
+        let (mut answers, rx) = answers::channel(ANSWER_WINDOW, self.idle_timeout);
         let this = self.clone();
         // A child of the call's span, which carries the trace id and caller.
         let span = tracing::info_span!("search_stream", collection = tracing::field::Empty);
         tokio::spawn(
             async move {
-                let outcome = this.run(searcher, &trace, ticket, requests, &answers).await;
-                if let Err(error) = outcome {
-                    let _ = answers.send_timeout(Err(error), this.idle_timeout).await;
-                }
+                let outcome = this
+                    .run(searcher, &trace, ticket, requests, &mut answers)
+                    .await;
+                answers.end(outcome.err(), || "the stream was ended".into());
                 this.metrics
                     .search_streams
                     .set(this.admission.open_streams() as i64);
             }
             .instrument(span),
         );
-        Ok(ReceiverStream::new(rx))
+        Ok(rx)
     }
 
     async fn run<S>(
@@ -121,7 +122,7 @@ impl SearchStreams {
         trace: &TraceContext,
         ticket: StreamTicket,
         mut requests: S,
-        answers: &Answers,
+        answers: &mut Answers,
     ) -> Result<(), GatewayError>
     where
         S: Stream<Item = Result<SearchStreamRequest, GatewayError>> + Send + Unpin + 'static,
@@ -135,6 +136,7 @@ impl SearchStreams {
             }
             Ok(Some(Ok(m))) => m,
         };
+        crate::fault::streaming_call_started("search-stream");
         if first.collection.is_empty() {
             return Err(GatewayError::InvalidArgument(
                 "the first SearchStream message must name the collection".into(),
@@ -179,6 +181,9 @@ impl SearchStreams {
                 info!(%error, "the caller's stream broke");
                 Ok(())
             }
+            Err(e) if e.is_panic() => Err(GatewayError::Internal(
+                "the SearchStream reader failed (see the gateway's log)".into(),
+            )),
             Err(_) => Ok(()),
         }
     }
@@ -199,7 +204,7 @@ impl SearchStreams {
         options: &Options,
         trace: &TraceContext,
         arrived: &mut mpsc::Receiver<Arrived>,
-        answers: &Answers,
+        answers: &mut Answers,
     ) -> Result<Drained, GatewayError> {
         let mut batch = Vec::with_capacity(MAX_QUERIES);
         while arrived.recv_many(&mut batch, MAX_QUERIES).await > 0 {
@@ -249,12 +254,7 @@ impl SearchStreams {
                     embed_seconds,
                     search_seconds,
                 };
-                if answers
-                    .send_timeout(Ok(answer), self.idle_timeout)
-                    .await
-                    .is_err()
-                {
-                    info!("the caller stopped reading answers; ending the stream");
+                if !answers.send(answer).await {
                     return Ok(Drained::No);
                 }
             }
@@ -278,6 +278,7 @@ fn ends_stream(e: &GatewayError) -> bool {
         | GatewayError::Embedder(_)
         | GatewayError::Deadline(_)
         | GatewayError::RowNotFound(_)
+        | GatewayError::Internal(_)
         | GatewayError::Config(_) => false,
     }
 }
@@ -294,6 +295,7 @@ fn kind_of(e: &GatewayError) -> ErrorKind {
         | GatewayError::Embedder(_)
         | GatewayError::ModelMismatch { .. }
         | GatewayError::CollectionExists(_)
+        | GatewayError::Internal(_)
         | GatewayError::Config(_) => ErrorKind::Internal,
     }
 }

@@ -3,10 +3,10 @@
 //! must choose), and the caller's message streams and the answer streams
 //! are converted here, so ingest and search know nothing of tonic.
 
-use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
-use crate::error::GatewayError;
+use crate::{answers::AnswerStream, error::GatewayError};
 
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
@@ -28,6 +28,7 @@ impl From<GatewayError> for Status {
             GatewayError::Milvus(_) | GatewayError::Embedder(_) => Status::internal(msg),
             GatewayError::ModelMismatch { .. } => Status::failed_precondition(msg),
             GatewayError::Deadline(_) => Status::deadline_exceeded(msg),
+            GatewayError::Internal(_) => Status::internal(msg),
             // Never a caller's doing, and never met while serving.
             GatewayError::Config(_) => Status::internal(msg),
         }
@@ -35,17 +36,15 @@ impl From<GatewayError> for Status {
 }
 
 /// An answer stream of the core, as the transport sends it.
-pub type Answers<T> = tokio_stream::adapters::Map<
-    ReceiverStream<Result<T, GatewayError>>,
-    fn(Result<T, GatewayError>) -> Result<T, Status>,
->;
+pub type Answers<T> =
+    tokio_stream::adapters::Map<AnswerStream<T>, fn(Result<T, GatewayError>) -> Result<T, Status>>;
 
 fn to_status<T>(result: Result<T, GatewayError>) -> Result<T, Status> {
     result.map_err(Status::from)
 }
 
 /// The core's answers with each error as its status.
-pub fn answers<T>(stream: ReceiverStream<Result<T, GatewayError>>) -> Answers<T> {
+pub fn answers<T>(stream: AnswerStream<T>) -> Answers<T> {
     stream.map(to_status::<T> as fn(_) -> _)
 }
 
