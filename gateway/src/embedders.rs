@@ -32,7 +32,10 @@ use imgsearch_proto::v1::{
     embedder_client::EmbedderClient, EmbedBatchRequest, EmbedBatchResponse, EmbedRequest,
     EmbedResponse, InfoRequest, InfoResponse,
 };
-use imgsearch_proto::Bytes;
+use imgsearch_proto::{
+    limits::{DNS_LOOKUP_TIMEOUT, EMBEDDER_PROBE_TIMEOUT},
+    Bytes,
+};
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{
@@ -249,17 +252,23 @@ impl Embedders {
         if self.targets.iter().all(|t| t.name.is_none()) {
             return;
         }
-        let mut resolved = Vec::with_capacity(self.targets.len());
-        for t in self.targets.iter() {
-            resolved.push(match &t.name {
+        let lookups = self.targets.iter().map(|t| async move {
+            match &t.name {
                 // Not read: `apply` keeps a static target as configured.
                 None => Ok(Vec::new()),
-                Some(n) => tokio::net::lookup_host((n.host.as_str(), n.port))
-                    .await
-                    .map(|a| a.collect())
-                    .map_err(|e| e.to_string()),
-            });
-        }
+                Some(n) => {
+                    let lookup = tokio::net::lookup_host((n.host.as_str(), n.port));
+                    match tokio::time::timeout(DNS_LOOKUP_TIMEOUT, lookup).await {
+                        Ok(found) => found.map(|a| a.collect()).map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "no answer within {} s",
+                            DNS_LOOKUP_TIMEOUT.as_secs()
+                        )),
+                    }
+                }
+            }
+        });
+        let resolved = futures::future::join_all(lookups).await;
         self.apply(resolved);
     }
 
@@ -400,14 +409,25 @@ impl Embedders {
         let (mut client, replica) = self.stream_client(spec).await?;
         let mut request = tonic::Request::new(ReceiverStream::new(images));
         trace.inject(&mut request);
-        match client.embed(request).await {
-            Ok(answers) => Ok((
+        // An embedder that takes the connection but never answers the call
+        // must not hold the Insert at its start for ever.
+        let opened = tokio::time::timeout(self.call_timeout, client.embed(request)).await;
+        match opened {
+            Ok(Ok(answers)) => Ok((
                 Box::pin(answers.into_inner().map(|a| a.map_err(status_error))),
                 replica,
             )),
-            Err(s) => {
+            Ok(Err(s)) => {
                 replica.mark_down();
                 Err(status_error(s))
+            }
+            Err(_) => {
+                replica.mark_down();
+                Err(GatewayError::EmbedderUnavailable(format!(
+                    "{} did not open the Embed stream within {} s (--embed-timeout-secs)",
+                    replica.replica.uri,
+                    self.call_timeout.as_secs()
+                )))
             }
         }
     }
@@ -605,7 +625,7 @@ impl Embedders {
     /// `Info` from one replica, kept for later calls; marks it up or down.
     async fn ask_info(&self, r: &Replica) -> Result<InfoResponse, GatewayError> {
         let call =
-            tokio::time::timeout(Duration::from_secs(5), r.unary.clone().info(InfoRequest {}))
+            tokio::time::timeout(EMBEDDER_PROBE_TIMEOUT, r.unary.clone().info(InfoRequest {}))
                 .await;
         match call {
             Ok(Ok(info)) => {
@@ -628,13 +648,15 @@ impl Embedders {
         }
     }
 
-    /// Asks every replica for `Info`, marking each up or down; the first
-    /// answer, or why none came.
+    /// Asks every replica for `Info` at once, marking each up or down; the
+    /// first answer in replica order, or why none came.
     pub async fn info(&self) -> Result<InfoResponse, GatewayError> {
         let mut answer = None;
         let mut error = None;
-        for r in self.snapshot().iter() {
-            match self.ask_info(r).await {
+        let replicas = self.snapshot();
+        let answers = futures::future::join_all(replicas.iter().map(|r| self.ask_info(r))).await;
+        for result in answers {
+            match result {
                 Ok(info) => {
                     answer.get_or_insert(info);
                 }
@@ -790,6 +812,34 @@ mod tests {
         assert_eq!(e.replica_count(), 3);
         e.apply(vec![Ok(vec![]), Ok(vec![])]);
         assert_eq!(uris(&e), ["http://embedder:50052", "http://10.0.0.9:50052"]);
+    }
+
+    #[tokio::test]
+    async fn hung_replicas_cost_one_probe_timeout_a_round_not_one_each() {
+        // Listeners that take connections and never answer: a frozen pod.
+        let mut held = Vec::new();
+        let mut uris = Vec::new();
+        for _ in 0..3 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            uris.push(format!("http://{}", l.local_addr().unwrap()));
+            held.push(tokio::spawn(async move {
+                let mut open = Vec::new();
+                while let Ok((conn, _)) = l.accept().await {
+                    open.push(conn);
+                }
+            }));
+        }
+        let e = embedders(&uris.iter().map(String::as_str).collect::<Vec<_>>(), false);
+        let started = Instant::now();
+        assert!(e.info().await.is_err());
+        let took = started.elapsed();
+        assert!(
+            took >= EMBEDDER_PROBE_TIMEOUT && took < EMBEDDER_PROBE_TIMEOUT * 2,
+            "three hung replicas took {took:?}"
+        );
+        for h in held {
+            h.abort();
+        }
     }
 
     #[tokio::test]

@@ -102,6 +102,7 @@ pub async fn run(
         .limits(limits);
     let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
 
+    let discovery = tokio::spawn(discover_embedders(embedders.clone(), metrics.clone()));
     let watcher = tokio::spawn(watch_dependencies(
         cfg.clone(),
         milvus_cfg,
@@ -113,14 +114,27 @@ pub async fn run(
     shutdown.await;
     info!("shutting down");
     watcher.abort();
+    discovery.abort();
     let stopped = serving.stop().await;
     keys_watch.inspect(|k| k.abort());
     info!("stopped");
     Ok(stopped?)
 }
 
+/// Re-resolves the embedders' names (DNS discovery) every health interval,
+/// apart from the health probes, so a slow resolver delays neither.
+async fn discover_embedders(embedders: Embedders, metrics: Metrics) {
+    loop {
+        embedders.refresh().await;
+        metrics
+            .embedder_replicas
+            .set(embedders.replica_count() as i64);
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
 /// Connects to Milvus (retrying) and keeps health in step with Milvus and
-/// the embedders.
+/// the embedders, probing both at once.
 async fn watch_dependencies(
     cfg: Config,
     milvus_cfg: MilvusConfig,
@@ -142,23 +156,24 @@ async fn watch_dependencies(
             }
         }
         let store = store_tx.borrow().clone();
-        let milvus_ok = match store {
-            Some(s) => s
-                .ping()
-                .await
-                .map_err(|e| warn!(error = %e, "Milvus check failed"))
-                .is_ok(),
-            None => false,
+        let milvus = async {
+            match store {
+                Some(s) => s
+                    .ping()
+                    .await
+                    .map_err(|e| warn!(error = %e, "Milvus check failed"))
+                    .is_ok(),
+                None => false,
+            }
         };
-        embedders.refresh().await;
-        metrics
-            .embedder_replicas
-            .set(embedders.replica_count() as i64);
-        let embedder_ok = embedders
-            .info()
-            .await
-            .map_err(|e| warn!(error = %e, "embedder check failed"))
-            .is_ok();
+        let embedder = async {
+            embedders
+                .info()
+                .await
+                .map_err(|e| warn!(error = %e, "embedder check failed"))
+                .is_ok()
+        };
+        let (milvus_ok, embedder_ok) = tokio::join!(milvus, embedder);
         metrics.milvus_up.set(i64::from(milvus_ok));
         metrics.embedder_up.set(i64::from(embedder_ok));
         let serving = milvus_ok && embedder_ok;

@@ -42,6 +42,14 @@ pub const MAX_EMBED_BATCH_IMAGES: usize = 64;
 /// bulk batch at most once a second.
 pub const MAX_BULK_WAIT_BEHIND_SEARCHES: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Longest a health probe of one embedder (`Info`) may take. Replicas are
+/// probed at once, so hung ones cost one such wait a round, not one each.
+pub const EMBEDDER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest one DNS lookup of an embedder name may take; a lookup that takes
+/// longer counts as failed, and the name keeps the replicas it had.
+pub const DNS_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// HTTP/2 receive window of each call (h2's and gRPC's usual 1 MiB): what
 /// a stream the server is not reading yet (backpressure) may leave buffered.
 pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 1 << 20;

@@ -69,8 +69,15 @@ async fn an_insert_caller_that_stops_reading_acks_is_cut_off_deadline_exceeded_n
     let status = end.expect("the call ends with an error, not OK");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("cut off"), "{}", status.message());
-    assert!(status.message().contains("rows were stored"), "{}", status.message());
-    assert!(summary.is_none(), "the summary was dropped with the other answers");
+    assert!(
+        status.message().contains("rows were stored"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        summary.is_none(),
+        "the summary was dropped with the other answers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
