@@ -139,6 +139,15 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_MILVUS_ATTEMPTS", default_value_t = 3)]
     pub milvus_attempts: u32,
 
+    /// Seconds one batch of rows may wait out a Milvus that throttles
+    /// writes (rate limits, quotas) before its rows fail OVERLOADED.
+    #[arg(
+        long,
+        env = "IMGSEARCH_MILVUS_THROTTLE_WAIT_SECS",
+        default_value_t = 60
+    )]
+    pub milvus_throttle_wait_secs: u64,
+
     /// Seconds CreateCollection waits for the new collection to load.
     #[arg(long, env = "IMGSEARCH_LOAD_TIMEOUT_SECS", default_value_t = 120)]
     pub load_timeout_secs: u64,

@@ -1,7 +1,9 @@
 //! The gateway's one error type. Its mapping to gRPC status codes, exhaustive,
 //! is the service's: `service/status.rs`.
 
-use milvus::v2::error::Error as MilvusError;
+use milvus::v2::error::{Error as MilvusError, ServerError};
+
+use crate::milvus::refusal::{classify, Refusal};
 
 /// Why a gateway call failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +16,16 @@ pub enum GatewayError {
     InvalidArgument(String),
     #[error("Milvus is unavailable: {0}")]
     MilvusUnavailable(String),
+    /// A refusal Milvus gave for no row's fault and no throttling.
     #[error("Milvus failed: {0}")]
     Milvus(String),
+    /// Rate limits, "deny to write", memory or disk quotas: a busy Milvus,
+    /// not a failed one.
+    #[error("Milvus is throttling: {0}")]
+    MilvusThrottled(String),
+    /// Milvus refused what the request holds (a value it will not store).
+    #[error("Milvus refused the request: {0}")]
+    MilvusRefused(String),
     #[error("no embedder is available: {0}")]
     EmbedderUnavailable(String),
     #[error("embedders are overloaded: {0}")]
@@ -55,8 +65,29 @@ impl From<MilvusError> for GatewayError {
             {
                 GatewayError::MilvusUnavailable(e.to_string())
             }
+            MilvusError::RetryExhausted { source, .. } => match &**source {
+                MilvusError::Server(s) => Self::refused(s),
+                _ => GatewayError::Milvus(e.to_string()),
+            },
+            MilvusError::Server(s) => Self::refused(s),
             MilvusError::Validation(_) => GatewayError::InvalidArgument(e.to_string()),
             _ => GatewayError::Milvus(e.to_string()),
         }
+    }
+}
+
+impl GatewayError {
+    /// A refusal Milvus sent in its reply, classified from its codes.
+    pub fn from_milvus_status(code: i32, legacy_code: i32, reason: &str) -> Self {
+        let text = format!("Milvus server error (code={code}, message={reason})");
+        match classify(code, legacy_code, reason) {
+            Refusal::Throttled => GatewayError::MilvusThrottled(text),
+            Refusal::Rows => GatewayError::MilvusRefused(text),
+            Refusal::Other => GatewayError::Milvus(text),
+        }
+    }
+
+    fn refused(s: &ServerError) -> Self {
+        Self::from_milvus_status(s.code(), s.legacy_code(), s.reason())
     }
 }

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub item_failures: IntCounterVec,
     /// Insert items skipped as already stored (`skip_existing`).
     pub skipped_items: IntCounter,
+    /// Inserts Milvus turned away as throttled (each then waited and sent again).
+    pub milvus_throttled: IntCounter,
     /// Insert streams open now.
     pub insert_streams: IntGauge,
     /// SearchStreams open now.
@@ -64,6 +66,11 @@ impl Metrics {
             "Insert items skipped as already stored",
         )
         .unwrap();
+        let milvus_throttled = IntCounter::new(
+            "gateway_milvus_throttled_total",
+            "Inserts Milvus turned away as throttled (rate limit, quota)",
+        )
+        .unwrap();
         let insert_streams =
             IntGauge::new("gateway_insert_streams", "Insert streams open now").unwrap();
         let search_streams =
@@ -80,6 +87,7 @@ impl Metrics {
             Box::new(inserted_rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(item_failures.clone()),
             Box::new(skipped_items.clone()),
+            Box::new(milvus_throttled.clone()),
             Box::new(insert_streams.clone()),
             Box::new(search_streams.clone()),
             Box::new(search_seconds.clone()),
@@ -95,6 +103,7 @@ impl Metrics {
             inserted_rows,
             item_failures,
             skipped_items,
+            milvus_throttled,
             insert_streams,
             search_streams,
             search_seconds,

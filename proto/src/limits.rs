@@ -66,3 +66,8 @@ pub const RETRY_PUSHBACK_MS: u64 = 250;
 /// Longest a call without a deadline waits for a place in an embedder's
 /// queue before it is told RESOURCE_EXHAUSTED.
 pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
+
+/// The first pause before a batch Milvus throttled is sent again; it
+/// doubles per refusal (jittered) up to [`MILVUS_THROTTLE_MAX_PAUSE`].
+pub const MILVUS_THROTTLE_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+pub const MILVUS_THROTTLE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -35,6 +35,7 @@ pub struct GatewayFlags {
     pub embed_timeout_secs: Option<u64>,
     pub milvus_timeout_secs: Option<u64>,
     pub milvus_attempts: Option<u32>,
+    pub milvus_throttle_wait_secs: Option<u64>,
     pub milvus_ca_cert: Option<PathBuf>,
     pub milvus_user: Option<String>,
     pub milvus_password_file: Option<PathBuf>,
@@ -93,6 +94,10 @@ impl GatewayFlags {
         flag("embed-timeout-secs", text(self.embed_timeout_secs));
         flag("milvus-timeout-secs", text(self.milvus_timeout_secs));
         flag("milvus-attempts", text(self.milvus_attempts.map(u64::from)));
+        flag(
+            "milvus-throttle-wait-secs",
+            text(self.milvus_throttle_wait_secs),
+        );
         flag("milvus-ca-cert", path(&self.milvus_ca_cert));
         flag("milvus-user", self.milvus_user.clone());
         flag("milvus-password-file", path(&self.milvus_password_file));

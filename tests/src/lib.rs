@@ -4,6 +4,8 @@
 //! - [`deps`]: where `scripts/setup.sh` put Milvus, weights, fixtures, Python.
 //! - [`milvus`]: an embedded Milvus 2.3.5 standalone per test binary (or per
 //!   test, for tests that stop and restart it).
+//! - [`milvus_proxy`]: a gRPC proxy before Milvus that throttles inserts
+//!   or holds replies back, as a busy or slow Milvus does.
 //! - [`embedder`], [`gateway`]: the real service binaries ([`server_process`]).
 //! - [`hostile`]: hostile images, generated.
 //! - [`insert`]: Insert streams driven and their answers collected.
@@ -28,6 +30,7 @@ pub mod http;
 pub mod insert;
 pub mod kube_play;
 pub mod milvus;
+pub mod milvus_proxy;
 pub mod pki;
 pub mod ports;
 pub mod process;

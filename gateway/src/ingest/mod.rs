@@ -81,6 +81,8 @@ pub struct IngestConfig {
     /// Rows per Milvus insert unless the stream asks otherwise.
     pub batch_size: usize,
     pub idle_timeout: Duration,
+    /// How long a batch may wait out a throttling Milvus.
+    pub throttle_wait: Duration,
     /// Test-only switch: off lets over-long filepaths reach Milvus.
     pub check_filepaths: bool,
 }
@@ -250,6 +252,8 @@ impl Ingest {
             batch_size: setup.batch_size,
             insert_seconds: 0.0,
             last_answer: Instant::now(),
+            throttle_wait: self.config.throttle_wait,
+            metrics: &self.metrics,
         };
         let embed_timeout = self.embedders.call_timeout();
         let mut tick = tokio::time::interval(DEADLINE_TICK);
@@ -257,7 +261,11 @@ impl Ingest {
         let (mut reading, mut embedding) = (true, true);
         let mut stop: Option<GatewayError> = None;
         while (reading || embedding) && stop.is_none() {
+            // Biased: answers that queued up while the gateway paused are
+            // taken before the deadline's tick, which would otherwise see
+            // an embedder that answered as one that did not.
             tokio::select! {
+                biased;
                 event = events.recv(), if reading => match event {
                     Some(e) => stream.settle(e),
                     None => reading = false,
@@ -301,6 +309,9 @@ impl Ingest {
                     }
                 }
             }
+            // Time spent on Milvus or on a slow reader is the gateway's
+            // own pause, not the embedder's silence: the stall timer skips it.
+            let paused = Instant::now();
             if stream.batch.len() >= stream.batch_size {
                 if let Some(e) = stream.commit().await {
                     stop = Some(e);
@@ -309,6 +320,7 @@ impl Ingest {
             } else if stream.ledger.unacked_at_least(stream.batch_size) {
                 stream.ledger.acknowledge().await;
             }
+            stream.excuse(paused.elapsed());
             if stream.ledger.caller_gone() {
                 // Nobody reads the answers: stop reading, finish the rest.
                 cancel.cancel();
@@ -411,6 +423,8 @@ struct Flow<'a> {
     insert_seconds: f64,
     /// When the embedder last answered anything.
     last_answer: Instant,
+    throttle_wait: Duration,
+    metrics: &'a Metrics,
 }
 
 impl Flow<'_> {
@@ -462,6 +476,12 @@ impl Flow<'_> {
         }
     }
 
+    /// Leaves `pause`, time the gateway spent on its own work, out of the
+    /// embedder's silence.
+    fn excuse(&mut self, pause: Duration) {
+        self.last_answer = (self.last_answer + pause).min(Instant::now());
+    }
+
     /// Whether the embedder is stuck: images have waited longer than
     /// `timeout` and it has answered nothing for as long. (A single image's
     /// wait is no measure: under load an image may queue behind hundreds.)
@@ -481,7 +501,8 @@ impl Flow<'_> {
         }
         let rows = std::mem::take(&mut self.batch);
         let t = Instant::now();
-        let done = rows::commit(self.store, &self.spec.name, rows).await;
+        let done = rows::commit(self.store, &self.spec.name, rows, self.throttle_wait).await;
+        self.metrics.milvus_throttled.inc_by(done.throttled);
         self.insert_seconds += t.elapsed().as_secs_f64();
         self.ledger.stored(done.stored, done.write_token);
         for f in done.failures {

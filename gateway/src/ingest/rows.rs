@@ -1,13 +1,27 @@
 //! Embedded items on their way into Milvus, and the commit of a batch.
 //!
-//! A batch Milvus refuses for what is in it is split in halves, and each
-//! half tried again, until every bad row stands alone: each good row is
-//! stored and each bad one fails by itself (at most 2n - 1 inserts for a
-//! batch of n; the gateway's own checks make this rare). An error that is
-//! about Milvus and not the rows (unreachable, timed out, the collection
-//! gone) is not split: the rows not yet stored fail and the stream stops.
+//! What a refused insert leads to depends on why Milvus refused it
+//! ([`crate::milvus::refusal`]):
+//! - **the rows' fault**: the batch is split in halves, and each half tried
+//!   again, until every bad row stands alone: each good row is stored and
+//!   each bad one fails by itself (at most 2n - 1 inserts for a batch of n;
+//!   the gateway's own checks make this rare);
+//! - **throttling** (a rate limit, a quota): the same rows are sent again
+//!   after a growing, jittered pause, for at most `--milvus-throttle-wait-secs`
+//!   in a row; past that they fail OVERLOADED and the stream stops, as
+//!   Milvus is still asking for less;
+//! - **any other refusal**: the batch's rows fail once with Milvus's reason,
+//!   and the stream goes on;
+//! - **Milvus itself** (unreachable, timed out, the collection gone): the
+//!   rows not yet stored fail and the stream stops.
 
-use imgsearch_proto::v1::{ErrorKind, ItemFailure};
+use std::time::{Duration, Instant};
+
+use imgsearch_common::backoff::jittered;
+use imgsearch_proto::{
+    limits::{MILVUS_THROTTLE_FIRST_PAUSE, MILVUS_THROTTLE_MAX_PAUSE},
+    v1::{ErrorKind, ItemFailure},
+};
 
 use super::{
     claims::Claim,
@@ -32,16 +46,33 @@ pub struct Committed {
     pub failures: Vec<ItemFailure>,
     /// Milvus's timestamp of the last insert.
     pub write_token: u64,
+    /// Inserts Milvus turned away as throttled.
+    pub throttled: u64,
     /// Why the stream must stop, when Milvus itself failed.
     pub stop: Option<GatewayError>,
 }
 
-/// Whether an insert error is about Milvus rather than the rows sent.
-fn about_milvus(e: &GatewayError) -> bool {
+/// What a commit does about one refused insert.
+#[derive(Debug, PartialEq)]
+enum Response {
+    /// Milvus is throttling: wait, and send the same rows again.
+    Wait,
+    /// The rows are at fault: split them until the bad ones stand alone.
+    Split,
+    /// Fail these rows with Milvus's reason; go on with the stream.
+    FailOnce,
+    /// Milvus itself failed: fail what is left and stop the stream.
+    Stop,
+}
+
+fn response_to(e: &GatewayError) -> Response {
     match e {
-        GatewayError::MilvusUnavailable(_) | GatewayError::CollectionNotFound(_) => true,
-        GatewayError::InvalidArgument(_) | GatewayError::Milvus(_) => false,
-        GatewayError::CollectionExists(_)
+        GatewayError::MilvusThrottled(_) => Response::Wait,
+        GatewayError::MilvusRefused(_) | GatewayError::InvalidArgument(_) => Response::Split,
+        GatewayError::Milvus(_) => Response::FailOnce,
+        GatewayError::MilvusUnavailable(_)
+        | GatewayError::CollectionNotFound(_)
+        | GatewayError::CollectionExists(_)
         | GatewayError::EmbedderUnavailable(_)
         | GatewayError::Overloaded(_)
         | GatewayError::Embedder(_)
@@ -49,14 +80,21 @@ fn about_milvus(e: &GatewayError) -> bool {
         | GatewayError::Deadline(_)
         | GatewayError::RowNotFound(_)
         | GatewayError::Internal(_)
-        | GatewayError::Config(_) => true,
+        | GatewayError::Config(_) => Response::Stop,
     }
 }
 
-/// Inserts `rows`, splitting a refused batch until bad rows stand alone.
-pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Committed {
+/// Inserts `rows`, splitting a refused batch until bad rows stand alone and
+/// waiting out throttling for at most `throttle_wait` in a row.
+pub async fn commit(
+    store: &MilvusStore,
+    collection: &str,
+    rows: Vec<Row>,
+    throttle_wait: Duration,
+) -> Committed {
     let mut done = Committed::default();
     let mut todo = vec![rows];
+    let mut throttled_since: Option<Instant> = None;
     while let Some(part) = todo.pop() {
         if part.is_empty() {
             continue;
@@ -67,26 +105,58 @@ pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Co
         }
         let filepaths = part.iter().map(|r| r.filepath.clone()).collect();
         let vectors = part.iter().map(|r| r.vector.clone()).collect();
-        match store.insert(collection, filepaths, vectors).await {
+        let e = match store.insert(collection, filepaths, vectors).await {
             Ok((ids, timestamp)) => {
                 done.stored.extend(part.iter().map(|r| r.index).zip(ids));
                 done.write_token = done.write_token.max(timestamp);
+                throttled_since = None;
+                continue;
             }
-            Err(e) if about_milvus(&e) => {
-                let reason = format!("not inserted: {e}");
-                fail_all(&mut done, part, ErrorKind::Unavailable, &reason);
-                done.stop = Some(e);
+            Err(e) => e,
+        };
+        match response_to(&e) {
+            Response::Wait => {
+                done.throttled += 1;
+                let since = *throttled_since.get_or_insert_with(Instant::now);
+                let pause = jittered(
+                    MILVUS_THROTTLE_FIRST_PAUSE,
+                    done.throttled.min(16) as u32 - 1,
+                    MILVUS_THROTTLE_MAX_PAUSE,
+                );
+                if since.elapsed() + pause > throttle_wait {
+                    let reason = format!(
+                        "not inserted: Milvus throttled writes for over {} s \
+                         (--milvus-throttle-wait-secs): {e}",
+                        throttle_wait.as_secs()
+                    );
+                    fail_all(&mut done, part, ErrorKind::Overloaded, &reason);
+                    done.stop = Some(e);
+                } else {
+                    tracing::info!(rows = part.len(), pause_ms = pause.as_millis() as u64, error = %e,
+                        "Milvus is throttling; the batch waits and is sent again");
+                    tokio::time::sleep(pause).await;
+                    todo.push(part);
+                }
             }
-            Err(e) if part.len() == 1 => {
+            Response::Split if part.len() == 1 => {
                 let reason = format!("Milvus refused this row: {e}");
                 fail_all(&mut done, part, ErrorKind::InvalidArgument, &reason);
             }
-            Err(e) => {
+            Response::Split => {
                 tracing::info!(rows = part.len(), error = %e, "Milvus refused a batch; splitting it");
                 let mut first = part;
                 let second = first.split_off(first.len() / 2);
                 todo.push(second);
                 todo.push(first);
+            }
+            Response::FailOnce => {
+                let reason = format!("not inserted: {e}");
+                fail_all(&mut done, part, ErrorKind::Internal, &reason);
+            }
+            Response::Stop => {
+                let reason = format!("not inserted: {e}");
+                fail_all(&mut done, part, ErrorKind::Unavailable, &reason);
+                done.stop = Some(e);
             }
         }
     }
@@ -98,4 +168,30 @@ fn fail_all(done: &mut Committed, rows: Vec<Row>, kind: ErrorKind, reason: &str)
         rows.into_iter()
             .map(|r| failure(r.index, r.filepath, kind, reason)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_waits_row_refusals_split_and_other_refusals_fail_once() {
+        let of = |e| response_to(&e);
+        assert_eq!(
+            of(GatewayError::MilvusThrottled("rate".into())),
+            Response::Wait
+        );
+        assert_eq!(
+            of(GatewayError::MilvusRefused("long".into())),
+            Response::Split
+        );
+        assert_eq!(
+            of(GatewayError::Milvus("internal".into())),
+            Response::FailOnce
+        );
+        assert_eq!(
+            of(GatewayError::MilvusUnavailable("gone".into())),
+            Response::Stop
+        );
+    }
 }

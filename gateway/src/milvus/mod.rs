@@ -22,6 +22,7 @@ use tracing::{debug, instrument, warn};
 pub mod expr;
 pub mod freshness;
 pub mod reads;
+pub mod refusal;
 
 use self::{
     expr::{check_name, filepaths_in, ids_in},
@@ -146,7 +147,11 @@ pub struct MilvusStore {
 impl MilvusStore {
     /// Connects, waiting at most `connect_timeout` for Milvus to answer.
     pub async fn connect(cfg: &MilvusConfig) -> Result<Self> {
+        // Throttling comes back at once, typed: the SDK's own waits would
+        // end in an untyped timeout, and an insert's wait belongs to its
+        // batch (`ingest::rows`), a read's to its caller.
         let retry = RetryConfig::new()
+            .retry_on_rate_limit(false)
             .max_attempts(cfg.max_attempts.max(1))
             .initial_backoff(Duration::from_millis(100))
             .max_backoff(Duration::from_secs(2))

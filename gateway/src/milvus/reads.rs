@@ -308,7 +308,11 @@ fn check(collection: &str, status: Option<&MilvusStatus>) -> Result<()> {
     if s.reason.contains("collection not found") || s.reason.contains("can't find collection") {
         return Err(GatewayError::CollectionNotFound(collection.to_string()));
     }
-    Err(GatewayError::Milvus(s.reason.clone()))
+    Err(GatewayError::from_milvus_status(
+        s.code,
+        s.error_code,
+        &s.reason,
+    ))
 }
 
 /// Splits Milvus's flat result columns into one list per query.

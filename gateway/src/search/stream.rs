@@ -273,6 +273,8 @@ fn ends_stream(e: &GatewayError) -> bool {
         GatewayError::InvalidArgument(_)
         | GatewayError::MilvusUnavailable(_)
         | GatewayError::Milvus(_)
+        | GatewayError::MilvusThrottled(_)
+        | GatewayError::MilvusRefused(_)
         | GatewayError::EmbedderUnavailable(_)
         | GatewayError::Overloaded(_)
         | GatewayError::Embedder(_)
@@ -285,8 +287,10 @@ fn ends_stream(e: &GatewayError) -> bool {
 
 fn kind_of(e: &GatewayError) -> ErrorKind {
     match e {
-        GatewayError::InvalidArgument(_) => ErrorKind::InvalidArgument,
-        GatewayError::Overloaded(_) => ErrorKind::Overloaded,
+        GatewayError::InvalidArgument(_) | GatewayError::MilvusRefused(_) => {
+            ErrorKind::InvalidArgument
+        }
+        GatewayError::Overloaded(_) | GatewayError::MilvusThrottled(_) => ErrorKind::Overloaded,
         GatewayError::RowNotFound(_) | GatewayError::CollectionNotFound(_) => ErrorKind::NotFound,
         GatewayError::MilvusUnavailable(_)
         | GatewayError::EmbedderUnavailable(_)

@@ -16,11 +16,13 @@ impl From<GatewayError> for Status {
                 Status::not_found(msg)
             }
             GatewayError::CollectionExists(_) => Status::already_exists(msg),
-            GatewayError::InvalidArgument(_) => Status::invalid_argument(msg),
+            GatewayError::InvalidArgument(_) | GatewayError::MilvusRefused(_) => {
+                Status::invalid_argument(msg)
+            }
             GatewayError::MilvusUnavailable(_) | GatewayError::EmbedderUnavailable(_) => {
                 Status::unavailable(msg)
             }
-            GatewayError::Overloaded(_) => {
+            GatewayError::Overloaded(_) | GatewayError::MilvusThrottled(_) => {
                 let mut s = Status::resource_exhausted(msg);
                 imgsearch_common::grpc::retry_pushback(&mut s);
                 s
