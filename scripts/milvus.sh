@@ -3,63 +3,115 @@
 # milvus`) on its default ports: gRPC 19530, health/metrics 9091.
 #
 #   scripts/milvus.sh start    start it and wait until it answers
-#   scripts/milvus.sh stop     stop it (SIGTERM, then SIGKILL after 30 s)
+#   scripts/milvus.sh stop     stop it (SIGTERM, then SIGKILL after 15 s)
 #   scripts/milvus.sh status   say whether it runs and answers
 #
 # Data and logs: $IMGSEARCH_MILVUS_DATA (default ~/.cache/imgsearch/milvus-data).
-# `milvus-server` is a Python wrapper that spawns the real server as a child
-# and does not stop it when it is killed, so it runs in a process group of
-# its own and stop signals the whole group.
+#
+# The PyPI package's `milvus-server` wrapper only prepares the data
+# directory here (its config and the unpacked binary); the server itself is
+# started directly, `milvus run standalone`, in a process group of its own
+# that stop signals as a whole. Started through the wrapper, a Milvus
+# stopped and started again on the same data directory did not come back
+# (seen here every time, after a clean stop, a SIGKILL, or a stop 30 s
+# into a SIGTERM: /healthz said OK, 19530 stayed closed for minutes, the log
+# repeated "node not match"), while the same binary, data and config started
+# directly serves again within seconds, even on a directory the wrapper had
+# left wedged. The test harness (tests/src/milvus.rs) starts it the same way.
 set -euo pipefail
 
 cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
 data=${IMGSEARCH_MILVUS_DATA:-$cache/milvus-data}
 pidfile=$data/milvus.pgid
-server=$cache/venv-milvus/bin/milvus-server
+python=$cache/venv-milvus/bin/python
 start_timeout=${IMGSEARCH_MILVUS_START_TIMEOUT:-240}
+stop_grace=15
 
 log() { printf '\033[1m[milvus]\033[0m %s\n' "$*" >&2; }
 
+# Healthy means /healthz says OK, the gRPC port takes connections and a
+# call that needs the coordinators (listing collections, through Milvus's
+# REST API on the same port as /healthz) succeeds: a wedged restart has been
+# seen answering /healthz with 19530 still closed.
 healthy() {
   python3 - <<'PY' 2>/dev/null
-import sys, urllib.request
+import json, socket, sys, urllib.request
+base = "http://127.0.0.1:9091"
 try:
-    ok = urllib.request.urlopen("http://127.0.0.1:9091/healthz", timeout=2).read().strip() == b"OK"
+    ok = urllib.request.urlopen(base + "/healthz", timeout=2).read().strip() == b"OK"
+    socket.create_connection(("127.0.0.1", 19530), timeout=2).close()
+    listed = json.load(urllib.request.urlopen(base + "/api/v1/collections", timeout=5))
+    ok = ok and not listed.get("status", {}).get("error_code")
 except Exception:
     ok = False
 sys.exit(0 if ok else 1)
 PY
 }
 
-running() { [ -f "$pidfile" ] && kill -0 -- "-$(cat "$pidfile")" 2>/dev/null; }
+# Writes $data/configs/milvus.yaml and unpacks the server binary into
+# $data/bin, as `milvus-server --data` does before it starts the server.
+prepare() {
+  "$python" - "$data" <<'PY'
+import sys
+import milvus
+server = milvus.MilvusServer(wait_for_started=False)
+server.set_base_dir(sys.argv[1])
+server.config.resolve()
+milvus._initialize_data_files(server.config.base_data_dir)
+PY
+}
+
+# Whether a live process of the recorded group is left: a SIGKILLed one
+# stays a zombie for a moment, which `kill -0` still finds.
+running() {
+  [ -f "$pidfile" ] || return 1
+  ps -eo pgid=,stat= | awk -v g="$(cat "$pidfile")" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}
+
+launch() {
+  [ -x "$python" ] || { log "Milvus is not installed: run scripts/setup.sh milvus"; exit 1; }
+  mkdir -p "$data/logs" "$data/run"
+  prepare >"$data/logs/prepare.log" 2>&1 || {
+    log "could not prepare $data:"; tail -20 "$data/logs/prepare.log" >&2; exit 1; }
+  log "starting Milvus (data and logs in $data)"
+  # The new session's leader writes its own pid, its process group's id
+  # (setsid forks first when its caller leads a group, so $! may not be it).
+  rm -f "$pidfile"
+  (cd "$data" && exec setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$pidfile" \
+    env DEPLOY_MODE=STANDALONE METRICS_PORT=9091 MILVUS_RUN_DIR="$data/run" \
+    MILVUSCONF="$data/configs" LD_LIBRARY_PATH="$data/bin" "$data/bin/milvus" run standalone \
+    >"$data/logs/milvus-stdout.log" 2>"$data/logs/milvus-stderr.log" < /dev/null) &
+  for _ in $(seq 50); do [ -s "$pidfile" ] && break; sleep 0.1; done
+}
 
 start() {
+  local launched=false
   if running; then
     log "already running (process group $(cat "$pidfile"))"
+  elif healthy; then
+    log "something else already answers on :9091; not starting a second Milvus"
+    return 0
   else
-    [ -x "$server" ] || { log "Milvus is not installed: run scripts/setup.sh milvus"; exit 1; }
-    if healthy; then
-      log "something else already answers on :9091; not starting a second Milvus"
-      return 0
-    fi
-    mkdir -p "$data"
-    log "starting Milvus (data and logs in $data)"
-    setsid "$server" --data "$data" >"$data/milvus-server.log" 2>&1 < /dev/null &
-    echo $! > "$pidfile"
+    launch; launched=true
   fi
   local waited=0
   until healthy; do
     if ! running; then
-      log "Milvus exited during start; last lines of $data/milvus-server.log:"
-      tail -20 "$data/milvus-server.log" >&2
+      if ! $launched; then
+        # The one found running was on its way out (a stop or kill just
+        # before): start ours.
+        launch; launched=true; continue
+      fi
+      log "Milvus exited during start; last lines of $data/logs/milvus-stderr.log:"
+      tail -20 "$data/logs/milvus-stderr.log" >&2
       exit 1
     fi
     if [ "$waited" -ge "$start_timeout" ]; then
-      log "Milvus did not answer within ${start_timeout}s; see $data/milvus-server.log"
+      log "Milvus did not answer within ${start_timeout}s; see $data/logs"
       stop
       exit 1
     fi
-    sleep 2; waited=$((waited + 2))
+    sleep 1; waited=$((waited + 1))
   done
   log "Milvus answers on 127.0.0.1:19530"
 }
@@ -72,8 +124,8 @@ stop() {
   fi
   local pgid; pgid=$(cat "$pidfile")
   kill -TERM -- "-$pgid" 2>/dev/null || true
-  for _ in $(seq 30); do
-    kill -0 -- "-$pgid" 2>/dev/null || break
+  for _ in $(seq "$stop_grace"); do
+    running || break
     sleep 1
   done
   kill -KILL -- "-$pgid" 2>/dev/null || true
