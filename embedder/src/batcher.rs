@@ -171,6 +171,21 @@ struct Batch {
 pub struct Stats {
     pub batches: AtomicU64,
     pub images: AtomicU64,
+    /// When the model last showed it is not stuck (a batch finished, or it
+    /// had nothing to do), in ms since the Unix epoch; 0 before any check.
+    last_progress_ms: AtomicU64,
+}
+
+impl Stats {
+    fn progressed(&self) {
+        self.last_progress_ms.store(epoch_ms(), Ordering::Relaxed);
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Inner {
@@ -287,6 +302,23 @@ impl Batcher {
     pub fn queue_depth(&self) -> usize {
         let free = self.inner.bulk.available_permits() + self.inner.interactive.available_permits();
         self.inner.capacity - free
+    }
+
+    /// How long images have waited with the model finishing no batch: zero
+    /// while it has nothing to do or keeps finishing batches. A wedged GPU
+    /// shows here, while the process still answers everything else.
+    pub fn stalled_for(&self) -> Duration {
+        let stats = &self.inner.stats;
+        if self.queue_depth() == 0 {
+            stats.progressed();
+            return Duration::ZERO;
+        }
+        let last = stats.last_progress_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            stats.progressed();
+            return Duration::ZERO;
+        }
+        Duration::from_millis(epoch_ms().saturating_sub(last))
     }
 
     /// Why the model can no longer run, once it cannot.
@@ -643,6 +675,7 @@ fn model_loop(
         inference.observe(now.elapsed().as_secs_f64());
         metrics.batch_size.observe(n as f64);
         stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.progressed();
         let values = match result {
             Ok(values) => values,
             Err(e) => {

@@ -166,6 +166,16 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_EMBEDDER_MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Seconds images may wait with the model finishing no batch before the
+    /// embedder counts it as stalled (a wedged GPU): health turns
+    /// NOT_SERVING and `Info` says so until a batch finishes.
+    #[arg(
+        long,
+        env = "IMGSEARCH_EMBEDDER_STALL_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub stall_timeout_secs: u64,
+
     /// Seconds in-flight work gets after SIGTERM before the process exits.
     #[arg(
         long,

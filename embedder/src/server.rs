@@ -10,12 +10,12 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use imgsearch_common::{serve::serve, telemetry::Telemetry};
+use imgsearch_common::{grpc::Health, serve::serve, telemetry::Telemetry};
 use imgsearch_proto::v1::embedder_server::EmbedderServer;
 use tch::{Device, Kind, Tensor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     batcher::Batcher,
@@ -87,6 +87,7 @@ pub async fn run(
         max_image_bytes: batch.limits.max_bytes as u64,
         max_image_pixels: batch.limits.max_pixels,
         fingerprint,
+        stall_timeout: Duration::from_secs(cfg.stall_timeout_secs),
     };
     info!(
         ?info,
@@ -94,12 +95,14 @@ pub async fn run(
         preprocess_workers = batch.preprocess_workers,
         "serving"
     );
+    let info = Arc::new(info);
     let (batcher, model_thread) = Batcher::start(model, &batch, metrics.clone());
     let _ = ready_tx.send(Some(Ready {
         batcher: batcher.clone(),
-        info: Arc::new(info),
+        info: info.clone(),
     }));
     serving.health().set(true).await;
+    let watchdog = tokio::spawn(watch_progress(batcher.clone(), info, serving.health()));
 
     let failure = tokio::select! {
         _ = shutdown => None,
@@ -109,6 +112,7 @@ pub async fn run(
         None => info!("shutting down"),
         Some(reason) => error!(%reason, "model failed: draining, then exiting non-zero"),
     }
+    watchdog.abort();
     serving.health().set(false).await;
     stop.cancel();
     // Images already admitted finish (streams wait for them) while the
@@ -127,4 +131,32 @@ pub async fn run(
         .ok();
     info!("stopped");
     failure.map_or(Ok(()), |reason| Err(ServeError::ModelFailed(reason)))
+}
+
+/// Health that follows the model's progress: NOT_SERVING while images wait
+/// past `--stall-timeout-secs` with no batch finished (a wedged GPU still
+/// answers everything else), SERVING again once one finishes.
+async fn watch_progress(batcher: Batcher, info: Arc<ModelInfo>, health: Health) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stalled = false;
+    loop {
+        tick.tick().await;
+        let quiet = info.stalled_for(&batcher);
+        let now_stalled = !quiet.is_zero();
+        if now_stalled == stalled {
+            continue;
+        }
+        stalled = now_stalled;
+        if stalled {
+            warn!(
+                quiet_s = quiet.as_secs(),
+                waiting = batcher.queue_depth(),
+                "the model finished no batch while images waited (--stall-timeout-secs): \
+                 NOT_SERVING until it does"
+            );
+        } else {
+            info!("the model finishes batches again: SERVING");
+        }
+        health.set(!stalled).await;
+    }
 }

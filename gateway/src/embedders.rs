@@ -629,9 +629,19 @@ impl Embedders {
                 .await;
         match call {
             Ok(Ok(info)) => {
-                self.mark(r, true);
                 let info = info.into_inner();
                 *r.info.write().expect("info lock") = Some(info.clone());
+                if info.stalled_for_ms > 0 {
+                    // It answers, but its model finishes nothing: down,
+                    // until it says it finishes batches again.
+                    self.mark(r, false);
+                    return Err(GatewayError::EmbedderUnavailable(format!(
+                        "{}: its model finished no batch for {} s while images waited",
+                        r.uri,
+                        info.stalled_for_ms / 1000
+                    )));
+                }
+                self.mark(r, true);
                 Ok(info)
             }
             Ok(Err(s)) => {

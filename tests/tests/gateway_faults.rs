@@ -1,6 +1,8 @@
 //! Embedder replicas: load spread over them, a dead one skipped. (An
 //! embedder or Milvus dying mid-ingest: `ingest_faults.rs`.)
 
+use std::time::Duration;
+
 use imgsearch_proto::v1::SearchRequest;
 use imgsearch_tests::{
     deps, embedder::EmbedderProcess, gateway::GatewayFlags, gateway::GatewayProcess,
@@ -60,4 +62,68 @@ async fn load_spreads_over_embedders_and_a_dead_one_is_skipped() {
             .await
             .expect("served by the remaining embedder");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_model_stalls_turns_not_serving_and_searches_go_to_the_other() {
+    use imgsearch_proto::v1::{EmbedBatchRequest, InfoRequest};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let milvus = Milvus::shared();
+    let stalled = EmbedderProcess::start_with_env(
+        &["--stall-timeout-secs", "2"],
+        &[("IMGSEARCH_EMBEDDER_FAULT", "model-stall")],
+    )
+    .await;
+    let healthy = EmbedderProcess::start(&[]).await;
+    let flags = GatewayFlags {
+        embed_timeout_secs: Some(5),
+        ..Default::default()
+    };
+    let gateway =
+        GatewayProcess::start(&milvus.uri(), &[stalled.uri(), healthy.uri()], &flags).await;
+    let mut client = gateway.client().await;
+    let name = "stalled_replica";
+    create(&mut client, name).await;
+    let image = std::fs::read(&deps::fixture_images()[3]).unwrap();
+
+    // Its model takes one batch and never finishes it.
+    let mut direct = stalled.client().await;
+    let stuck = image.clone();
+    tokio::spawn(async move {
+        let _ = direct
+            .embed_batch(EmbedBatchRequest {
+                images: vec![stuck.into()],
+            })
+            .await;
+    });
+    let started = std::time::Instant::now();
+    while stalled.health("").await != Some(ServingStatus::NotServing) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still SERVING");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("NOT_SERVING after {:?}", started.elapsed());
+    let info = stalled
+        .client()
+        .await
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.stalled_for_ms >= 2000, "{info:?}");
+
+    // The gateway's next health round (about 2 s) takes it out of the order.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let search = SearchRequest {
+        collection: name.into(),
+        images: vec![image.into()],
+        top_k: 1,
+        ..Default::default()
+    };
+    for i in 0..10 {
+        client
+            .search(search.clone())
+            .await
+            .unwrap_or_else(|s| panic!("search {i} failed: {s:?}"));
+    }
+    assert_eq!(gateway.health("").await, Some(ServingStatus::Serving));
 }

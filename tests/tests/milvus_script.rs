@@ -22,7 +22,10 @@ fn milvus_sh(arg: &str, data: &Path) {
         .arg(arg)
         .env("IMGSEARCH_CACHE", deps::root())
         .env("IMGSEARCH_MILVUS_DATA", data)
-        .env("IMGSEARCH_MILVUS_START_TIMEOUT", SERVING_WITHIN.as_secs().to_string())
+        .env(
+            "IMGSEARCH_MILVUS_START_TIMEOUT",
+            SERVING_WITHIN.as_secs().to_string(),
+        )
         .output()
         .expect("run scripts/milvus.sh");
     assert!(
@@ -74,7 +77,10 @@ impl Drop for StopOnDrop<'_> {
 async fn the_local_milvus_serves_again_after_a_second_start_a_quick_restart_and_a_kill() {
     let free = std::net::TcpListener::bind("127.0.0.1:9091").is_ok()
         && std::net::TcpListener::bind("127.0.0.1:19530").is_ok();
-    assert!(free, "ports 9091 and 19530 must be free: stop the Milvus holding them");
+    assert!(
+        free,
+        "ports 9091 and 19530 must be free: stop the Milvus holding them"
+    );
     let data = tempfile::tempdir().unwrap();
     let _stop = StopOnDrop(data.path());
     milvus_sh("start", data.path());

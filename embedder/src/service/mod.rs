@@ -38,6 +38,22 @@ pub struct ModelInfo {
     pub max_image_pixels: u64,
     /// See [`crate::fingerprint`].
     pub fingerprint: String,
+    /// How long images may wait with no batch finished before the model
+    /// counts as stalled.
+    pub stall_timeout: std::time::Duration,
+}
+
+impl ModelInfo {
+    /// How long the model has been stalled, once past the timeout; zero
+    /// before.
+    pub fn stalled_for(&self, batcher: &Batcher) -> std::time::Duration {
+        let quiet = batcher.stalled_for();
+        if quiet > self.stall_timeout {
+            quiet
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
 }
 
 /// The embedder once the model is warm.
@@ -170,6 +186,7 @@ impl embedder_server::Embedder for EmbedderService {
             images_embedded: stats.images.load(Ordering::Relaxed),
             fingerprint: info.fingerprint.clone(),
             preprocess: info.preprocess.to_string(),
+            stalled_for_ms: info.stalled_for(&ready.batcher).as_millis() as u64,
         }))
     }
 }
