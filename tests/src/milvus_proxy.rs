@@ -1,10 +1,11 @@
 //! A gRPC proxy in front of a real Milvus, for the faults a busy or slow
 //! Milvus shows and a healthy test instance never does: inserts answered
-//! with Milvus's own rate-limit refusal for a while, and every reply held
-//! back. Everything else passes through untouched, so the gateway behind it
+//! with Milvus's own rate-limit refusal for a while, rows refused as Milvus
+//! refuses an invalid one, and every reply held back. Everything else passes through untouched, so the gateway behind it
 //! talks to the real Milvus.
 
 use std::{
+    collections::HashSet,
     convert::Infallible,
     future::Future,
     pin::Pin,
@@ -18,7 +19,8 @@ use std::{
 
 use milvus::proto::{
     common::{ErrorCode, Status as MilvusStatus},
-    milvus::{InsertRequest, MutationResult},
+    milvus::{milvus_service_client::MilvusServiceClient, InsertRequest, MutationResult},
+    schema::{field_data::Field, scalar_field::Data},
 };
 use tonic::{
     body::Body,
@@ -39,6 +41,8 @@ struct Faults {
 struct State {
     throttle_until: Option<Instant>,
     reply_delay: Duration,
+    /// Filepaths whose inserts are refused until one is refused alone.
+    refused_rows: HashSet<String>,
 }
 
 impl Faults {
@@ -49,6 +53,21 @@ impl Faults {
 
     fn reply_delay(&self) -> Duration {
         self.state.lock().unwrap().reply_delay
+    }
+
+    fn inspects_inserts(&self) -> bool {
+        !self.state.lock().unwrap().refused_rows.is_empty()
+    }
+
+    /// Whether an insert of `filepaths` is refused for what its rows hold;
+    /// a filepath refused alone is forgiven from then on.
+    fn refuses_rows(&self, filepaths: &[String]) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let refused = filepaths.iter().any(|p| state.refused_rows.contains(p));
+        if refused && filepaths.len() == 1 {
+            state.refused_rows.remove(&filepaths[0]);
+        }
+        refused
     }
 }
 
@@ -96,6 +115,17 @@ impl MilvusProxy {
         self.faults.state.lock().unwrap().reply_delay = delay;
     }
 
+    /// Every insert holding one of `filepaths` is refused as Milvus refuses
+    /// an invalid row, until that filepath has been refused alone once.
+    pub fn refuse_rows_once(&self, filepaths: impl IntoIterator<Item = String>) {
+        self.faults
+            .state
+            .lock()
+            .unwrap()
+            .refused_rows
+            .extend(filepaths);
+    }
+
     /// Inserts refused so far.
     pub fn refused_inserts(&self) -> u64 {
         self.faults.refused_inserts.load(Ordering::SeqCst)
@@ -125,11 +155,15 @@ impl Service<http::Request<Body>> for Forward {
         let mut upstream = self.upstream.clone();
         let faults = self.faults.clone();
         Box::pin(async move {
-            if request.uri().path().ends_with("/Insert") && faults.throttling() {
-                faults.refused_inserts.fetch_add(1, Ordering::SeqCst);
+            let insert = request.uri().path().ends_with("/Insert");
+            if insert && (faults.throttling() || faults.inspects_inserts()) {
                 let mut grpc = Grpc::new(ProstCodec::<MutationResult, InsertRequest>::default())
                     .apply_max_message_size_config(Some(64 << 20), Some(64 << 20));
-                return Ok(grpc.unary(RateLimited, request).await);
+                let inspect = Inspect {
+                    upstream: upstream.clone(),
+                    faults,
+                };
+                return Ok(grpc.unary(inspect, request).await);
             }
             let delay = faults.reply_delay();
             let reply = match std::future::poll_fn(|cx| upstream.poll_ready(cx)).await {
@@ -142,26 +176,68 @@ impl Service<http::Request<Body>> for Forward {
     }
 }
 
-/// Answers an insert as Milvus 2.3 does over its rate limit: a reply whose
-/// status carries code 8 and the legacy `RateLimit`.
-struct RateLimited;
+/// An insert read by the proxy: refused as throttled, refused for its rows,
+/// or sent on to Milvus.
+struct Inspect {
+    upstream: Channel,
+    faults: Arc<Faults>,
+}
 
-impl UnaryService<InsertRequest> for RateLimited {
+impl UnaryService<InsertRequest> for Inspect {
     type Response = MutationResult;
-    type Future = std::future::Ready<Result<tonic::Response<MutationResult>, tonic::Status>>;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<tonic::Response<MutationResult>, tonic::Status>> + Send>,
+    >;
 
     #[allow(deprecated)]
-    fn call(&mut self, _: tonic::Request<InsertRequest>) -> Self::Future {
-        let status = MilvusStatus {
-            error_code: ErrorCode::RateLimit as i32,
-            reason: "rate limit exceeded[rate=0.1]".into(),
-            code: 8,
-            retriable: true,
-            ..Default::default()
-        };
-        std::future::ready(Ok(tonic::Response::new(MutationResult {
-            status: Some(status),
-            ..Default::default()
-        })))
+    fn call(&mut self, request: tonic::Request<InsertRequest>) -> Self::Future {
+        let (upstream, faults) = (self.upstream.clone(), self.faults.clone());
+        Box::pin(async move {
+            let refusal = if faults.throttling() {
+                // As Milvus 2.3 answers over its rate limit: code 8 and the
+                // legacy `RateLimit`.
+                Some((ErrorCode::RateLimit, 8, "rate limit exceeded[rate=0.1]"))
+            } else if faults.refuses_rows(&filepaths(request.get_ref())) {
+                // As Milvus answers a value it cannot take: a parameter code.
+                Some((
+                    ErrorCode::IllegalArgument,
+                    1100,
+                    "length of varchar field filepath exceeds max length",
+                ))
+            } else {
+                None
+            };
+            let Some((legacy, code, reason)) = refusal else {
+                return MilvusServiceClient::new(upstream).insert(request).await;
+            };
+            faults.refused_inserts.fetch_add(1, Ordering::SeqCst);
+            let status = MilvusStatus {
+                error_code: legacy as i32,
+                reason: reason.into(),
+                code,
+                retriable: code == 8,
+                ..Default::default()
+            };
+            Ok(tonic::Response::new(MutationResult {
+                status: Some(status),
+                ..Default::default()
+            }))
+        })
     }
+}
+
+/// The filepath column of an insert.
+fn filepaths(insert: &InsertRequest) -> Vec<String> {
+    insert
+        .fields_data
+        .iter()
+        .filter(|f| f.field_name == "filepath")
+        .find_map(|f| match &f.field {
+            Some(Field::Scalars(s)) => match &s.data {
+                Some(Data::StringData(strings)) => Some(strings.data.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_default()
 }

@@ -13,7 +13,10 @@
 //!   batch of vectors waits for Milvus, and settlements are acknowledged at
 //!   least every batch's worth ([`ledger`]).
 //! - **Resume** ([`claims`]): under `skip_existing` every filepath is claimed
-//!   and looked up in Milvus before its image is embedded.
+//!   and looked up in Milvus before its image is embedded; an item whose
+//!   filepath another in-flight item holds waits for that item's outcome
+//!   (stored: skipped; failed: embedded itself); a partial batch whose
+//!   claims are awaited is committed once nothing is left at the embedder.
 //! - **Commit** ([`rows`]): a full batch is inserted and then acknowledged; a
 //!   batch Milvus refuses is split until its bad rows stand alone.
 //! - **Deadlines**: no message for `--insert-idle-timeout-secs` ends the
@@ -32,9 +35,13 @@ mod item;
 mod ledger;
 mod reader;
 mod rows;
+mod waiting;
 
 use std::{
-    sync::{atomic::AtomicU64, Arc},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -54,6 +61,7 @@ use self::{
     ledger::Ledger,
     reader::{Pending, ReadEnd, ReadEvent, Reader},
     rows::Row,
+    waiting::Waiting,
 };
 use crate::{
     admission::{Admission, StreamTicket},
@@ -238,6 +246,7 @@ impl Ingest {
                 cancel: cancel.clone(),
                 received: received.clone(),
                 check_filepaths: self.config.check_filepaths,
+                waiting: Waiting::default(),
             }
             .run()
             .in_current_span(),
@@ -312,7 +321,7 @@ impl Ingest {
             // Time spent on Milvus or on a slow reader is the gateway's
             // own pause, not the embedder's silence: the stall timer skips it.
             let paused = Instant::now();
-            if stream.batch.len() >= stream.batch_size {
+            if stream.batch.len() >= stream.batch_size || stream.claims_awaited() {
                 if let Some(e) = stream.commit().await {
                     stop = Some(e);
                 }
@@ -374,7 +383,7 @@ impl Ingest {
         }
         stream.insert_seconds += t.elapsed().as_secs_f64();
         let summary = &mut stream.ledger.summary;
-        summary.received = received.load(std::sync::atomic::Ordering::Relaxed);
+        summary.received = received.load(Ordering::Relaxed);
         summary.insert_seconds = stream.insert_seconds;
         summary.embed_seconds = (started.elapsed().as_secs_f64() - stream.insert_seconds).max(0.0);
         let settled = stream.ledger.settled();
@@ -450,7 +459,7 @@ impl Flow<'_> {
                     index,
                     filepath: item.filepath,
                     vector: v.values,
-                    _claim: item.claim,
+                    claim: item.claim,
                 })
             }
             Some(embed_response::Result::Vector(v)) => self.ledger.failed(failure(
@@ -474,6 +483,20 @@ impl Flow<'_> {
                 "the embedder sent an empty answer",
             )),
         }
+    }
+
+    /// Whether the batch should go now though not full: other items (of this
+    /// stream or another) wait for claims its rows hold, and nothing more is
+    /// at the embedder to fill it. A trickling stream would otherwise keep
+    /// them waiting until its batch fills or it ends; the same stream, for a
+    /// batch that fills only with what they hold back.
+    fn claims_awaited(&self) -> bool {
+        !self.batch.is_empty()
+            && self.pending.lock().expect("pending lock").is_empty()
+            && self
+                .batch
+                .iter()
+                .any(|r| r.claim.as_ref().is_some_and(|c| c.awaited()))
     }
 
     /// Leaves `pause`, time the gateway spent on its own work, out of the

@@ -6,7 +6,8 @@
 //! budget; a bad item becomes a failure event and the next is read. A good
 //! item waits for room in the budget (backpressure), then, under
 //! `skip_existing`, joins a group that is claimed and looked up in Milvus
-//! before any of it is embedded. An item goes into the shared pending map
+//! before any of it is embedded; an item whose filepath another item holds
+//! waits for that holder's outcome without holding up the rest. An item goes into the shared pending map
 //! before its image is sent, so the embedder's answer always finds it.
 //!
 //! Every wait can be cancelled; an item the reader holds when cancelled is
@@ -30,8 +31,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    claims::{Claim, Claims},
+    claims::{Claim, Claimed, Claims, Outcome},
     item::{failure, filepath_problem, ItemIndex},
+    waiting::Waiting,
 };
 use crate::{admission::StreamTicket, error::GatewayError, milvus::MilvusStore};
 
@@ -72,7 +74,7 @@ pub enum ReadEnd {
 }
 
 /// A good item waiting to be sent.
-struct Candidate {
+pub struct Candidate {
     index: ItemIndex,
     filepath: String,
     image: Bytes,
@@ -99,6 +101,8 @@ pub struct Reader<S> {
     pub received: Arc<AtomicU64>,
     /// Test-only: let over-long filepaths through, so Milvus refuses them.
     pub check_filepaths: bool,
+    /// Items waiting for another item's claim on their filepath.
+    pub waiting: Waiting<Candidate>,
 }
 
 impl<S> Reader<S>
@@ -109,8 +113,50 @@ where
     /// the items it held and could not settle.
     pub async fn run(mut self) -> (ReadEnd, Vec<(ItemIndex, String)>) {
         let mut unsettled = Vec::new();
-        let end = self.read_all(&mut unsettled).await;
+        let mut end = self.read_all(&mut unsettled).await;
+        if matches!(end, ReadEnd::Finished | ReadEnd::Idle(_)) {
+            // Everything received is still owed an outcome.
+            if let Err(stopped) = self.await_claims(&mut unsettled).await {
+                end = stopped;
+            }
+        }
+        unsettled.extend(self.waiting.drain().map(|(i, c)| (i, c.filepath)));
         (end, unsettled)
+    }
+
+    /// Settles the items that wait for claims, until none is left.
+    async fn await_claims(
+        &mut self,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<(), ReadEnd> {
+        while !self.waiting.is_empty() {
+            let resolved = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(ReadEnd::Cancelled),
+                resolved = self.waiting.next() => resolved,
+            };
+            self.resolve(resolved, unsettled).await?;
+        }
+        Ok(())
+    }
+
+    /// A waiting item whose holder is done: skipped if the holder stored the
+    /// row, otherwise claimed, looked up and sent as if it had just come.
+    async fn resolve(
+        &mut self,
+        (c, outcome): (Candidate, Outcome),
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<(), ReadEnd> {
+        match outcome {
+            Outcome::Stored => {
+                if !self.emit(ReadEvent::Skipped(c.index)).await {
+                    unsettled.push((c.index, c.filepath));
+                    return Err(ReadEnd::Cancelled);
+                }
+                Ok(())
+            }
+            Outcome::Released => self.check_group(&mut vec![c], unsettled).await,
+        }
     }
 
     async fn read_all(&mut self, unsettled: &mut Vec<(ItemIndex, String)>) -> ReadEnd {
@@ -132,7 +178,7 @@ where
                             if let Err(end) = self.check_group(&mut group, unsettled).await {
                                 return end;
                             }
-                            match self.wait_next().await {
+                            match self.wait_next(unsettled).await {
                                 Ok(next) => next,
                                 Err(end) => return end,
                             }
@@ -167,10 +213,12 @@ where
                         unsettled.push((index, req.filepath));
                         return end;
                     }
-                    tokio::select! {
-                        biased;
-                        _ = self.cancel.cancelled() => None,
-                        permit = self.ticket.reserve(req.image.len()) => Some(permit),
+                    match self.reserve(req.image.len(), unsettled).await {
+                        Ok(permit) => permit,
+                        Err(end) => {
+                            unsettled.push((index, req.filepath));
+                            return end;
+                        }
                     }
                 }
             };
@@ -211,14 +259,42 @@ where
         }
     }
 
-    /// The next message, or why there is none.
-    async fn wait_next(&mut self) -> Result<Option<Result<InsertRequest, GatewayError>>, ReadEnd> {
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => Err(ReadEnd::Cancelled),
-            next = tokio::time::timeout(self.idle_timeout, self.requests.next()) => {
-                next.map_err(|_| ReadEnd::Idle(self.idle_timeout))
-            }
+    /// The next message, or why there is none; items whose claims resolve
+    /// meanwhile are settled.
+    async fn wait_next(
+        &mut self,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<Option<Result<InsertRequest, GatewayError>>, ReadEnd> {
+        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+        loop {
+            let resolved = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(ReadEnd::Cancelled),
+                resolved = self.waiting.next() => resolved,
+                next = tokio::time::timeout_at(deadline, self.requests.next()) => {
+                    return next.map_err(|_| ReadEnd::Idle(self.idle_timeout));
+                }
+            };
+            self.resolve(resolved, unsettled).await?;
+        }
+    }
+
+    /// Room for an image of `len` bytes in the stream's budget (`None`:
+    /// cancelled first); items whose claims resolve meanwhile are settled,
+    /// as they may hold the budget waited for.
+    async fn reserve(
+        &mut self,
+        len: usize,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<Option<OwnedSemaphorePermit>, ReadEnd> {
+        loop {
+            let resolved = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(None),
+                permit = self.ticket.reserve(len) => return Ok(Some(permit)),
+                resolved = self.waiting.next() => resolved,
+            };
+            self.resolve(resolved, unsettled).await?;
         }
     }
 
@@ -262,8 +338,9 @@ where
         }
     }
 
-    /// Under `skip_existing`: claims the group's filepaths, asks Milvus which
-    /// are stored, skips those and the ones claimed elsewhere, sends the rest.
+    /// Under `skip_existing`: claims the group's filepaths (an item whose
+    /// filepath is held waits for its holder), asks Milvus which are stored,
+    /// skips those, sends the rest.
     async fn check_group(
         &mut self,
         group: &mut Vec<Candidate>,
@@ -273,11 +350,10 @@ where
             return Ok(());
         }
         let mut claimed = Vec::with_capacity(group.len());
-        let mut skipped = Vec::new();
         for c in group.drain(..) {
-            match self.claims.try_claim(&self.collection, &c.filepath) {
-                Some(claim) => claimed.push((c, claim)),
-                None => skipped.push(c),
+            match self.claims.claim(&self.collection, &c.filepath) {
+                Claimed::Mine(claim) => claimed.push((c, claim)),
+                Claimed::Theirs(wait) => self.waiting.add(c.index, c, wait),
             }
         }
         let paths: Vec<String> = claimed.iter().map(|(c, _)| c.filepath.clone()).collect();
@@ -297,17 +373,17 @@ where
         let stored = match stored {
             Some(Ok(stored)) => stored,
             other => {
-                let items = claimed.into_iter().map(|(c, _)| c).chain(skipped);
-                unsettled.extend(items.map(|c| (c.index, c.filepath)));
+                unsettled.extend(claimed.into_iter().map(|(c, _)| (c.index, c.filepath)));
                 return Err(match other {
                     Some(Err(e)) => ReadEnd::Store(e),
                     _ => ReadEnd::Cancelled,
                 });
             }
         };
-        let mut send = Vec::with_capacity(claimed.len());
+        let (mut send, mut skipped) = (Vec::with_capacity(claimed.len()), Vec::new());
         for (c, claim) in claimed {
             if stored.contains(&c.filepath) {
+                claim.stored();
                 skipped.push(c);
             } else {
                 send.push((c, claim));

@@ -30,13 +30,12 @@ use super::{
 use crate::{error::GatewayError, milvus::MilvusStore};
 
 /// One embedded item. Its claim (under `skip_existing`) is held until the
-/// row is committed or has failed.
+/// row is committed or has failed: dropping the row releases the filepath.
 pub struct Row {
     pub index: ItemIndex,
     pub filepath: String,
     pub vector: Vec<f32>,
-    /// Held, not read: dropping the row releases the filepath.
-    pub _claim: Option<Claim>,
+    pub claim: Option<Claim>,
 }
 
 /// What a commit did with a batch.
@@ -110,6 +109,9 @@ pub async fn commit(
                 done.stored.extend(part.iter().map(|r| r.index).zip(ids));
                 done.write_token = done.write_token.max(timestamp);
                 throttled_since = None;
+                part.into_iter()
+                    .filter_map(|r| r.claim)
+                    .for_each(Claim::stored);
                 continue;
             }
             Err(e) => e,
