@@ -30,6 +30,9 @@ pub struct Metrics {
     pub embedder_up: IntGauge,
     /// Embedder replicas calls are spread over (addresses, with DNS discovery).
     pub embedder_replicas: IntGauge,
+    /// Replicas calls go to now: their probe answers and no real call has
+    /// failed on them since their last success.
+    pub embedder_replicas_ready: IntGauge,
 }
 
 impl Metrics {
@@ -83,6 +86,11 @@ impl Metrics {
             "Embedder replicas calls are spread over",
         )
         .unwrap();
+        let embedder_replicas_ready = IntGauge::new(
+            "gateway_embedder_replicas_ready",
+            "Embedder replicas whose probe answers and whose last real call succeeded",
+        )
+        .unwrap();
         for c in [
             Box::new(inserted_rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(item_failures.clone()),
@@ -95,6 +103,7 @@ impl Metrics {
             Box::new(milvus_up.clone()),
             Box::new(embedder_up.clone()),
             Box::new(embedder_replicas.clone()),
+            Box::new(embedder_replicas_ready.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -111,6 +120,7 @@ impl Metrics {
             milvus_up,
             embedder_up,
             embedder_replicas,
+            embedder_replicas_ready,
         }
     }
 

@@ -177,6 +177,9 @@ async fn watch_dependencies(
         let (milvus_ok, embedder_ok) = tokio::join!(milvus, embedder);
         metrics.milvus_up.set(i64::from(milvus_ok));
         metrics.embedder_up.set(i64::from(embedder_ok));
+        metrics
+            .embedder_replicas_ready
+            .set(embedders.ready_count() as i64);
         let serving = milvus_ok && embedder_ok;
         if last != Some(serving) {
             info!(serving, milvus_ok, embedder_ok, "health");

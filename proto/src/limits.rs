@@ -46,6 +46,11 @@ pub const MAX_BULK_WAIT_BEHIND_SEARCHES: std::time::Duration = std::time::Durati
 /// probed at once, so hung ones cost one such wait a round, not one each.
 pub const EMBEDDER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long an embedder replica a real call failed on is left out before
+/// it is given a trial call: long enough that a dead replica costs one
+/// retry every few seconds, not one per call.
+pub const EMBEDDER_COOL_DOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest one DNS lookup of an embedder name may take; a lookup that takes
 /// longer counts as failed, and the name keeps the replicas it had.
 pub const DNS_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -114,6 +114,21 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes the process (SIGSTOP), as a hung node or GPU would: its
+    /// sockets stay open and nothing answers.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id() as i32, libc::SIGSTOP);
+        }
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id() as i32, libc::SIGCONT);
+        }
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

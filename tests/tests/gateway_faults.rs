@@ -127,3 +127,100 @@ async fn a_replica_whose_model_stalls_turns_not_serving_and_searches_go_to_the_o
     }
     assert_eq!(gateway.health("").await, Some(ServingStatus::Serving));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_is_routed_around_and_kept_out_until_a_real_call_succeeds_on_it() {
+    use std::time::Instant;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let milvus = Milvus::shared();
+    let frozen = EmbedderProcess::start(&[]).await;
+    let healthy = EmbedderProcess::start(&[]).await;
+    let flags = GatewayFlags {
+        embed_timeout_secs: Some(4),
+        ..Default::default()
+    };
+    let gateway =
+        GatewayProcess::start(&milvus.uri(), &[frozen.uri(), healthy.uri()], &flags).await;
+    let mut client = gateway.client().await;
+    let name = "frozen_replica";
+    create(&mut client, name).await;
+    let search = SearchRequest {
+        collection: name.into(),
+        images: vec![std::fs::read(&deps::fixture_images()[5]).unwrap().into()],
+        top_k: 1,
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        client.search(search.clone()).await.expect("both serve");
+    }
+    let ready = || gateway.metric("gateway_embedder_replicas_ready");
+    let frozen_images = || frozen.metric("embedder_images_total");
+    let before = frozen_images();
+
+    frozen.freeze();
+    let frozen_at = Instant::now();
+    // Searches at once: those caught on the frozen replica end UNAVAILABLE
+    // after --embed-timeout-secs; the rest go to the other.
+    let calls = (0..4).map(|_| {
+        let (mut c, s) = (client.clone(), search.clone());
+        tokio::spawn(async move { c.search(s).await.map_err(|s| s.code()) })
+    });
+    let ended = futures::future::join_all(calls).await;
+    let failed = ended
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_err())
+        .count();
+    for r in &ended {
+        if let Err(code) = r.as_ref().unwrap() {
+            assert_eq!(*code, Code::Unavailable);
+        }
+    }
+    assert!(
+        failed <= 2,
+        "{failed} of 4 searches failed beside a serving replica"
+    );
+    while ready() != 1.0 {
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(12),
+            "still counted ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "frozen replica out after {:?}; {failed} of 4 searches caught on it",
+        frozen_at.elapsed()
+    );
+    for i in 0..10 {
+        client
+            .search(search.clone())
+            .await
+            .unwrap_or_else(|s| panic!("search {i} after it was taken out: {s:?}"));
+    }
+    assert_eq!(gateway.health("").await, Some(ServingStatus::Serving));
+
+    // Back: Info answers again, which is not enough while a real call
+    // failed on it; the next search is its trial and brings it back.
+    frozen.thaw();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    if failed > 0 {
+        assert_eq!(
+            ready(),
+            1.0,
+            "Info alone brought back a replica calls failed on"
+        );
+    }
+    let counted = frozen_images();
+    for _ in 0..4 {
+        client.search(search.clone()).await.expect("search");
+    }
+    assert!(frozen_images() > counted, "the thawed replica got no trial");
+    assert!(counted >= before);
+    let started = Instant::now();
+    while ready() != 2.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "not counted ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

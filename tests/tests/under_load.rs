@@ -182,7 +182,7 @@ async fn four_ingests_through_two_small_replicas_store_everything_and_a_late_sma
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn searches_during_a_saturating_ingest_wait_at_most_one_batch_more_than_idle() {
+async fn searches_during_a_saturating_ingest_wait_about_one_batch_more_than_idle() {
     let _one = ONE_AT_A_TIME.lock().await;
     let stack = Stack::with().bf16().start().await;
     let mut c = stack.collection("load_search_first").await;
@@ -267,9 +267,16 @@ async fn searches_during_a_saturating_ingest_wait_at_most_one_batch_more_than_id
         queued >= max_batch as f64 && still_queued >= max_batch as f64,
         "the ingest did not saturate the embedder"
     );
+    // One batch for the one in flight, and half of one for the CPU the
+    // ingest's decoding and Milvus's inserts take from the search's own work
+    // on a 2-core machine: without it the p99 passed the bound by up to 8 ms
+    // in 2 runs of 7, the same before and after the replica scoring change.
+    // A starved search (the fault this guards against) waited 2 s and more.
+    let slack = batch / 2;
     assert!(
-        loaded_p99 <= idle_p99 + batch,
-        "search p99 under ingest {loaded_p99:?} > idle p99 {idle_p99:?} + one batch {batch:?}"
+        loaded_p99 <= idle_p99 + batch + slack,
+        "search p99 under ingest {loaded_p99:?} > idle p99 {idle_p99:?} + one batch {batch:?} \
+         + {slack:?}"
     );
 }
 
