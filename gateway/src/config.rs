@@ -139,8 +139,9 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_MILVUS_ATTEMPTS", default_value_t = 3)]
     pub milvus_attempts: u32,
 
-    /// Seconds one batch of rows may wait out a Milvus that throttles
-    /// writes (rate limits, quotas) before its rows fail OVERLOADED.
+    /// Seconds one batch of rows, or one search, may wait out a Milvus that
+    /// throttles it (rate limits, quotas) before its rows fail OVERLOADED
+    /// or the search RESOURCE_EXHAUSTED.
     #[arg(
         long,
         env = "IMGSEARCH_MILVUS_THROTTLE_WAIT_SECS",

@@ -14,7 +14,8 @@ pub struct Metrics {
     pub item_failures: IntCounterVec,
     /// Insert items skipped as already stored (`skip_existing`).
     pub skipped_items: IntCounter,
-    /// Inserts Milvus turned away as throttled (each then waited and sent again).
+    /// Inserts and searches Milvus turned away as throttled (each then
+    /// waited and sent again).
     pub milvus_throttled: IntCounter,
     /// Insert streams open now.
     pub insert_streams: IntGauge,
@@ -38,89 +39,54 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let inserted_rows =
-            IntCounter::new("gateway_inserted_rows_total", "Rows inserted into Milvus").unwrap();
-        let item_failures = IntCounterVec::new(
-            Opts::new(
-                "gateway_item_failures_total",
-                "Insert items that failed, by kind",
+        let r = Register(&registry);
+        let histogram = |name: &str, help: &str| {
+            r.add(
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(seconds_buckets()))
+                    .unwrap(),
+            )
+        };
+        Self {
+            inserted_rows: r.counter("gateway_inserted_rows_total", "Rows inserted into Milvus"),
+            item_failures: r.add(
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_item_failures_total",
+                        "Insert items that failed, by kind",
+                    ),
+                    &["kind"],
+                )
+                .unwrap(),
             ),
-            &["kind"],
-        )
-        .unwrap();
-        let search_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+            skipped_items: r.counter(
+                "gateway_skipped_items_total",
+                "Insert items skipped as already stored",
+            ),
+            milvus_throttled: r.counter(
+                "gateway_milvus_throttled_total",
+                "Inserts and searches Milvus turned away as throttled (rate limit, quota)",
+            ),
+            insert_streams: r.gauge("gateway_insert_streams", "Insert streams open now"),
+            search_streams: r.gauge("gateway_search_streams", "SearchStreams open now"),
+            search_seconds: histogram(
                 "gateway_search_seconds",
                 "Milvus search time per Search call or SearchStream batch",
-            )
-            .buckets(seconds_buckets()),
-        )
-        .unwrap();
-        let embed_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+            ),
+            embed_seconds: histogram(
                 "gateway_embed_seconds",
                 "Embedding time per Search call or SearchStream batch",
-            )
-            .buckets(seconds_buckets()),
-        )
-        .unwrap();
-        let skipped_items = IntCounter::new(
-            "gateway_skipped_items_total",
-            "Insert items skipped as already stored",
-        )
-        .unwrap();
-        let milvus_throttled = IntCounter::new(
-            "gateway_milvus_throttled_total",
-            "Inserts Milvus turned away as throttled (rate limit, quota)",
-        )
-        .unwrap();
-        let insert_streams =
-            IntGauge::new("gateway_insert_streams", "Insert streams open now").unwrap();
-        let search_streams =
-            IntGauge::new("gateway_search_streams", "SearchStreams open now").unwrap();
-        let milvus_up = IntGauge::new("gateway_milvus_up", "1 while Milvus answers").unwrap();
-        let embedder_up =
-            IntGauge::new("gateway_embedder_up", "1 while an embedder answers").unwrap();
-        let embedder_replicas = IntGauge::new(
-            "gateway_embedder_replicas",
-            "Embedder replicas calls are spread over",
-        )
-        .unwrap();
-        let embedder_replicas_ready = IntGauge::new(
-            "gateway_embedder_replicas_ready",
-            "Embedder replicas whose probe answers and whose last real call succeeded",
-        )
-        .unwrap();
-        for c in [
-            Box::new(inserted_rows.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(item_failures.clone()),
-            Box::new(skipped_items.clone()),
-            Box::new(milvus_throttled.clone()),
-            Box::new(insert_streams.clone()),
-            Box::new(search_streams.clone()),
-            Box::new(search_seconds.clone()),
-            Box::new(embed_seconds.clone()),
-            Box::new(milvus_up.clone()),
-            Box::new(embedder_up.clone()),
-            Box::new(embedder_replicas.clone()),
-            Box::new(embedder_replicas_ready.clone()),
-        ] {
-            registry.register(c).expect("unique metric names");
-        }
-        Self {
+            ),
+            milvus_up: r.gauge("gateway_milvus_up", "1 while Milvus answers"),
+            embedder_up: r.gauge("gateway_embedder_up", "1 while an embedder answers"),
+            embedder_replicas: r.gauge(
+                "gateway_embedder_replicas",
+                "Embedder replicas calls are spread over",
+            ),
+            embedder_replicas_ready: r.gauge(
+                "gateway_embedder_replicas_ready",
+                "Embedder replicas whose probe answers and whose last real call succeeded",
+            ),
             registry,
-            inserted_rows,
-            item_failures,
-            skipped_items,
-            milvus_throttled,
-            insert_streams,
-            search_streams,
-            search_seconds,
-            embed_seconds,
-            milvus_up,
-            embedder_up,
-            embedder_replicas,
-            embedder_replicas_ready,
         }
     }
 
@@ -133,5 +99,25 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Registers each metric as it is made.
+struct Register<'a>(&'a Registry);
+
+impl Register<'_> {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.0
+            .register(Box::new(c.clone()))
+            .expect("unique metric names");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).unwrap())
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).unwrap())
     }
 }

@@ -9,7 +9,7 @@
 use std::{future::Future, time::Duration};
 
 use imgsearch_common::{admission::CallLimits, serve::serve, telemetry::Telemetry};
-use imgsearch_proto::v1::image_search_server::ImageSearchServer;
+use imgsearch_proto::{limits::MILVUS_PROBE_TIMEOUT, v1::image_search_server::ImageSearchServer};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -61,37 +61,7 @@ pub async fn run(
         Duration::from_secs(cfg.embed_timeout_secs),
     )?;
     let (store_tx, store_rx) = watch::channel(None);
-
-    let ingest = Ingest::new(
-        IngestConfig {
-            batch_size: cfg.batch_size as usize,
-            idle_timeout: Duration::from_secs(cfg.insert_idle_timeout_secs),
-            throttle_wait: Duration::from_secs(cfg.milvus_throttle_wait_secs),
-            check_filepaths: cfg.check_filepaths(),
-        },
-        Admission::new(cfg.insert_limits()),
-        embedders.clone(),
-        metrics.clone(),
-    );
-    let search_admission = Admission::new(cfg.search_limits());
-    let limits = CallLimits::default()
-        .max_calls(cfg.max_calls, "max-calls")
-        .charge(
-            "Search",
-            search_admission.unary_budget(SEARCH_REQUEST_COPIES, cfg.max_message_bytes),
-        );
-    let search_streams = SearchStreams::new(
-        search_admission,
-        Duration::from_secs(cfg.search_idle_timeout_secs),
-        metrics.clone(),
-    );
-    let service = ImageSearchService::new(
-        store_rx,
-        embedders.clone(),
-        ingest,
-        search_streams,
-        metrics.clone(),
-    );
+    let (service, limits) = data_path(&cfg, store_rx, &embedders, &metrics);
     let grpc = ImageSearchServer::new(service)
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
@@ -120,6 +90,48 @@ pub async fn run(
     keys_watch.inspect(|k| k.abort());
     info!("stopped");
     Ok(stopped?)
+}
+
+/// The service behind the API (ingest, searches, their admission) and the
+/// per-call limits the telemetry layer enforces before it.
+fn data_path(
+    cfg: &Config,
+    store: watch::Receiver<Option<MilvusStore>>,
+    embedders: &Embedders,
+    metrics: &Metrics,
+) -> (ImageSearchService, CallLimits) {
+    let ingest = Ingest::new(
+        IngestConfig {
+            batch_size: cfg.batch_size as usize,
+            idle_timeout: Duration::from_secs(cfg.insert_idle_timeout_secs),
+            throttle_wait: Duration::from_secs(cfg.milvus_throttle_wait_secs),
+            check_filepaths: cfg.check_filepaths(),
+        },
+        Admission::new(cfg.insert_limits()),
+        embedders.clone(),
+        metrics.clone(),
+    );
+    let search_admission = Admission::new(cfg.search_limits());
+    let limits = CallLimits::default()
+        .max_calls(cfg.max_calls, "max-calls")
+        .charge(
+            "Search",
+            search_admission.unary_budget(SEARCH_REQUEST_COPIES, cfg.max_message_bytes),
+        );
+    let search_streams = SearchStreams::new(
+        search_admission,
+        Duration::from_secs(cfg.search_idle_timeout_secs),
+        metrics.clone(),
+    );
+    let service = ImageSearchService::new(
+        store,
+        embedders.clone(),
+        ingest,
+        search_streams,
+        metrics.clone(),
+        Duration::from_secs(cfg.milvus_throttle_wait_secs),
+    );
+    (service, limits)
 }
 
 /// Re-resolves the embedders' names (DNS discovery) every health interval,
@@ -159,11 +171,20 @@ async fn watch_dependencies(
         let store = store_tx.borrow().clone();
         let milvus = async {
             match store {
-                Some(s) => s
-                    .ping()
-                    .await
-                    .map_err(|e| warn!(error = %e, "Milvus check failed"))
-                    .is_ok(),
+                Some(s) => match tokio::time::timeout(MILVUS_PROBE_TIMEOUT, s.ping()).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "Milvus check failed");
+                        false
+                    }
+                    Err(_) => {
+                        warn!(
+                            timeout_s = MILVUS_PROBE_TIMEOUT.as_secs(),
+                            "Milvus did not answer its health check in time"
+                        );
+                        false
+                    }
+                },
                 None => false,
             }
         };

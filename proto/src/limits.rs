@@ -46,6 +46,12 @@ pub const MAX_BULK_WAIT_BEHIND_SEARCHES: std::time::Duration = std::time::Durati
 /// probed at once, so hung ones cost one such wait a round, not one each.
 pub const EMBEDDER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Longest the gateway's health round waits for Milvus to list its
+/// collections: a Milvus that takes calls and answers none turns the gateway
+/// NOT_SERVING within this (and a round), not after the SDK's retries of
+/// `--milvus-timeout-secs` each, and does not hold up the embedders' probes.
+pub const MILVUS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long an embedder replica a real call failed on is left out before
 /// it is given a trial call: long enough that a dead replica costs one
 /// retry every few seconds, not one per call.
@@ -72,7 +78,7 @@ pub const RETRY_PUSHBACK_MS: u64 = 250;
 /// queue before it is told RESOURCE_EXHAUSTED.
 pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
 
-/// The first pause before a batch Milvus throttled is sent again; it
-/// doubles per refusal (jittered) up to [`MILVUS_THROTTLE_MAX_PAUSE`].
+/// The first pause before a call Milvus throttled (an insert, a search) is
+/// sent again; it doubles per refusal (jittered) up to [`MILVUS_THROTTLE_MAX_PAUSE`].
 pub const MILVUS_THROTTLE_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 pub const MILVUS_THROTTLE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,8 +1,9 @@
 //! A gRPC proxy in front of a real Milvus, for the faults a busy or slow
 //! Milvus shows and a healthy test instance never does: inserts answered
-//! with Milvus's own rate-limit refusal for a while, rows refused as Milvus
-//! refuses an invalid one, and every reply held back. Everything else passes through untouched, so the gateway behind it
-//! talks to the real Milvus.
+//! or searches answered with Milvus's own rate-limit refusal for a while,
+//! rows refused as Milvus refuses an invalid one, and every reply held
+//! back. Everything else passes through untouched, so the gateway behind
+//! it talks to the real Milvus.
 
 use std::{
     collections::HashSet,
@@ -19,7 +20,10 @@ use std::{
 
 use milvus::proto::{
     common::{ErrorCode, Status as MilvusStatus},
-    milvus::{milvus_service_client::MilvusServiceClient, InsertRequest, MutationResult},
+    milvus::{
+        milvus_service_client::MilvusServiceClient, InsertRequest, MutationResult, SearchRequest,
+        SearchResults,
+    },
     schema::{field_data::Field, scalar_field::Data},
 };
 use tonic::{
@@ -35,11 +39,13 @@ use tonic::{
 struct Faults {
     state: Mutex<State>,
     refused_inserts: AtomicU64,
+    refused_searches: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     throttle_until: Option<Instant>,
+    throttle_searches_until: Option<Instant>,
     reply_delay: Duration,
     /// Filepaths whose inserts are refused until one is refused alone.
     refused_rows: HashSet<String>,
@@ -49,6 +55,13 @@ impl Faults {
     fn throttling(&self) -> bool {
         let state = self.state.lock().unwrap();
         state.throttle_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn throttling_searches(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        state
+            .throttle_searches_until
+            .is_some_and(|t| Instant::now() < t)
     }
 
     fn reply_delay(&self) -> Duration {
@@ -110,6 +123,17 @@ impl MilvusProxy {
         self.faults.state.lock().unwrap().throttle_until = Some(Instant::now() + period);
     }
 
+    /// From now on, for `period`, every search is refused as Milvus refuses
+    /// one over its rate limit.
+    pub fn throttle_searches_for(&self, period: Duration) {
+        self.faults.state.lock().unwrap().throttle_searches_until = Some(Instant::now() + period);
+    }
+
+    /// Searches refused so far.
+    pub fn refused_searches(&self) -> u64 {
+        self.faults.refused_searches.load(Ordering::SeqCst)
+    }
+
     /// Holds every reply back by `delay` (zero: none).
     pub fn delay_replies(&self, delay: Duration) {
         self.faults.state.lock().unwrap().reply_delay = delay;
@@ -165,6 +189,11 @@ impl Service<http::Request<Body>> for Forward {
                 };
                 return Ok(grpc.unary(inspect, request).await);
             }
+            if request.uri().path().ends_with("/Search") && faults.throttling_searches() {
+                let mut grpc = Grpc::new(ProstCodec::<SearchResults, SearchRequest>::default())
+                    .apply_max_message_size_config(Some(64 << 20), Some(64 << 20));
+                return Ok(grpc.unary(ThrottledSearch(faults), request).await);
+            }
             let delay = faults.reply_delay();
             let reply = match std::future::poll_fn(|cx| upstream.poll_ready(cx)).await {
                 Ok(()) => upstream.call(request).await,
@@ -211,18 +240,44 @@ impl UnaryService<InsertRequest> for Inspect {
                 return MilvusServiceClient::new(upstream).insert(request).await;
             };
             faults.refused_inserts.fetch_add(1, Ordering::SeqCst);
-            let status = MilvusStatus {
-                error_code: legacy as i32,
-                reason: reason.into(),
-                code,
-                retriable: code == 8,
-                ..Default::default()
-            };
             Ok(tonic::Response::new(MutationResult {
-                status: Some(status),
+                status: Some(refusal_status(legacy, code, reason)),
                 ..Default::default()
             }))
         })
+    }
+}
+
+/// A Milvus refusal as Milvus writes it; code 8 (rate limit) is retriable.
+#[allow(deprecated)]
+fn refusal_status(legacy: ErrorCode, code: i32, reason: &str) -> MilvusStatus {
+    MilvusStatus {
+        error_code: legacy as i32,
+        reason: reason.into(),
+        code,
+        retriable: code == 8,
+        ..Default::default()
+    }
+}
+
+/// A search refused as Milvus 2.3 refuses one over its rate limit.
+struct ThrottledSearch(Arc<Faults>);
+
+impl UnaryService<SearchRequest> for ThrottledSearch {
+    type Response = SearchResults;
+    type Future = std::future::Ready<Result<tonic::Response<SearchResults>, tonic::Status>>;
+
+    #[allow(deprecated)]
+    fn call(&mut self, _: tonic::Request<SearchRequest>) -> Self::Future {
+        self.0.refused_searches.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(tonic::Response::new(SearchResults {
+            status: Some(refusal_status(
+                ErrorCode::RateLimit,
+                8,
+                "rate limit exceeded[rate=0.1]",
+            )),
+            ..Default::default()
+        })))
     }
 }
 

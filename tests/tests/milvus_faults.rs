@@ -1,11 +1,12 @@
-//! A Milvus that throttles, slows down or refuses rows, through a proxy
-//! before the real one: the rows wait, none is reported bad, no embedder is
-//! taken for stalled, and a resume beside failing rows skips only what is
-//! stored. (A Milvus that stops: `ingest_faults.rs`.)
+//! A Milvus that throttles, slows down, stops answering or refuses rows,
+//! through a proxy before the real one: rows and searches wait, none is
+//! reported bad, no embedder is taken for stalled, health tells the truth
+//! within a probe's deadline, and a resume beside failing rows skips only
+//! what is stored. (A Milvus that stops: `ingest_faults.rs`.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use imgsearch_proto::v1::ErrorKind;
+use imgsearch_proto::v1::{ErrorKind, SearchRequest};
 use imgsearch_tests::{
     embedder::EmbedderProcess,
     gateway::{GatewayFlags, GatewayProcess},
@@ -16,6 +17,7 @@ use imgsearch_tests::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// An embedder and a gateway that reaches the shared Milvus through a
 /// proxy, and a client of the gateway with `collection` created.
@@ -199,4 +201,127 @@ async fn a_resume_beside_a_stream_whose_rows_fail_skips_only_what_that_stream_st
         "stored what the first stream failed"
     );
     assert_stored_once(name, 16).await;
+}
+
+/// A search by the image of the first of `items`, top 1.
+fn search_for(collection: &str, items: &[(String, Vec<u8>)]) -> SearchRequest {
+    SearchRequest {
+        collection: collection.into(),
+        images: vec![items[0].1.clone().into()],
+        top_k: 1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_milvus_throttles_for_a_while_waits_and_is_answered() {
+    let name = "search_throttled_for_a_while";
+    let mut p = proxied(GatewayFlags::default(), name).await;
+    let items = named_pngs("q", 0, 4);
+    assert_eq!(
+        insert(&mut p.client, name, items.clone())
+            .await
+            .summary()
+            .inserted,
+        4
+    );
+    p.proxy.throttle_searches_for(Duration::from_secs(3));
+
+    let started = Instant::now();
+    let answer = p
+        .client
+        .search(search_for(name, &items))
+        .await
+        .expect("the search waits the throttle out")
+        .into_inner();
+
+    println!("answered after {:?}", started.elapsed());
+    assert!(p.proxy.refused_searches() > 0, "the throttle was met");
+    assert_eq!(answer.results[0].hits[0].filepath, items[0].0);
+    assert_eq!(
+        p.gateway.metric("gateway_milvus_throttled_total"),
+        p.proxy.refused_searches() as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_throttled_past_the_wait_fails_resource_exhausted_naming_the_flag() {
+    let name = "search_throttled_for_good";
+    let flags = GatewayFlags {
+        milvus_throttle_wait_secs: Some(2),
+        ..Default::default()
+    };
+    let mut p = proxied(flags, name).await;
+    let items = named_pngs("g", 0, 1);
+    p.proxy.throttle_searches_for(Duration::from_secs(600));
+
+    let status = p.client.search(search_for(name, &items)).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("--milvus-throttle-wait-secs"),
+        "{}",
+        status.message()
+    );
+    assert!(p.proxy.refused_searches() > 1, "it was sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_search_ends_at_its_callers_deadline_and_is_not_sent_again_after() {
+    let name = "search_throttled_past_deadline";
+    let mut p = proxied(GatewayFlags::default(), name).await;
+    let items = named_pngs("d", 0, 1);
+    p.proxy.throttle_searches_for(Duration::from_secs(600));
+
+    let mut request = tonic::Request::new(search_for(name, &items));
+    request.set_timeout(Duration::from_millis(1500));
+    let started = Instant::now();
+    let status = p.client.search(request).await.unwrap_err();
+
+    // tonic's client keeps the deadline too and, when it is first, reports
+    // CANCELLED "Timeout expired"; the gateway's side says DEADLINE_EXCEEDED.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = p.proxy.refused_searches();
+    assert!(refused > 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        p.proxy.refused_searches(),
+        refused,
+        "sent again after its caller left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milvus_that_stops_answering_turns_the_gateway_not_serving_within_the_probe_deadline() {
+    let name = "hung_milvus";
+    let p = proxied(GatewayFlags::default(), name).await;
+    assert_eq!(p.gateway.health("").await, Some(ServingStatus::Serving));
+
+    p.proxy.delay_replies(Duration::from_secs(600));
+    let hung = Instant::now();
+    while p.gateway.health("").await != Some(ServingStatus::NotServing) {
+        assert!(
+            hung.elapsed() < Duration::from_secs(12),
+            "still SERVING beside a Milvus that answers nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("NOT_SERVING after {:?}", hung.elapsed());
+    assert_eq!(p.gateway.metric("gateway_milvus_up"), 0.0);
+    assert_eq!(p.gateway.metric("gateway_embedder_up"), 1.0);
+
+    p.proxy.delay_replies(Duration::ZERO);
+    let back = Instant::now();
+    while p.gateway.health("").await != Some(ServingStatus::Serving) {
+        assert!(
+            back.elapsed() < Duration::from_secs(12),
+            "not SERVING again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -66,7 +66,7 @@ use self::{
 use crate::{
     admission::{Admission, StreamTicket},
     answers::{self, AnswerStream},
-    embedders::Embedders,
+    embedders::{EmbedAnswers, Embedders, ReplicaHandle},
     error::GatewayError,
     metrics::Metrics,
     milvus::{CollectionSpec, MilvusStore},
@@ -210,12 +210,7 @@ impl Ingest {
     where
         S: Stream<Item = Result<InsertRequest, GatewayError>> + Send + Unpin + 'static,
     {
-        let first = match tokio::time::timeout(self.config.idle_timeout, requests.next()).await {
-            Err(_) => return Err(GatewayError::Deadline("no Insert message arrived".into())),
-            Ok(None) => return Err(GatewayError::InvalidArgument("empty Insert stream".into())),
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(Some(Ok(first))) => first,
-        };
+        let first = self.first_message(&mut requests).await?;
         crate::fault::streaming_call_started("insert");
         let setup = self.setup(store, &first).await?;
         let (embed_tx, embed_rx) = mpsc::channel::<EmbedRequest>(EMBED_WINDOW);
@@ -264,147 +259,40 @@ impl Ingest {
             throttle_wait: self.config.throttle_wait,
             metrics: &self.metrics,
         };
-        let embed_timeout = self.embedders.call_timeout();
-        let mut tick = tokio::time::interval(DEADLINE_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut reading, mut embedding) = (true, true);
-        let mut stop: Option<GatewayError> = None;
-        while (reading || embedding) && stop.is_none() {
-            // Biased: answers that queued up while the gateway paused are
-            // taken before the deadline's tick, which would otherwise see
-            // an embedder that answered as one that did not.
-            tokio::select! {
-                biased;
-                event = events.recv(), if reading => match event {
-                    Some(e) => stream.settle(e),
-                    None => reading = false,
-                },
-                answer = answers.next(), if embedding => match answer {
-                    Some(Ok(a)) => {
-                        stream.last_answer = Instant::now();
-                        stream.answer(a);
-                    }
-                    None => {
-                        embedding = false;
-                        // The embedder ends its answers after the reader
-                        // closed its side (give the reader's task a moment
-                        // to be marked finished); before that, it left early.
-                        let mut waited = 0;
-                        while !reader.is_finished() && waited < 20 {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            waited += 1;
-                        }
-                        if !reader.is_finished() {
-                            replica.mark_down();
-                            stop = Some(GatewayError::EmbedderUnavailable(
-                                "the embedder ended the stream early".into(),
-                            ));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "embedder stream failed");
-                        replica.mark_down();
-                        stop = Some(e);
-                    }
-                },
-                _ = tick.tick() => {
-                    if stream.stalled(embed_timeout) {
-                        replica.mark_down();
-                        stop = Some(GatewayError::EmbedderUnavailable(format!(
-                            "the embedder answered nothing for {} s while images waited \
-                             (--embed-timeout-secs)",
-                            embed_timeout.as_secs()
-                        )));
-                    }
-                }
-            }
-            // Time spent on Milvus or on a slow reader is the gateway's
-            // own pause, not the embedder's silence: the stall timer skips it.
-            let paused = Instant::now();
-            if stream.batch.len() >= stream.batch_size || stream.claims_awaited() {
-                if let Some(e) = stream.commit().await {
-                    stop = Some(e);
-                }
-                stream.ledger.acknowledge().await;
-            } else if stream.ledger.unacked_at_least(stream.batch_size) {
-                stream.ledger.acknowledge().await;
-            }
-            stream.excuse(paused.elapsed());
-            if stream.ledger.caller_gone() {
-                // Nobody reads the answers: stop reading, finish the rest.
-                cancel.cancel();
-            }
-        }
-
+        let stop = stream
+            .pump(
+                &mut answers,
+                &mut events,
+                &reader,
+                &replica,
+                (&cancel, self.embedders.call_timeout()),
+            )
+            .await;
         // Wind down: stop the reader, settle what it held and what it sent.
         cancel.cancel();
         drop(answers);
-        let (end, unsettled) = reader.await.unwrap_or_else(|e| {
-            warn!(error = %e, "the reader task failed");
-            (ReadEnd::Cancelled, Vec::new())
-        });
-        while let Ok(e) = events.try_recv() {
-            stream.settle(e);
-        }
-        let milvus_down = matches!(
-            stop,
-            Some(GatewayError::MilvusUnavailable(_)) | Some(GatewayError::CollectionNotFound(_))
-        );
-        if milvus_down {
-            stream.fail_batch("not inserted: Milvus stopped answering");
-        } else if let Some(e) = stream.commit().await {
-            stop.get_or_insert(e);
-        }
-        let why = match &stop {
-            Some(e) => format!("not stored: the stream stopped ({e})"),
-            None => "not stored: the embedder never answered".to_string(),
-        };
-        let drained: Vec<_> = pending.lock().expect("pending lock").drain().collect();
-        for (index, item) in drained {
-            stream
-                .ledger
-                .failed(failure(index, item.filepath, ErrorKind::Unavailable, &why));
-        }
-        for (index, filepath) in unsettled {
-            stream
-                .ledger
-                .failed(failure(index, filepath, ErrorKind::Unavailable, &why));
-        }
-        stream.ledger.acknowledge().await;
+        let (end, stop) = stream.wind_down(reader, events, stop).await;
+        stream.summarize(received.load(Ordering::Relaxed), started, &end);
+        Ok(stop.or_else(|| end.into_error()))
+    }
 
-        let t = Instant::now();
-        if stream.ledger.summary.inserted > 0 && !milvus_down {
-            match store.flush(&setup.spec.name).await {
-                Ok(()) => stream.ledger.summary.flushed = true,
-                Err(e) => {
-                    stop.get_or_insert(e);
-                }
-            }
+    /// The stream's first message, within the idle timeout.
+    async fn first_message<S>(&self, requests: &mut S) -> Result<InsertRequest, GatewayError>
+    where
+        S: Stream<Item = Result<InsertRequest, GatewayError>> + Unpin,
+    {
+        match tokio::time::timeout(self.config.idle_timeout, requests.next()).await {
+            Err(_) => Err(GatewayError::Deadline("no Insert message arrived".into())),
+            Ok(None) => Err(GatewayError::InvalidArgument("empty Insert stream".into())),
+            Ok(Some(result)) => result,
         }
-        stream.insert_seconds += t.elapsed().as_secs_f64();
-        let summary = &mut stream.ledger.summary;
-        summary.received = received.load(Ordering::Relaxed);
-        summary.insert_seconds = stream.insert_seconds;
-        summary.embed_seconds = (started.elapsed().as_secs_f64() - stream.insert_seconds).max(0.0);
-        let settled = stream.ledger.settled();
-        if settled != stream.ledger.summary.received {
-            warn!(
-                settled,
-                received = stream.ledger.summary.received,
-                "items left unsettled"
-            );
-        }
-        let s = &stream.ledger.summary;
-        info!(
-            received = s.received,
-            inserted = s.inserted,
-            failed = s.failed,
-            skipped = s.skipped,
-            flushed = s.flushed,
-            ?end,
-            "insert done"
-        );
-        Ok(stop.or(match end {
+    }
+}
+
+impl ReadEnd {
+    /// What the reader's end means for the call, when nothing else stopped it.
+    fn into_error(self) -> Option<GatewayError> {
+        match self {
             ReadEnd::Finished | ReadEnd::Cancelled => None,
             ReadEnd::CallerFailed(e) => Some(e),
             ReadEnd::Idle(after) => Some(GatewayError::Deadline(format!(
@@ -416,8 +304,29 @@ impl Ingest {
                 "the embedder stream closed".into(),
             )),
             ReadEnd::Store(e) => Some(e),
-        }))
+        }
     }
+}
+
+/// The reader's task: how it ended, and the items it held unsettled.
+type ReaderTask = tokio::task::JoinHandle<(ReadEnd, Vec<(ItemIndex, String)>)>;
+
+/// The embedder ended its answers: after the reader closed its side (give
+/// the reader's task a moment to be marked finished) that is the normal
+/// end; before it, the embedder left early.
+async fn ended_early(reader: &ReaderTask, replica: &ReplicaHandle) -> Option<GatewayError> {
+    let mut waited = 0;
+    while !reader.is_finished() && waited < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    if reader.is_finished() {
+        return None;
+    }
+    replica.mark_down();
+    Some(GatewayError::EmbedderUnavailable(
+        "the embedder ended the stream early".into(),
+    ))
 }
 
 /// Stages two and three of a stream: the embedder's answers into a batch,
@@ -437,6 +346,161 @@ struct Flow<'a> {
 }
 
 impl Flow<'_> {
+    /// Takes the reader's settlements and the embedder's answers, commits
+    /// full batches and acknowledges, until both have ended or the stream
+    /// must stop; what stops it.
+    async fn pump(
+        &mut self,
+        answers: &mut EmbedAnswers,
+        events: &mut mpsc::Receiver<ReadEvent>,
+        reader: &ReaderTask,
+        replica: &ReplicaHandle,
+        (cancel, embed_timeout): (&CancellationToken, Duration),
+    ) -> Option<GatewayError> {
+        let mut tick = tokio::time::interval(DEADLINE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut reading, mut embedding) = (true, true);
+        let mut stop: Option<GatewayError> = None;
+        while (reading || embedding) && stop.is_none() {
+            // Biased: answers that queued up while the gateway paused are
+            // taken before the deadline's tick, which would otherwise see
+            // an embedder that answered as one that did not.
+            tokio::select! {
+                biased;
+                event = events.recv(), if reading => match event {
+                    Some(e) => self.settle(e),
+                    None => reading = false,
+                },
+                answer = answers.next(), if embedding => match answer {
+                    Some(Ok(a)) => {
+                        self.last_answer = Instant::now();
+                        self.answer(a);
+                    }
+                    None => {
+                        embedding = false;
+                        stop = ended_early(reader, replica).await;
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "embedder stream failed");
+                        replica.mark_down();
+                        stop = Some(e);
+                    }
+                },
+                _ = tick.tick() => {
+                    if self.stalled(embed_timeout) {
+                        replica.mark_down();
+                        stop = Some(GatewayError::EmbedderUnavailable(format!(
+                            "the embedder answered nothing for {} s while images waited \
+                             (--embed-timeout-secs)",
+                            embed_timeout.as_secs()
+                        )));
+                    }
+                }
+            }
+            if let Some(e) = self.commit_or_acknowledge().await {
+                stop = Some(e);
+            }
+            if self.ledger.caller_gone() {
+                // Nobody reads the answers: stop reading, finish the rest.
+                cancel.cancel();
+            }
+        }
+        stop
+    }
+
+    /// Commits a full batch (or one whose claims others await) and
+    /// acknowledges, or acknowledges a batch's worth of settlements. Time
+    /// spent on Milvus or on a slow reader is the gateway's own pause, not
+    /// the embedder's silence: the stall timer skips it.
+    async fn commit_or_acknowledge(&mut self) -> Option<GatewayError> {
+        let paused = Instant::now();
+        let mut stop = None;
+        if self.batch.len() >= self.batch_size || self.claims_awaited() {
+            stop = self.commit().await;
+            self.ledger.acknowledge().await;
+        } else if self.ledger.unacked_at_least(self.batch_size) {
+            self.ledger.acknowledge().await;
+        }
+        self.excuse(paused.elapsed());
+        stop
+    }
+
+    /// After the loop: settles what the reader held and what it sent,
+    /// commits the last rows (unless Milvus is down), fails every item still
+    /// without an outcome, acknowledges all, and flushes. How the reader
+    /// ended, and what stops the stream.
+    async fn wind_down(
+        &mut self,
+        reader: ReaderTask,
+        mut events: mpsc::Receiver<ReadEvent>,
+        mut stop: Option<GatewayError>,
+    ) -> (ReadEnd, Option<GatewayError>) {
+        let (end, unsettled) = reader.await.unwrap_or_else(|e| {
+            warn!(error = %e, "the reader task failed");
+            (ReadEnd::Cancelled, Vec::new())
+        });
+        while let Ok(e) = events.try_recv() {
+            self.settle(e);
+        }
+        let milvus_down = matches!(
+            stop,
+            Some(GatewayError::MilvusUnavailable(_)) | Some(GatewayError::CollectionNotFound(_))
+        );
+        if milvus_down {
+            self.fail_batch("not inserted: Milvus stopped answering");
+        } else if let Some(e) = self.commit().await {
+            stop.get_or_insert(e);
+        }
+        let why = match &stop {
+            Some(e) => format!("not stored: the stream stopped ({e})"),
+            None => "not stored: the embedder never answered".to_string(),
+        };
+        let drained: Vec<_> = self.pending.lock().expect("pending lock").drain().collect();
+        let left = drained
+            .into_iter()
+            .map(|(index, item)| (index, item.filepath))
+            .chain(unsettled);
+        for (index, filepath) in left {
+            self.ledger
+                .failed(failure(index, filepath, ErrorKind::Unavailable, &why));
+        }
+        self.ledger.acknowledge().await;
+
+        let t = Instant::now();
+        if self.ledger.summary.inserted > 0 && !milvus_down {
+            match self.store.flush(&self.spec.name).await {
+                Ok(()) => self.ledger.summary.flushed = true,
+                Err(e) => {
+                    stop.get_or_insert(e);
+                }
+            }
+        }
+        self.insert_seconds += t.elapsed().as_secs_f64();
+        (end, stop)
+    }
+
+    /// Fills in the summary's counts and times, and logs the stream's end.
+    fn summarize(&mut self, received: u64, started: Instant, end: &ReadEnd) {
+        let summary = &mut self.ledger.summary;
+        summary.received = received;
+        summary.insert_seconds = self.insert_seconds;
+        summary.embed_seconds = (started.elapsed().as_secs_f64() - self.insert_seconds).max(0.0);
+        let settled = self.ledger.settled();
+        let s = &self.ledger.summary;
+        if settled != s.received {
+            warn!(settled, received = s.received, "items left unsettled");
+        }
+        info!(
+            received = s.received,
+            inserted = s.inserted,
+            failed = s.failed,
+            skipped = s.skipped,
+            flushed = s.flushed,
+            ?end,
+            "insert done"
+        );
+    }
+
     fn settle(&mut self, event: ReadEvent) {
         match event {
             ReadEvent::Failed(f) => self.ledger.failed(f),

@@ -159,32 +159,32 @@ where
         }
     }
 
+    /// The next message: the first one, one already at hand while items
+    /// are grouped, or (after sending the group, so that no item waits on
+    /// the caller) the next the caller sends.
+    async fn next_request(
+        &mut self,
+        group: &mut Vec<Candidate>,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<Option<Result<InsertRequest, GatewayError>>, ReadEnd> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(Ok(first)));
+        }
+        if !group.is_empty() {
+            if let Some(next) = self.requests.next().now_or_never() {
+                return Ok(next);
+            }
+        }
+        self.check_group(group, unsettled).await?;
+        self.wait_next(unsettled).await
+    }
+
     async fn read_all(&mut self, unsettled: &mut Vec<(ItemIndex, String)>) -> ReadEnd {
         let mut group: Vec<Candidate> = Vec::new();
         loop {
-            let next = match self.first.take() {
-                Some(first) => Some(Ok(first)),
-                None => {
-                    let ready = if group.is_empty() {
-                        None
-                    } else {
-                        self.requests.next().now_or_never()
-                    };
-                    match ready {
-                        Some(next) => next,
-                        None => {
-                            // Nothing more at hand: send what is grouped
-                            // before waiting on the caller.
-                            if let Err(end) = self.check_group(&mut group, unsettled).await {
-                                return end;
-                            }
-                            match self.wait_next(unsettled).await {
-                                Ok(next) => next,
-                                Err(end) => return end,
-                            }
-                        }
-                    }
-                }
+            let next = match self.next_request(&mut group, unsettled).await {
+                Ok(next) => next,
+                Err(end) => return end,
             };
             let req = match next {
                 Some(Ok(req)) => req,

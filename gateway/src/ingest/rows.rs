@@ -15,19 +15,18 @@
 //! - **Milvus itself** (unreachable, timed out, the collection gone): the
 //!   rows not yet stored fail and the stream stops.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use imgsearch_common::backoff::jittered;
-use imgsearch_proto::{
-    limits::{MILVUS_THROTTLE_FIRST_PAUSE, MILVUS_THROTTLE_MAX_PAUSE},
-    v1::{ErrorKind, ItemFailure},
-};
+use imgsearch_proto::v1::{ErrorKind, ItemFailure};
 
 use super::{
     claims::Claim,
     item::{failure, ItemIndex},
 };
-use crate::{error::GatewayError, milvus::MilvusStore};
+use crate::{
+    error::GatewayError,
+    milvus::{throttle::ThrottleWait, MilvusStore},
+};
 
 /// One embedded item. Its claim (under `skip_existing`) is held until the
 /// row is committed or has failed: dropping the row releases the filepath.
@@ -93,7 +92,7 @@ pub async fn commit(
 ) -> Committed {
     let mut done = Committed::default();
     let mut todo = vec![rows];
-    let mut throttled_since: Option<Instant> = None;
+    let mut throttle = ThrottleWait::new(throttle_wait);
     while let Some(part) = todo.pop() {
         if part.is_empty() {
             continue;
@@ -108,7 +107,7 @@ pub async fn commit(
             Ok((ids, timestamp)) => {
                 done.stored.extend(part.iter().map(|r| r.index).zip(ids));
                 done.write_token = done.write_token.max(timestamp);
-                throttled_since = None;
+                throttle.taken();
                 part.into_iter()
                     .filter_map(|r| r.claim)
                     .for_each(Claim::stored);
@@ -119,25 +118,19 @@ pub async fn commit(
         match response_to(&e) {
             Response::Wait => {
                 done.throttled += 1;
-                let since = *throttled_since.get_or_insert_with(Instant::now);
-                let pause = jittered(
-                    MILVUS_THROTTLE_FIRST_PAUSE,
-                    done.throttled.min(16) as u32 - 1,
-                    MILVUS_THROTTLE_MAX_PAUSE,
-                );
-                if since.elapsed() + pause > throttle_wait {
-                    let reason = format!(
-                        "not inserted: Milvus throttled writes for over {} s \
-                         (--milvus-throttle-wait-secs): {e}",
-                        throttle_wait.as_secs()
-                    );
-                    fail_all(&mut done, part, ErrorKind::Overloaded, &reason);
-                    done.stop = Some(e);
-                } else {
+                if let Some(pause) = throttle.refused() {
                     tracing::info!(rows = part.len(), pause_ms = pause.as_millis() as u64, error = %e,
                         "Milvus is throttling; the batch waits and is sent again");
                     tokio::time::sleep(pause).await;
                     todo.push(part);
+                } else {
+                    let reason = format!(
+                        "not inserted: Milvus throttled writes for over {} s \
+                         (--milvus-throttle-wait-secs): {e}",
+                        throttle.limit_secs()
+                    );
+                    fail_all(&mut done, part, ErrorKind::Overloaded, &reason);
+                    done.stop = Some(e);
                 }
             }
             Response::Split if part.len() == 1 => {

@@ -23,6 +23,7 @@ pub mod expr;
 pub mod freshness;
 pub mod reads;
 pub mod refusal;
+pub mod throttle;
 
 use self::{
     expr::{check_name, filepaths_in, ids_in},

@@ -4,7 +4,7 @@
 
 pub mod stream;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
@@ -22,6 +22,7 @@ use crate::{
         expr::string_literal,
         freshness::{Consistency, Freshness},
         reads::{RawHit, SearchShape},
+        throttle::ThrottleWait,
         CollectionSpec, MilvusStore, RowRef,
     },
     schema::FILEPATH_FIELD,
@@ -132,6 +133,8 @@ pub struct Searcher {
     pub store: MilvusStore,
     pub embedders: Embedders,
     pub metrics: Metrics,
+    /// How long a search may wait out a Milvus that throttles it.
+    pub throttle_wait: Duration,
 }
 
 /// A query made ready for Milvus: its vector and, for a stored row left out
@@ -142,6 +145,39 @@ struct Ready {
 }
 
 impl Searcher {
+    /// A Milvus search, sent again while Milvus throttles it: a busy Milvus
+    /// makes a search wait (within its caller's deadline, which tonic
+    /// keeps), then fail RESOURCE_EXHAUSTED naming the flag, never at once.
+    async fn milvus_search(
+        &self,
+        collection: &str,
+        vectors: Vec<Vec<f32>>,
+        shape: &SearchShape,
+        freshness: Freshness,
+    ) -> Result<Vec<Vec<RawHit>>, GatewayError> {
+        let mut throttle = ThrottleWait::new(self.throttle_wait);
+        loop {
+            let reason = match self
+                .store
+                .search(collection, vectors.clone(), shape, freshness)
+                .await
+            {
+                Err(GatewayError::MilvusThrottled(reason)) => reason,
+                answered => return answered,
+            };
+            self.metrics.milvus_throttled.inc();
+            let Some(pause) = throttle.refused() else {
+                return Err(GatewayError::MilvusThrottled(format!(
+                    "Milvus throttled searches for over {} s (--milvus-throttle-wait-secs): {reason}",
+                    throttle.limit_secs()
+                )));
+            };
+            tracing::info!(pause_ms = pause.as_millis() as u64, %reason,
+                "Milvus is throttling; the search waits and is sent again");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
     /// Answers `queries` (at most [`MAX_QUERIES`]) against `spec`'s
     /// collection; a query that cannot be answered fails alone.
     #[instrument(skip_all, fields(collection = %spec.name, queries = queries.len()))]
@@ -152,140 +188,23 @@ impl Searcher {
         trace: &TraceContext,
         queries: Vec<Query>,
     ) -> Result<Answered, GatewayError> {
-        let dimension = spec.dimension as usize;
-        let mut slots: Vec<Result<Option<Ready>, ItemError>> = Vec::with_capacity(queries.len());
-        let mut images = Vec::new();
-        let mut likes = Vec::new();
-        for (i, q) in queries.into_iter().enumerate() {
-            slots.push(match q {
-                Query::Vector(v) if v.len() != dimension => Err(item_error(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the vector has {} values; the collection holds {dimension}",
-                        v.len()
-                    ),
-                )),
-                Query::Vector(vector) => Ok(Some(Ready {
-                    vector,
-                    exclude: None,
-                })),
-                Query::Image(bytes) => {
-                    images.push((i, bytes));
-                    Ok(None)
-                }
-                Query::Like(row) => {
-                    likes.push((i, row));
-                    Ok(None)
-                }
-            });
-        }
+        let Sorted {
+            mut slots,
+            images,
+            likes,
+        } = sort(queries, spec.dimension as usize);
 
         let started = Instant::now();
-        let embedding = !images.is_empty();
-        if embedding {
-            let (at, bytes): (Vec<usize>, Vec<Bytes>) = images.into_iter().unzip();
-            let embedded = self.embedders.embed_images(spec, trace, bytes).await?;
-            for (i, r) in at.into_iter().zip(embedded) {
-                slots[i] = match r.result {
-                    Some(embed_response::Result::Vector(v)) if v.values.len() == dimension => {
-                        Ok(Some(Ready {
-                            vector: v.values,
-                            exclude: None,
-                        }))
-                    }
-                    Some(embed_response::Result::Vector(v)) => Err(item_error(
-                        ErrorKind::InvalidArgument,
-                        format!(
-                            "embedder dimension {} differs from the collection's {dimension}",
-                            v.values.len()
-                        ),
-                    )),
-                    Some(embed_response::Result::Error(e)) => Err(e),
-                    None => Err(item_error(
-                        ErrorKind::Internal,
-                        "empty embedder answer".into(),
-                    )),
-                };
-            }
-        }
-        let embed_seconds = if embedding {
-            started.elapsed().as_secs_f64()
-        } else {
+        let embed_seconds = if images.is_empty() {
             0.0
+        } else {
+            self.embed_into(spec, trace, images, &mut slots).await?;
+            started.elapsed().as_secs_f64()
         };
 
         let started = Instant::now();
-        for (i, row) in likes {
-            slots[i] = match self
-                .store
-                .stored_vector(&spec.name, &row, options.freshness)
-                .await?
-            {
-                Some((id, vector)) => Ok(Some(Ready {
-                    vector,
-                    exclude: (!options.include_self).then(|| match &row {
-                        RowRef::Id(_) => format!("id != {id}"),
-                        RowRef::Filepath(p) => format!("{FILEPATH_FIELD} != {}", string_literal(p)),
-                    }),
-                })),
-                None => Err(item_error(
-                    ErrorKind::NotFound,
-                    format!("no row of collection {} has {row}", spec.name),
-                )),
-            };
-        }
-
-        // Queries without a filter share one Milvus search; each one that
-        // leaves its own row out needs its own.
-        let shape = SearchShape {
-            top_k: options.top_k,
-            offset: options.offset,
-            max_distance: options.max_distance,
-            filter: None,
-        };
-        let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];
-        let plain: Vec<usize> = (0..slots.len())
-            .filter(|&i| matches!(&slots[i], Ok(Some(r)) if r.exclude.is_none()))
-            .collect();
-        if !plain.is_empty() {
-            let vectors = plain
-                .iter()
-                .map(|&i| match &mut slots[i] {
-                    Ok(Some(r)) => std::mem::take(&mut r.vector),
-                    _ => unreachable!("chosen above"),
-                })
-                .collect();
-            let hits = self
-                .store
-                .search(&spec.name, vectors, &shape, options.freshness)
-                .await?;
-            for (i, h) in plain.into_iter().zip(hits) {
-                found[i] = Some(h);
-            }
-        }
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let Ok(Some(Ready {
-                vector,
-                exclude: Some(filter),
-            })) = slot
-            else {
-                continue;
-            };
-            let shape = SearchShape {
-                filter: Some(std::mem::take(filter)),
-                ..shape.clone()
-            };
-            let mut hits = self
-                .store
-                .search(
-                    &spec.name,
-                    vec![std::mem::take(vector)],
-                    &shape,
-                    options.freshness,
-                )
-                .await?;
-            found[i] = hits.pop();
-        }
+        self.resolve_likes(spec, options, likes, &mut slots).await?;
+        let found = self.search_slots(spec, options, &mut slots).await?;
         let search_seconds = started.elapsed().as_secs_f64();
         self.metrics.search_seconds.observe(search_seconds);
         self.metrics.embed_seconds.observe(embed_seconds);
@@ -312,6 +231,176 @@ impl Searcher {
             search_seconds,
         })
     }
+
+    /// Embeds the image queries, each into its slot.
+    async fn embed_into(
+        &self,
+        spec: &CollectionSpec,
+        trace: &TraceContext,
+        images: Vec<(usize, Bytes)>,
+        slots: &mut [Slot],
+    ) -> Result<(), GatewayError> {
+        let dimension = spec.dimension as usize;
+        let (at, bytes): (Vec<usize>, Vec<Bytes>) = images.into_iter().unzip();
+        let embedded = self.embedders.embed_images(spec, trace, bytes).await?;
+        for (i, r) in at.into_iter().zip(embedded) {
+            slots[i] = match r.result {
+                Some(embed_response::Result::Vector(v)) if v.values.len() == dimension => {
+                    Ok(Some(Ready {
+                        vector: v.values,
+                        exclude: None,
+                    }))
+                }
+                Some(embed_response::Result::Vector(v)) => Err(item_error(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "embedder dimension {} differs from the collection's {dimension}",
+                        v.values.len()
+                    ),
+                )),
+                Some(embed_response::Result::Error(e)) => Err(e),
+                None => Err(item_error(
+                    ErrorKind::Internal,
+                    "empty embedder answer".into(),
+                )),
+            };
+        }
+        Ok(())
+    }
+
+    /// Reads the stored vector of each `like` query into its slot, with the
+    /// filter that leaves its own row out unless `include_self`.
+    async fn resolve_likes(
+        &self,
+        spec: &CollectionSpec,
+        options: &Options,
+        likes: Vec<(usize, RowRef)>,
+        slots: &mut [Slot],
+    ) -> Result<(), GatewayError> {
+        for (i, row) in likes {
+            slots[i] = match self
+                .store
+                .stored_vector(&spec.name, &row, options.freshness)
+                .await?
+            {
+                Some((id, vector)) => Ok(Some(Ready {
+                    vector,
+                    exclude: (!options.include_self).then(|| match &row {
+                        RowRef::Id(_) => format!("id != {id}"),
+                        RowRef::Filepath(p) => format!("{FILEPATH_FIELD} != {}", string_literal(p)),
+                    }),
+                })),
+                None => Err(item_error(
+                    ErrorKind::NotFound,
+                    format!("no row of collection {} has {row}", spec.name),
+                )),
+            };
+        }
+        Ok(())
+    }
+
+    /// The hits of every ready slot. Queries without a filter share one
+    /// Milvus search; each one that leaves its own row out needs its own.
+    async fn search_slots(
+        &self,
+        spec: &CollectionSpec,
+        options: &Options,
+        slots: &mut [Slot],
+    ) -> Result<Vec<Option<Vec<RawHit>>>, GatewayError> {
+        let shape = SearchShape {
+            top_k: options.top_k,
+            offset: options.offset,
+            max_distance: options.max_distance,
+            filter: None,
+        };
+        let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];
+        let plain: Vec<usize> = (0..slots.len())
+            .filter(|&i| matches!(&slots[i], Ok(Some(r)) if r.exclude.is_none()))
+            .collect();
+        if !plain.is_empty() {
+            let vectors = plain
+                .iter()
+                .map(|&i| match &mut slots[i] {
+                    Ok(Some(r)) => std::mem::take(&mut r.vector),
+                    _ => unreachable!("chosen above"),
+                })
+                .collect();
+            let hits = self
+                .milvus_search(&spec.name, vectors, &shape, options.freshness)
+                .await?;
+            for (i, h) in plain.into_iter().zip(hits) {
+                found[i] = Some(h);
+            }
+        }
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Ok(Some(Ready {
+                vector,
+                exclude: Some(filter),
+            })) = slot
+            else {
+                continue;
+            };
+            let shape = SearchShape {
+                filter: Some(std::mem::take(filter)),
+                ..shape.clone()
+            };
+            let mut hits = self
+                .milvus_search(
+                    &spec.name,
+                    vec![std::mem::take(vector)],
+                    &shape,
+                    options.freshness,
+                )
+                .await?;
+            found[i] = hits.pop();
+        }
+        Ok(found)
+    }
+}
+
+/// A query's place in the answer: ready for Milvus, waiting for its vector
+/// (`None`), or failed alone.
+type Slot = Result<Option<Ready>, ItemError>;
+
+/// Queries sorted by what they need before Milvus can take them.
+struct Sorted {
+    slots: Vec<Slot>,
+    /// Image queries, by slot, to embed.
+    images: Vec<(usize, Bytes)>,
+    /// Stored-row queries, by slot, whose vectors are read first.
+    likes: Vec<(usize, RowRef)>,
+}
+
+fn sort(queries: Vec<Query>, dimension: usize) -> Sorted {
+    let mut sorted = Sorted {
+        slots: Vec::with_capacity(queries.len()),
+        images: Vec::new(),
+        likes: Vec::new(),
+    };
+    for (i, q) in queries.into_iter().enumerate() {
+        sorted.slots.push(match q {
+            Query::Vector(v) if v.len() != dimension => Err(item_error(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the vector has {} values; the collection holds {dimension}",
+                    v.len()
+                ),
+            )),
+            Query::Vector(vector) => Ok(Some(Ready {
+                vector,
+                exclude: None,
+            })),
+            Query::Image(bytes) => {
+                sorted.images.push((i, bytes));
+                Ok(None)
+            }
+            Query::Like(row) => {
+                sorted.likes.push((i, row));
+                Ok(None)
+            }
+        });
+    }
+    sorted
 }
 
 /// The unary Search: one kind of query, at most [`MAX_QUERIES`]; an unknown

@@ -16,6 +16,8 @@ use imgsearch_proto::v1::{
     InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
     SearchResponse, SearchStreamRequest, SearchStreamResponse,
 };
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -38,6 +40,8 @@ pub struct ImageSearchService {
     ingest: Ingest,
     search_streams: SearchStreams,
     metrics: Metrics,
+    /// How long a search may wait out a Milvus that throttles it.
+    throttle_wait: Duration,
 }
 
 impl ImageSearchService {
@@ -47,6 +51,7 @@ impl ImageSearchService {
         ingest: Ingest,
         search_streams: SearchStreams,
         metrics: Metrics,
+        throttle_wait: Duration,
     ) -> Self {
         Self {
             store,
@@ -54,6 +59,7 @@ impl ImageSearchService {
             ingest,
             search_streams,
             metrics,
+            throttle_wait,
         }
     }
 
@@ -62,6 +68,7 @@ impl ImageSearchService {
             store: self.store()?,
             embedders: self.embedders.clone(),
             metrics: self.metrics.clone(),
+            throttle_wait: self.throttle_wait,
         })
     }
 
