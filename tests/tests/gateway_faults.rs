@@ -155,7 +155,6 @@ async fn a_frozen_replica_is_routed_around_and_kept_out_until_a_real_call_succee
     }
     let ready = || gateway.metric("gateway_embedder_replicas_ready");
     let frozen_images = || frozen.metric("embedder_images_total");
-    let before = frozen_images();
 
     frozen.freeze();
     let frozen_at = Instant::now();
@@ -176,8 +175,8 @@ async fn a_frozen_replica_is_routed_around_and_kept_out_until_a_real_call_succee
         }
     }
     assert!(
-        failed <= 2,
-        "{failed} of 4 searches failed beside a serving replica"
+        (1..=2).contains(&failed),
+        "{failed} of 4 searches failed beside a serving replica (none: it was never tried)"
     );
     while ready() != 1.0 {
         assert!(
@@ -202,19 +201,16 @@ async fn a_frozen_replica_is_routed_around_and_kept_out_until_a_real_call_succee
     // failed on it; the next search is its trial and brings it back.
     frozen.thaw();
     tokio::time::sleep(Duration::from_secs(7)).await;
-    if failed > 0 {
-        assert_eq!(
-            ready(),
-            1.0,
-            "Info alone brought back a replica calls failed on"
-        );
-    }
+    assert_eq!(
+        ready(),
+        1.0,
+        "Info alone brought back a replica calls failed on"
+    );
     let counted = frozen_images();
     for _ in 0..4 {
         client.search(search.clone()).await.expect("search");
     }
     assert!(frozen_images() > counted, "the thawed replica got no trial");
-    assert!(counted >= before);
     let started = Instant::now();
     while ready() != 2.0 {
         assert!(

@@ -462,7 +462,7 @@ impl MilvusStore {
     pub async fn search(
         &self,
         name: &str,
-        vectors: Vec<Vec<f32>>,
+        vectors: &[Vec<f32>],
         shape: &SearchShape,
         freshness: Freshness,
     ) -> Result<Vec<Vec<RawHit>>> {

@@ -210,7 +210,7 @@ impl Reads {
     pub async fn search(
         &self,
         collection: &str,
-        vectors: Vec<Vec<f32>>,
+        vectors: &[Vec<f32>],
         shape: &SearchShape,
         (level, guarantee): (ConsistencyLevel, u64),
     ) -> Result<Vec<Vec<RawHit>>> {
@@ -220,8 +220,8 @@ impl Reads {
                 tag: "$0".into(),
                 r#type: PlaceholderType::FloatVector as i32,
                 values: vectors
-                    .into_iter()
-                    .map(|v| v.into_iter().flat_map(f32::to_le_bytes).collect())
+                    .iter()
+                    .map(|v| v.iter().copied().flat_map(f32::to_le_bytes).collect())
                     .collect(),
                 element_level: false,
             }],

@@ -159,7 +159,7 @@ impl Searcher {
         loop {
             let reason = match self
                 .store
-                .search(collection, vectors.clone(), shape, freshness)
+                .search(collection, &vectors, shape, freshness)
                 .await
             {
                 Err(GatewayError::MilvusThrottled(reason)) => reason,
