@@ -131,7 +131,8 @@ pub struct Config {
     )]
     pub milvus_connect_timeout_secs: u64,
 
-    /// Seconds per Milvus call attempt.
+    /// Seconds per Milvus call attempt; a call, its retries included,
+    /// ends UNAVAILABLE after twice this.
     #[arg(long, env = "IMGSEARCH_MILVUS_TIMEOUT_SECS", default_value_t = 30)]
     pub milvus_timeout_secs: u64,
 
@@ -139,9 +140,10 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_MILVUS_ATTEMPTS", default_value_t = 3)]
     pub milvus_attempts: u32,
 
-    /// Seconds one batch of rows, or one search, may wait out a Milvus that
-    /// throttles it (rate limits, quotas) before its rows fail OVERLOADED
-    /// or the search RESOURCE_EXHAUSTED.
+    /// Seconds one batch of rows, or one other Milvus call (a search, a
+    /// lookup, a count, a delete), may wait out a Milvus that throttles it
+    /// (rate limits, quotas) before its rows fail OVERLOADED or the call
+    /// RESOURCE_EXHAUSTED.
     #[arg(
         long,
         env = "IMGSEARCH_MILVUS_THROTTLE_WAIT_SECS",
@@ -414,6 +416,7 @@ impl Config {
             max_attempts: self.milvus_attempts,
             load_timeout: Duration::from_secs(self.load_timeout_secs),
             flush_timeout: Duration::from_secs(self.milvus_flush_timeout_secs),
+            throttle_wait: Duration::from_secs(self.milvus_throttle_wait_secs),
         })
     }
 }

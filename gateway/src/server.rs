@@ -129,7 +129,6 @@ fn data_path(
         ingest,
         search_streams,
         metrics.clone(),
-        Duration::from_secs(cfg.milvus_throttle_wait_secs),
     );
     (service, limits)
 }
@@ -162,6 +161,7 @@ async fn watch_dependencies(
         if store_tx.borrow().is_none() {
             match MilvusStore::connect(&milvus_cfg).await {
                 Ok(store) => {
+                    let store = store.counting_throttles(metrics.milvus_throttled.clone());
                     info!(uri = %milvus_cfg.uri, "connected to Milvus");
                     let _ = store_tx.send(Some(store));
                 }

@@ -59,6 +59,7 @@ async fn store() -> MilvusStore {
         max_attempts: 3,
         load_timeout: Duration::from_secs(120),
         flush_timeout: Duration::from_secs(30),
+        throttle_wait: Duration::from_secs(60),
     })
     .await
     .expect("connect to the local Milvus")

@@ -2,8 +2,10 @@
 //! touches the SDK, so its rough edges against Milvus 2.3 are handled here:
 //! reads go through [`reads`] with a guarantee timestamp of the gateway's
 //! choosing ([`freshness`]), every write's timestamp is recorded so a later
-//! read sees it, the retry policy is bounded, and the flush (which the SDK
-//! would poll forever) has a deadline.
+//! read sees it, the retry policy is bounded, every call ends within a
+//! deadline of the gateway's own and waits out throttling ([`throttle`];
+//! inserts excepted, whose batches wait for themselves), and the flush
+//! (which the SDK would poll forever) has a deadline.
 //!
 //! What Insert and Search need to know of a collection (its dimension and
 //! the model fingerprint it records) is cached for [`SPEC_TTL`], so they
@@ -17,6 +19,7 @@ use std::{
 };
 
 use milvus::v2::prelude::*;
+use prometheus::IntCounter;
 use tracing::{debug, instrument, warn};
 
 pub mod expr;
@@ -29,6 +32,7 @@ use self::{
     expr::{check_name, filepaths_in, ids_in},
     freshness::{Freshness, WriteClock},
     reads::{Columns, RawHit, Reads, SearchShape},
+    throttle::Patience,
 };
 use crate::{
     error::GatewayError,
@@ -55,6 +59,8 @@ pub struct MilvusConfig {
     pub load_timeout: Duration,
     /// How long a flush may take before the stream reports it unfinished.
     pub flush_timeout: Duration,
+    /// How long a call may wait out a Milvus that throttles it.
+    pub throttle_wait: Duration,
 }
 
 /// A collection as Milvus describes it.
@@ -129,6 +135,7 @@ impl std::fmt::Debug for MilvusConfig {
             .field("max_attempts", &self.max_attempts)
             .field("load_timeout", &self.load_timeout)
             .field("flush_timeout", &self.flush_timeout)
+            .field("throttle_wait", &self.throttle_wait)
             .finish()
     }
 }
@@ -143,11 +150,31 @@ pub struct MilvusStore {
     specs: Arc<Mutex<HashMap<String, (Instant, CollectionSpec)>>>,
     reads: Reads,
     clock: WriteClock,
+    patience: Patience,
 }
 
 impl MilvusStore {
     /// Connects, waiting at most `connect_timeout` for Milvus to answer.
     pub async fn connect(cfg: &MilvusConfig) -> Result<Self> {
+        let give_up = cfg.connect_timeout + Duration::from_secs(1);
+        tokio::time::timeout(give_up, Self::connect_now(cfg))
+            .await
+            .unwrap_or_else(|_| {
+                Err(GatewayError::MilvusUnavailable(format!(
+                    "no answer within {} s (--milvus-connect-timeout-secs)",
+                    cfg.connect_timeout.as_secs()
+                )))
+            })
+    }
+
+    /// Counts the calls Milvus turns away as throttled in `throttled`.
+    pub fn counting_throttles(mut self, throttled: IntCounter) -> Self {
+        self.patience.throttled = throttled;
+        self
+    }
+
+    async fn connect_now(cfg: &MilvusConfig) -> Result<Self> {
+        let deadline = cfg.rpc_timeout * 2;
         // Throttling comes back at once, typed: the SDK's own waits would
         // end in an untyped timeout, and an insert's wait belongs to its
         // batch (`ingest::rows`), a read's to its caller.
@@ -156,7 +183,7 @@ impl MilvusStore {
             .max_attempts(cfg.max_attempts.max(1))
             .initial_backoff(Duration::from_millis(100))
             .max_backoff(Duration::from_secs(2))
-            .max_retry_timeout(cfg.rpc_timeout * 2);
+            .max_retry_timeout(deadline);
         let mut connect = ConnectConfig::new()
             .uri(cfg.uri.clone())
             .connect_timeout(cfg.connect_timeout)
@@ -179,12 +206,23 @@ impl MilvusStore {
             specs: Arc::default(),
             reads: Reads::connect(cfg).await?,
             clock: WriteClock::default(),
+            patience: Patience {
+                deadline,
+                throttle_wait: cfg.throttle_wait,
+                throttled: IntCounter::new("milvus_throttled", "uncounted").expect("a valid name"),
+            },
         })
     }
 
-    /// A cheap round trip, for health checks.
+    /// A cheap round trip, for health checks. A Milvus that throttles is
+    /// busy, not down: it answered.
     pub async fn ping(&self) -> Result<()> {
-        self.list_collections().await.map(|_| ())
+        let req = ListCollectionsRequest::builder().build()?;
+        let answer = async { Ok(self.client.list_collections(req).await?) };
+        match self.patience.bounded("health check", answer).await {
+            Ok(_) | Err(GatewayError::MilvusThrottled(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn exists(&self, name: &str) -> Result<bool> {
@@ -192,7 +230,10 @@ impl MilvusStore {
         let req = HasCollectionRequest::builder()
             .collection_name(name)
             .build()?;
-        Ok(self.client.has_collection(req).await?.exists())
+        let found = self.patience.waiting("collection lookup", || async {
+            Ok(self.client.has_collection(req.clone()).await?.exists())
+        });
+        found.await
     }
 
     async fn require(&self, name: &str) -> Result<()> {
@@ -220,8 +261,11 @@ impl MilvusStore {
             }
             self.drop_collection(name).await?;
         }
-        self.client
-            .create_collection(schema::create_request(name, dimension, fingerprint)?)
+        let create = schema::create_request(name, dimension, fingerprint)?;
+        self.patience
+            .waiting("collection create", || async {
+                Ok(self.client.create_collection(create.clone()).await?)
+            })
             .await?;
         let deadline = tokio::time::Instant::now() + self.load_timeout;
         loop {
@@ -252,13 +296,20 @@ impl MilvusStore {
         let req = DropCollectionRequest::builder()
             .collection_name(name)
             .build()?;
-        Ok(self.client.drop_collection(req).await?)
+        self.patience
+            .waiting("collection drop", || async {
+                Ok(self.client.drop_collection(req.clone()).await?)
+            })
+            .await
     }
 
     pub async fn list_collections(&self) -> Result<Vec<String>> {
+        let req = ListCollectionsRequest::builder().build()?;
         let resp = self
-            .client
-            .list_collections(ListCollectionsRequest::builder().build()?)
+            .patience
+            .waiting("collection list", || async {
+                Ok(self.client.list_collections(req.clone()).await?)
+            })
             .await?;
         let mut names = resp.collection_names().to_vec();
         names.sort();
@@ -269,7 +320,11 @@ impl MilvusStore {
         let req = GetLoadStateRequest::builder()
             .collection_name(name)
             .build()?;
-        Ok(self.client.get_load_state(req).await?.state())
+        self.patience
+            .waiting("load state", || async {
+                Ok(self.client.get_load_state(req.clone()).await?.state())
+            })
+            .await
     }
 
     /// A collection's schema, NOT_FOUND if it does not exist.
@@ -278,7 +333,12 @@ impl MilvusStore {
         let req = DescribeCollectionRequest::builder()
             .collection_name(name)
             .build()?;
-        let described = self.client.describe_collection(req).await?;
+        let described = self
+            .patience
+            .waiting("collection description", || async {
+                Ok(self.client.describe_collection(req.clone()).await?)
+            })
+            .await?;
         Ok(described.description().get_schema().clone())
     }
 
@@ -313,7 +373,10 @@ impl MilvusStore {
             .collection_name(name)
             .field_name(VECTOR_FIELD)
             .build()?;
-        let (index_type, metric_type) = match self.client.describe_index(index).await {
+        let index = self.patience.waiting("index description", || async {
+            Ok(self.client.describe_index(index.clone()).await?)
+        });
+        let (index_type, metric_type) = match index.await {
             Ok(r) => r
                 .indexes()
                 .first()
@@ -392,13 +455,15 @@ impl MilvusStore {
                 FieldData::float_vector(VECTOR_FIELD, vectors),
             ])
             .build()?;
-        let resp = self.client.insert(req).await.map_err(|e| {
-            let gone = e.to_string().contains("collection not found");
+        let insert = async { Ok(self.client.insert(req).await?) };
+        let resp = self.patience.bounded("insert", insert).await.map_err(|e| {
+            let gone = matches!(&e, GatewayError::Milvus(m) | GatewayError::MilvusRefused(m)
+                if m.contains("collection not found"));
             if gone {
                 self.forget(name);
                 GatewayError::CollectionNotFound(name.to_string())
             } else {
-                GatewayError::from(e)
+                e
             }
         })?;
         self.clock.record(name, resp.timestamp());
@@ -443,7 +508,12 @@ impl MilvusStore {
             .output_fields([FILEPATH_FIELD])
             .consistency_level(ConsistencyLevel::Strong)
             .build()?;
-        let resp = self.client.query(req).await?;
+        let resp = self
+            .patience
+            .waiting("filepath lookup", || async {
+                Ok(self.client.query(req.clone()).await?)
+            })
+            .await?;
         Ok(resp
             .results()
             .get_output_fields()
@@ -467,7 +537,9 @@ impl MilvusStore {
         freshness: Freshness,
     ) -> Result<Vec<Vec<RawHit>>> {
         let at = self.clock.read_at(name, freshness);
-        self.reads.search(name, vectors, shape, at).await
+        self.patience
+            .waiting("search", || self.reads.search(name, vectors, shape, at))
+            .await
     }
 
     /// The stored vector of a row, by id or (the lowest id holding it) by
@@ -485,17 +557,17 @@ impl MilvusStore {
             // Rows sharing a filepath are few; read their ids, then one vector.
             RowRef::Filepath(p) => {
                 let expr = filepaths_in(std::slice::from_ref(p));
-                let Columns { ids, .. } = self.reads.query(name, expr, &["id"], None, at).await?;
+                let lookup = || self.reads.query(name, expr.clone(), &["id"], None, at);
+                let Columns { ids, .. } = self.patience.waiting("row lookup", lookup).await?;
                 match ids.iter().min() {
                     Some(&id) => id,
                     None => return Ok(None),
                 }
             }
         };
-        let c = self
-            .reads
-            .query(name, ids_in(&[id]), &["id", VECTOR_FIELD], None, at)
-            .await?;
+        let fields = ["id", VECTOR_FIELD];
+        let read = || self.reads.query(name, ids_in(&[id]), &fields, None, at);
+        let c = self.patience.waiting("row lookup", read).await?;
         Ok(c.vectors.into_iter().next().map(|v| (id, v)))
     }
 
@@ -504,10 +576,11 @@ impl MilvusStore {
     /// unflushed rows).
     pub async fn count(&self, name: &str) -> Result<u64> {
         let strong = self.clock.read_at(name, Freshness::STRONG);
-        let c = self
-            .reads
-            .query(name, String::new(), &["count(*)"], None, strong)
-            .await?;
+        let count = || {
+            self.reads
+                .query(name, String::new(), &["count(*)"], None, strong)
+        };
+        let c = self.patience.waiting("count", count).await?;
         Ok(c.count.unwrap_or(0).max(0) as u64)
     }
 
@@ -528,12 +601,15 @@ impl MilvusStore {
         if !filepaths.is_empty() {
             matching.push(filepaths_in(filepaths));
         }
-        let strong = self.clock.read_at(name, Freshness::STRONG);
-        let mut found = self
-            .reads
-            .query(name, matching.join(" || "), &["id"], None, strong)
-            .await?
-            .ids;
+        let (matching, strong) = (
+            matching.join(" || "),
+            self.clock.read_at(name, Freshness::STRONG),
+        );
+        let lookup = || {
+            self.reads
+                .query(name, matching.clone(), &["id"], None, strong)
+        };
+        let mut found = self.patience.waiting("delete", lookup).await?.ids;
         found.sort_unstable();
         found.dedup();
         if found.is_empty() {
@@ -543,11 +619,20 @@ impl MilvusStore {
             .collection_name(name)
             .filter(ids_in(&found))
             .build()?;
-        let resp = self.client.delete(req).await?;
+        let resp = self
+            .patience
+            .waiting("delete", || async {
+                Ok(self.client.delete(req.clone()).await?)
+            })
+            .await?;
         // Milvus 2.3 answers a delete without its timestamp; one taken from
         // its clock after the answer is as good a write token.
         let timestamp = match resp.timestamp() {
-            0 => self.reads.now(name).await?,
+            0 => {
+                self.patience
+                    .bounded("clock read", self.reads.now(name))
+                    .await?
+            }
             t => t,
         };
         self.clock.record(name, timestamp);

@@ -4,7 +4,7 @@
 
 pub mod stream;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use imgsearch_common::trace::TraceContext;
 use imgsearch_proto::v1::{
@@ -22,7 +22,6 @@ use crate::{
         expr::string_literal,
         freshness::{Consistency, Freshness},
         reads::{RawHit, SearchShape},
-        throttle::ThrottleWait,
         CollectionSpec, MilvusStore, RowRef,
     },
     schema::FILEPATH_FIELD,
@@ -133,8 +132,6 @@ pub struct Searcher {
     pub store: MilvusStore,
     pub embedders: Embedders,
     pub metrics: Metrics,
-    /// How long a search may wait out a Milvus that throttles it.
-    pub throttle_wait: Duration,
 }
 
 /// A query made ready for Milvus: its vector and, for a stored row left out
@@ -145,39 +142,6 @@ struct Ready {
 }
 
 impl Searcher {
-    /// A Milvus search, sent again while Milvus throttles it: a busy Milvus
-    /// makes a search wait (within its caller's deadline, which tonic
-    /// keeps), then fail RESOURCE_EXHAUSTED naming the flag, never at once.
-    async fn milvus_search(
-        &self,
-        collection: &str,
-        vectors: Vec<Vec<f32>>,
-        shape: &SearchShape,
-        freshness: Freshness,
-    ) -> Result<Vec<Vec<RawHit>>, GatewayError> {
-        let mut throttle = ThrottleWait::new(self.throttle_wait);
-        loop {
-            let reason = match self
-                .store
-                .search(collection, &vectors, shape, freshness)
-                .await
-            {
-                Err(GatewayError::MilvusThrottled(reason)) => reason,
-                answered => return answered,
-            };
-            self.metrics.milvus_throttled.inc();
-            let Some(pause) = throttle.refused() else {
-                return Err(GatewayError::MilvusThrottled(format!(
-                    "Milvus throttled searches for over {} s (--milvus-throttle-wait-secs): {reason}",
-                    throttle.limit_secs()
-                )));
-            };
-            tracing::info!(pause_ms = pause.as_millis() as u64, %reason,
-                "Milvus is throttling; the search waits and is sent again");
-            tokio::time::sleep(pause).await;
-        }
-    }
-
     /// Answers `queries` (at most [`MAX_QUERIES`]) against `spec`'s
     /// collection; a query that cannot be answered fails alone.
     #[instrument(skip_all, fields(collection = %spec.name, queries = queries.len()))]
@@ -318,7 +282,7 @@ impl Searcher {
             .filter(|&i| matches!(&slots[i], Ok(Some(r)) if r.exclude.is_none()))
             .collect();
         if !plain.is_empty() {
-            let vectors = plain
+            let vectors: Vec<Vec<f32>> = plain
                 .iter()
                 .map(|&i| match &mut slots[i] {
                     Ok(Some(r)) => std::mem::take(&mut r.vector),
@@ -326,7 +290,8 @@ impl Searcher {
                 })
                 .collect();
             let hits = self
-                .milvus_search(&spec.name, vectors, &shape, options.freshness)
+                .store
+                .search(&spec.name, &vectors, &shape, options.freshness)
                 .await?;
             for (i, h) in plain.into_iter().zip(hits) {
                 found[i] = Some(h);
@@ -345,9 +310,10 @@ impl Searcher {
                 ..shape.clone()
             };
             let mut hits = self
-                .milvus_search(
+                .store
+                .search(
                     &spec.name,
-                    vec![std::mem::take(vector)],
+                    std::slice::from_ref(vector),
                     &shape,
                     options.freshness,
                 )

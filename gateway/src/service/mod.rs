@@ -16,7 +16,6 @@ use imgsearch_proto::v1::{
     InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
     SearchResponse, SearchStreamRequest, SearchStreamResponse,
 };
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
@@ -40,8 +39,6 @@ pub struct ImageSearchService {
     ingest: Ingest,
     search_streams: SearchStreams,
     metrics: Metrics,
-    /// How long a search may wait out a Milvus that throttles it.
-    throttle_wait: Duration,
 }
 
 impl ImageSearchService {
@@ -51,7 +48,6 @@ impl ImageSearchService {
         ingest: Ingest,
         search_streams: SearchStreams,
         metrics: Metrics,
-        throttle_wait: Duration,
     ) -> Self {
         Self {
             store,
@@ -59,7 +55,6 @@ impl ImageSearchService {
             ingest,
             search_streams,
             metrics,
-            throttle_wait,
         }
     }
 
@@ -68,7 +63,6 @@ impl ImageSearchService {
             store: self.store()?,
             embedders: self.embedders.clone(),
             metrics: self.metrics.clone(),
-            throttle_wait: self.throttle_wait,
         })
     }
 
