@@ -25,3 +25,11 @@ pub fn streaming_call_started(_rpc: &str) {
         panic!("injected fault: {_rpc}-panic");
     }
 }
+
+/// Called in each commit task: `commit-panic` makes it panic there.
+pub fn commit_started() {
+    #[cfg(feature = "fault-injection")]
+    if active("commit-panic") {
+        panic!("injected fault: commit-panic");
+    }
+}

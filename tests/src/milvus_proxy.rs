@@ -1,8 +1,8 @@
 //! A gRPC proxy in front of a real Milvus, for the faults a busy or slow
-//! Milvus shows and a healthy test instance never does: inserts answered
-//! or searches answered with Milvus's own rate-limit refusal for a while,
-//! rows refused as Milvus refuses an invalid one, and every reply held
-//! back. Everything else passes through untouched, so the gateway behind
+//! Milvus shows and a healthy test instance never does: inserts, searches,
+//! queries or deletes answered with Milvus's own rate-limit refusal for a
+//! while, rows refused as Milvus refuses an invalid one, and every reply
+//! (or every insert's) held back. Everything else passes through untouched, so the gateway behind
 //! it talks to the real Milvus.
 
 use std::{
@@ -21,8 +21,8 @@ use std::{
 use milvus::proto::{
     common::{ErrorCode, Status as MilvusStatus},
     milvus::{
-        milvus_service_client::MilvusServiceClient, InsertRequest, MutationResult, SearchRequest,
-        SearchResults,
+        milvus_service_client::MilvusServiceClient, DeleteRequest, InsertRequest, MutationResult,
+        QueryRequest, QueryResults, SearchRequest, SearchResults,
     },
     schema::{field_data::Field, scalar_field::Data},
 };
@@ -40,13 +40,19 @@ struct Faults {
     state: Mutex<State>,
     refused_inserts: AtomicU64,
     refused_searches: AtomicU64,
+    /// Queries and deletes refused as throttled.
+    refused_reads: AtomicU64,
+    inserts_received: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     throttle_until: Option<Instant>,
     throttle_searches_until: Option<Instant>,
+    /// Until when queries and deletes are refused as throttled.
+    throttle_reads_until: Option<Instant>,
     reply_delay: Duration,
+    insert_delay: Duration,
     /// Filepaths whose inserts are refused until one is refused alone.
     refused_rows: HashSet<String>,
 }
@@ -64,8 +70,20 @@ impl Faults {
             .is_some_and(|t| Instant::now() < t)
     }
 
-    fn reply_delay(&self) -> Duration {
-        self.state.lock().unwrap().reply_delay
+    fn throttling_reads(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        state
+            .throttle_reads_until
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// How long this call's reply is held back.
+    fn reply_delay(&self, insert: bool) -> Duration {
+        let state = self.state.lock().unwrap();
+        match insert {
+            true => state.reply_delay.max(state.insert_delay),
+            false => state.reply_delay,
+        }
     }
 
     fn inspects_inserts(&self) -> bool {
@@ -129,6 +147,27 @@ impl MilvusProxy {
         self.faults.state.lock().unwrap().throttle_searches_until = Some(Instant::now() + period);
     }
 
+    /// From now on, for `period`, every query (a row or count lookup) and
+    /// every delete is refused as Milvus refuses one over its rate limit.
+    pub fn throttle_queries_and_deletes_for(&self, period: Duration) {
+        self.faults.state.lock().unwrap().throttle_reads_until = Some(Instant::now() + period);
+    }
+
+    /// Queries and deletes refused so far.
+    pub fn refused_queries_and_deletes(&self) -> u64 {
+        self.faults.refused_reads.load(Ordering::SeqCst)
+    }
+
+    /// Holds every insert's reply back by `delay` (zero: none).
+    pub fn delay_inserts(&self, delay: Duration) {
+        self.faults.state.lock().unwrap().insert_delay = delay;
+    }
+
+    /// Inserts that reached the proxy so far, answered or not.
+    pub fn inserts_received(&self) -> u64 {
+        self.faults.inserts_received.load(Ordering::SeqCst)
+    }
+
     /// Searches refused so far.
     pub fn refused_searches(&self) -> u64 {
         self.faults.refused_searches.load(Ordering::SeqCst)
@@ -179,22 +218,31 @@ impl Service<http::Request<Body>> for Forward {
         let mut upstream = self.upstream.clone();
         let faults = self.faults.clone();
         Box::pin(async move {
-            let insert = request.uri().path().ends_with("/Insert");
+            let path = request.uri().path().to_string();
+            let insert = path.ends_with("/Insert");
+            if insert {
+                faults.inserts_received.fetch_add(1, Ordering::SeqCst);
+            }
+            if path.ends_with("/Query") && faults.throttling_reads() {
+                let refuse = Throttled::<QueryResults>::counting(faults, |f| &f.refused_reads);
+                return Ok(unary::<QueryRequest, _, _>(refuse, request).await);
+            }
+            if path.ends_with("/Delete") && faults.throttling_reads() {
+                let refuse = Throttled::<MutationResult>::counting(faults, |f| &f.refused_reads);
+                return Ok(unary::<DeleteRequest, _, _>(refuse, request).await);
+            }
             if insert && (faults.throttling() || faults.inspects_inserts()) {
-                let mut grpc = Grpc::new(ProstCodec::<MutationResult, InsertRequest>::default())
-                    .apply_max_message_size_config(Some(64 << 20), Some(64 << 20));
                 let inspect = Inspect {
                     upstream: upstream.clone(),
                     faults,
                 };
-                return Ok(grpc.unary(inspect, request).await);
+                return Ok(unary::<InsertRequest, _, _>(inspect, request).await);
             }
-            if request.uri().path().ends_with("/Search") && faults.throttling_searches() {
-                let mut grpc = Grpc::new(ProstCodec::<SearchResults, SearchRequest>::default())
-                    .apply_max_message_size_config(Some(64 << 20), Some(64 << 20));
-                return Ok(grpc.unary(ThrottledSearch(faults), request).await);
+            if path.ends_with("/Search") && faults.throttling_searches() {
+                let refuse = Throttled::<SearchResults>::counting(faults, |f| &f.refused_searches);
+                return Ok(unary::<SearchRequest, _, _>(refuse, request).await);
             }
-            let delay = faults.reply_delay();
+            let delay = faults.reply_delay(insert);
             let reply = match std::future::poll_fn(|cx| upstream.poll_ready(cx)).await {
                 Ok(()) => upstream.call(request).await,
                 Err(e) => Err(e),
@@ -260,24 +308,65 @@ fn refusal_status(legacy: ErrorCode, code: i32, reason: &str) -> MilvusStatus {
     }
 }
 
-/// A search refused as Milvus 2.3 refuses one over its rate limit.
-struct ThrottledSearch(Arc<Faults>);
+/// Answers one unary Milvus call of type `Req` with `service`.
+async fn unary<Req, Resp, S>(service: S, request: http::Request<Body>) -> http::Response<Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    S: UnaryService<Req, Response = Resp>,
+{
+    let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default())
+        .apply_max_message_size_config(Some(64 << 20), Some(64 << 20));
+    grpc.unary(service, request).await
+}
 
-impl UnaryService<SearchRequest> for ThrottledSearch {
-    type Response = SearchResults;
-    type Future = std::future::Ready<Result<tonic::Response<SearchResults>, tonic::Status>>;
+/// Milvus's answers that carry their status in-band.
+trait WithStatus: Default {
+    fn set_status(&mut self, status: MilvusStatus);
+}
+
+macro_rules! with_status {
+    ($($t:ty),*) => {$(
+        impl WithStatus for $t {
+            fn set_status(&mut self, status: MilvusStatus) {
+                self.status = Some(status);
+            }
+        }
+    )*};
+}
+with_status!(QueryResults, MutationResult, SearchResults);
+
+/// A call refused as Milvus 2.3 refuses one over its rate limit, counted.
+struct Throttled<Resp> {
+    faults: Arc<Faults>,
+    counter: fn(&Faults) -> &AtomicU64,
+    answer: std::marker::PhantomData<fn() -> Resp>,
+}
+
+impl<Resp> Throttled<Resp> {
+    fn counting(faults: Arc<Faults>, counter: fn(&Faults) -> &AtomicU64) -> Self {
+        Self {
+            faults,
+            counter,
+            answer: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp: WithStatus> UnaryService<Req> for Throttled<Resp> {
+    type Response = Resp;
+    type Future = std::future::Ready<Result<tonic::Response<Resp>, tonic::Status>>;
 
     #[allow(deprecated)]
-    fn call(&mut self, _: tonic::Request<SearchRequest>) -> Self::Future {
-        self.0.refused_searches.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok(tonic::Response::new(SearchResults {
-            status: Some(refusal_status(
-                ErrorCode::RateLimit,
-                8,
-                "rate limit exceeded[rate=0.1]",
-            )),
-            ..Default::default()
-        })))
+    fn call(&mut self, _: tonic::Request<Req>) -> Self::Future {
+        (self.counter)(&self.faults).fetch_add(1, Ordering::SeqCst);
+        let mut answer = Resp::default();
+        answer.set_status(refusal_status(
+            ErrorCode::RateLimit,
+            8,
+            "rate limit exceeded[rate=0.1]",
+        ));
+        std::future::ready(Ok(tonic::Response::new(answer)))
     }
 }
 

@@ -1,18 +1,21 @@
 //! A Milvus that throttles, slows down, stops answering or refuses rows,
-//! through a proxy before the real one: rows and searches wait, none is
-//! reported bad, no embedder is taken for stalled, health tells the truth
-//! within a probe's deadline, and a resume beside failing rows skips only
-//! what is stored. (A Milvus that stops: `ingest_faults.rs`.)
+//! through a proxy before the real one: rows, searches, lookups and
+//! deletes wait, none is reported bad, no embedder is taken for stalled, a
+//! slow commit holds back no answer behind it, every call ends within the
+//! gateway's deadline, health tells the truth within a probe's deadline,
+//! and a resume beside failing rows skips only what is stored. (A Milvus
+//! that stops: `ingest_faults.rs`.)
 
 use std::time::{Duration, Instant};
 
-use imgsearch_proto::v1::{ErrorKind, SearchRequest};
+use imgsearch_proto::v1::{DeleteRequest, DescribeCollectionRequest, ErrorKind, SearchRequest};
 use imgsearch_tests::{
     embedder::EmbedderProcess,
     gateway::{GatewayFlags, GatewayProcess},
     insert::{collect, create, insert, named_pngs, requests, Answers},
     milvus::Milvus,
     milvus_proxy::MilvusProxy,
+    search::{by_id, like},
     stack::Client,
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -128,6 +131,124 @@ async fn a_milvus_slower_than_the_embed_timeout_stalls_no_stream_and_fails_no_it
     assert_eq!(answers.failures(), vec![], "no item fails");
     p.proxy.delay_replies(Duration::ZERO);
     assert_stored_once(name, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_behind_a_batch_milvus_is_slow_to_take_are_acknowledged_before_it_lands() {
+    let name = "commit_beside_answers";
+    let flags = GatewayFlags {
+        batch_size: Some(8),
+        ..Default::default()
+    };
+    let p = proxied(flags, name).await;
+    p.proxy.delay_inserts(Duration::from_secs(8));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut c = p.client.clone();
+    let answers =
+        tokio::spawn(async move { collect(c.insert(ReceiverStream::new(rx)).await).await });
+
+    // A full batch goes to Milvus, which sits on it ...
+    for r in requests(name, named_pngs("b", 0, 8), false) {
+        tx.send(r).await.unwrap();
+    }
+    let sent = Instant::now();
+    while p.proxy.inserts_received() == 0 {
+        assert!(sent.elapsed() < Duration::from_secs(60), "no insert came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... while a batch's worth of images the embedder cannot decode follows.
+    let garbage = (0..8).map(|i| (format!("garbage{i}"), b"not an image".to_vec()));
+    for r in requests(name, garbage.collect(), false) {
+        tx.send(r).await.unwrap();
+    }
+    drop(tx);
+    let answers = answers.await.unwrap();
+
+    assert!(answers.error.is_none(), "{:?}", answers.error);
+    answers.assert_every_item_settled_once();
+    let first = &answers.acks[0];
+    assert_eq!(
+        (first.failures.len(), first.stored.len()),
+        (8, 0),
+        "the failures were acknowledged while the batch was still at Milvus"
+    );
+    assert_stored_once(name, 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_by_a_stored_row_whose_lookup_milvus_throttles_waits_and_is_answered() {
+    let name = "like_throttled_for_a_while";
+    let mut p = proxied(GatewayFlags::default(), name).await;
+    let answers = insert(&mut p.client, name, named_pngs("l", 0, 4)).await;
+    p.proxy
+        .throttle_queries_and_deletes_for(Duration::from_secs(3));
+
+    let answer = p
+        .client
+        .search(like(name, by_id(answers.id_of(0)), 2))
+        .await
+        .expect("the lookup waits the throttle out")
+        .into_inner();
+
+    assert!(
+        p.proxy.refused_queries_and_deletes() > 0,
+        "the throttle was met"
+    );
+    assert_eq!(answer.results[0].hits.len(), 2, "{answer:?}");
+    assert_eq!(
+        p.gateway.metric("gateway_milvus_throttled_total"),
+        p.proxy.refused_queries_and_deletes() as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_milvus_throttles_for_a_while_waits_and_deletes() {
+    let name = "delete_throttled_for_a_while";
+    let mut p = proxied(GatewayFlags::default(), name).await;
+    let answers = insert(&mut p.client, name, named_pngs("x", 0, 4)).await;
+    p.proxy
+        .throttle_queries_and_deletes_for(Duration::from_secs(3));
+
+    let deleted = p
+        .client
+        .delete(DeleteRequest {
+            collection: name.into(),
+            ids: vec![answers.id_of(0)],
+            ..Default::default()
+        })
+        .await
+        .expect("the delete waits the throttle out")
+        .into_inner();
+
+    assert!(
+        p.proxy.refused_queries_and_deletes() > 0,
+        "the throttle was met"
+    );
+    assert_eq!(deleted.deleted, 1);
+    assert_eq!(Milvus::shared().rows(name).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_milvus_never_answers_ends_unavailable_within_twice_the_milvus_timeout() {
+    let name = "call_unanswered";
+    let flags = GatewayFlags {
+        milvus_timeout_secs: Some(1),
+        ..Default::default()
+    };
+    let mut p = proxied(flags, name).await;
+    p.proxy.delay_replies(Duration::from_secs(600));
+
+    let started = Instant::now();
+    let status = p
+        .client
+        .describe_collection(DescribeCollectionRequest { name: name.into() })
+        .await
+        .unwrap_err();
+
+    println!("ended after {:?}: {status:?}", started.elapsed());
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    p.proxy.delay_replies(Duration::ZERO);
 }
 
 /// The filepaths of `items` that `answers` reports under `indices`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use imgsearch_proto::v1::{
     image_search_client::ImageSearchClient, insert_response::Event, search_stream_request::Query,
-    InsertRequest, SearchStreamRequest, Vector,
+    ErrorKind, InsertRequest, SearchStreamRequest, Vector,
 };
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
@@ -98,6 +98,26 @@ async fn a_panic_in_the_insert_task_ends_the_call_internal_and_the_cli_exits_non
     let ended = wait_ingest(spawn_ingest(&stack.gateway.uri(), dir.path(), &c.name, &[]));
     assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
     assert!(ended.report["error"].is_string(), "{}", ended.report);
+    assert_eq!(c.count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_commit_task_fails_its_rows_internal_and_ends_the_call_internal() {
+    let stack = stack_with(GatewayFlags {
+        fault: Some("commit-panic"),
+        ..Default::default()
+    })
+    .await;
+    let mut c = stack.collection("silent_commit_panic").await;
+    let answers = c.insert(named_pngs("c/", 1, 3)).await;
+    let status = answers.error.as_ref().expect("an error, not OK");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    answers.assert_every_item_settled_once();
+    let failures = answers.failures();
+    assert_eq!(failures.len(), 3);
+    assert!(failures
+        .iter()
+        .all(|f| f.error.as_ref().unwrap().kind() == ErrorKind::Internal));
     assert_eq!(c.count().await, 0);
 }
 

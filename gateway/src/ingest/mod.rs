@@ -17,12 +17,17 @@
 //!   filepath another in-flight item holds waits for that item's outcome
 //!   (stored: skipped; failed: embedded itself); a partial batch whose
 //!   claims are awaited is committed once nothing is left at the embedder.
-//! - **Commit** ([`rows`]): a full batch is inserted and then acknowledged; a
-//!   batch Milvus refuses is split until its bad rows stand alone.
+//! - **Commit** ([`rows`], [`inflight`]): a full batch is inserted in a task
+//!   of its own while the stream goes on taking answers, then
+//!   acknowledged; one batch at a time is in flight and one fills behind
+//!   it. A batch Milvus refuses for its rows is split until its bad rows
+//!   stand alone; a throttled one waits and is sent again.
 //! - **Deadlines**: no message for `--insert-idle-timeout-secs` ends the
 //!   stream after committing what was received; an image unanswered for
-//!   `--embed-timeout-secs` stops it (the embedder is taken as gone); Milvus
-//!   calls have the SDK's per-call timeout, the flush its own.
+//!   `--embed-timeout-secs` stops it (the embedder is taken as gone), time
+//!   the gateway spends on its own (a full batch behind a slow Milvus, a
+//!   slow reader) not counted; Milvus calls have the store's deadlines
+//!   ([`crate::milvus`]), the flush its own.
 //! - **Ending**: whatever stops a stream, the rows already embedded are
 //!   committed, every item received is settled (stored, failed or skipped)
 //!   and acknowledged, the summary is sent, and only then the error, if
@@ -31,6 +36,7 @@
 //!   the collection's.
 
 pub mod claims;
+mod inflight;
 mod item;
 mod ledger;
 mod reader;
@@ -57,6 +63,7 @@ use tracing::{info, warn, Instrument};
 
 use self::{
     claims::Claims,
+    inflight::{InFlight, Landed},
     item::{echoed, failure, ItemIndex},
     ledger::Ledger,
     reader::{Pending, ReadEnd, ReadEvent, Reader},
@@ -254,7 +261,10 @@ impl Ingest {
             ledger,
             batch: Vec::with_capacity(setup.batch_size),
             batch_size: setup.batch_size,
+            committing: None,
+            backed_up_since: None,
             insert_seconds: 0.0,
+            waited_on_milvus: Duration::ZERO,
             last_answer: Instant::now(),
             throttle_wait: self.config.throttle_wait,
             metrics: &self.metrics,
@@ -336,9 +346,17 @@ struct Flow<'a> {
     spec: &'a CollectionSpec,
     pending: &'a Pending,
     ledger: &'a mut Ledger,
+    /// The batch filling up.
     batch: Vec<Row>,
     batch_size: usize,
+    /// The batch Milvus is taking now.
+    committing: Option<InFlight>,
+    /// Since when a full batch has waited behind the one in flight.
+    backed_up_since: Option<Instant>,
+    /// Seconds inside Milvus calls (overlapping the embedder's work).
     insert_seconds: f64,
+    /// Time the stream did nothing but wait for Milvus.
+    waited_on_milvus: Duration,
     /// When the embedder last answered anything.
     last_answer: Instant,
     throttle_wait: Duration,
@@ -347,8 +365,8 @@ struct Flow<'a> {
 
 impl Flow<'_> {
     /// Takes the reader's settlements and the embedder's answers, commits
-    /// full batches and acknowledges, until both have ended or the stream
-    /// must stop; what stops it.
+    /// full batches beside them and acknowledges, until both have ended or
+    /// the stream must stop; what stops it.
     async fn pump(
         &mut self,
         answers: &mut EmbedAnswers,
@@ -362,16 +380,22 @@ impl Flow<'_> {
         let (mut reading, mut embedding) = (true, true);
         let mut stop: Option<GatewayError> = None;
         while (reading || embedding) && stop.is_none() {
-            // Biased: answers that queued up while the gateway paused are
-            // taken before the deadline's tick, which would otherwise see
-            // an embedder that answered as one that did not.
+            let taking_answers = embedding && !self.backed_up();
+            // Biased: a landed batch is acknowledged first, and answers
+            // that queued up while the gateway paused are taken before the
+            // deadline's tick, which would otherwise see an embedder that
+            // answered as one that did not.
             tokio::select! {
                 biased;
+                landed = inflight::landing(&mut self.committing) => {
+                    stop = self.land(landed);
+                    self.acknowledge().await;
+                }
                 event = events.recv(), if reading => match event {
                     Some(e) => self.settle(e),
                     None => reading = false,
                 },
-                answer = answers.next(), if embedding => match answer {
+                answer = answers.next(), if taking_answers => match answer {
                     Some(Ok(a)) => {
                         self.last_answer = Instant::now();
                         self.answer(a);
@@ -386,7 +410,7 @@ impl Flow<'_> {
                         stop = Some(e);
                     }
                 },
-                _ = tick.tick() => {
+                _ = tick.tick(), if taking_answers => {
                     if self.stalled(embed_timeout) {
                         replica.mark_down();
                         stop = Some(GatewayError::EmbedderUnavailable(format!(
@@ -397,9 +421,10 @@ impl Flow<'_> {
                     }
                 }
             }
-            if let Some(e) = self.commit_or_acknowledge().await {
-                stop = Some(e);
+            if stop.is_none() {
+                self.commit_or_acknowledge().await;
             }
+            self.watch_backlog();
             if self.ledger.caller_gone() {
                 // Nobody reads the answers: stop reading, finish the rest.
                 cancel.cancel();
@@ -408,21 +433,51 @@ impl Flow<'_> {
         stop
     }
 
-    /// Commits a full batch (or one whose claims others await) and
-    /// acknowledges, or acknowledges a batch's worth of settlements. Time
-    /// spent on Milvus or on a slow reader is the gateway's own pause, not
-    /// the embedder's silence: the stall timer skips it.
-    async fn commit_or_acknowledge(&mut self) -> Option<GatewayError> {
-        let paused = Instant::now();
-        let mut stop = None;
-        if self.batch.len() >= self.batch_size || self.claims_awaited() {
-            stop = self.commit().await;
-            self.ledger.acknowledge().await;
+    /// Starts committing a full batch (or one whose claims others await)
+    /// when none is in flight, or acknowledges a batch's worth of
+    /// settlements. Time spent on a slow reader is the gateway's own
+    /// pause, not the embedder's silence: the stall timer skips it.
+    async fn commit_or_acknowledge(&mut self) {
+        let ready = self.batch.len() >= self.batch_size || self.claims_awaited();
+        if ready && self.committing.is_none() {
+            let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            self.committing = Some(InFlight::start(
+                self.store,
+                &self.spec.name,
+                rows,
+                self.throttle_wait,
+            ));
         } else if self.ledger.unacked_at_least(self.batch_size) {
-            self.ledger.acknowledge().await;
+            self.acknowledge().await;
         }
+    }
+
+    /// Whether a full batch waits behind the one in flight: the stream
+    /// then takes no answers (memory stays at two batches).
+    fn backed_up(&self) -> bool {
+        self.committing.is_some() && self.batch.len() >= self.batch_size
+    }
+
+    /// Leaves the time the stream was backed up behind Milvus out of the
+    /// embedder's silence, and counts it as waiting on Milvus.
+    fn watch_backlog(&mut self) {
+        match (self.backed_up(), self.backed_up_since) {
+            (true, None) => self.backed_up_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.backed_up_since = None;
+                self.excuse(since.elapsed());
+                self.waited_on_milvus += since.elapsed();
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends what was settled, keeping the wait for a slow reader out of
+    /// the embedder's silence.
+    async fn acknowledge(&mut self) {
+        let paused = Instant::now();
+        self.ledger.acknowledge().await;
         self.excuse(paused.elapsed());
-        stop
     }
 
     /// After the loop: settles what the reader held and what it sent,
@@ -442,14 +497,26 @@ impl Flow<'_> {
         while let Ok(e) = events.try_recv() {
             self.settle(e);
         }
+        let waited = Instant::now();
+        if let Some(batch) = self.committing.take() {
+            let landed = batch.landed_now().await;
+            if let Some(e) = self.land(landed) {
+                stop.get_or_insert(e);
+            }
+            self.ledger.acknowledge().await;
+        }
         let milvus_down = matches!(
             stop,
             Some(GatewayError::MilvusUnavailable(_)) | Some(GatewayError::CollectionNotFound(_))
         );
         if milvus_down {
             self.fail_batch("not inserted: Milvus stopped answering");
-        } else if let Some(e) = self.commit().await {
-            stop.get_or_insert(e);
+        } else if !self.batch.is_empty() {
+            let rows = std::mem::take(&mut self.batch);
+            let batch = InFlight::start(self.store, &self.spec.name, rows, self.throttle_wait);
+            if let Some(e) = self.land(batch.landed_now().await) {
+                stop.get_or_insert(e);
+            }
         }
         let why = match &stop {
             Some(e) => format!("not stored: the stream stopped ({e})"),
@@ -476,6 +543,7 @@ impl Flow<'_> {
             }
         }
         self.insert_seconds += t.elapsed().as_secs_f64();
+        self.waited_on_milvus += waited.elapsed();
         (end, stop)
     }
 
@@ -484,7 +552,10 @@ impl Flow<'_> {
         let summary = &mut self.ledger.summary;
         summary.received = received;
         summary.insert_seconds = self.insert_seconds;
-        summary.embed_seconds = (started.elapsed().as_secs_f64() - self.insert_seconds).max(0.0);
+        summary.embed_seconds = started
+            .elapsed()
+            .saturating_sub(self.waited_on_milvus)
+            .as_secs_f64();
         let settled = self.ledger.settled();
         let s = &self.ledger.summary;
         if settled != s.received {
@@ -580,17 +651,12 @@ impl Flow<'_> {
         pending.values().any(|p| p.sent_at.elapsed() > timeout)
     }
 
-    /// Inserts the batch; settles every row; the error that must stop the
+    /// Settles every row of a landed batch; the error that must stop the
     /// stream, if Milvus itself failed.
-    async fn commit(&mut self) -> Option<GatewayError> {
-        if self.batch.is_empty() {
-            return None;
-        }
-        let rows = std::mem::take(&mut self.batch);
-        let t = Instant::now();
-        let done = rows::commit(self.store, &self.spec.name, rows, self.throttle_wait).await;
+    fn land(&mut self, landed: Landed) -> Option<GatewayError> {
+        let done = landed.committed;
         self.metrics.milvus_throttled.inc_by(done.throttled);
-        self.insert_seconds += t.elapsed().as_secs_f64();
+        self.insert_seconds += landed.took.as_secs_f64();
         self.ledger.stored(done.stored, done.write_token);
         for f in done.failures {
             self.ledger.failed(f);
