@@ -104,7 +104,6 @@ fn data_path(
         IngestConfig {
             batch_size: cfg.batch_size as usize,
             idle_timeout: Duration::from_secs(cfg.insert_idle_timeout_secs),
-            throttle_wait: Duration::from_secs(cfg.milvus_throttle_wait_secs),
             check_filepaths: cfg.check_filepaths(),
         },
         Admission::new(cfg.insert_limits()),

@@ -36,18 +36,13 @@ pub struct Landed {
 
 impl InFlight {
     /// Starts committing `rows` beside the stream.
-    pub fn start(
-        store: &MilvusStore,
-        collection: &str,
-        rows: Vec<Row>,
-        throttle_wait: Duration,
-    ) -> Self {
+    pub fn start(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Self {
         let kept = rows.iter().map(|r| (r.index, r.filepath.clone())).collect();
         let (store, collection) = (store.clone(), collection.to_string());
         let task = tokio::spawn(
             async move {
                 crate::fault::commit_started();
-                rows::commit(&store, &collection, rows, throttle_wait).await
+                rows::commit(&store, &collection, rows).await
             }
             .in_current_span(),
         );

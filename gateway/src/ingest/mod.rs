@@ -96,8 +96,6 @@ pub struct IngestConfig {
     /// Rows per Milvus insert unless the stream asks otherwise.
     pub batch_size: usize,
     pub idle_timeout: Duration,
-    /// How long a batch may wait out a throttling Milvus.
-    pub throttle_wait: Duration,
     /// Test-only switch: off lets over-long filepaths reach Milvus.
     pub check_filepaths: bool,
 }
@@ -266,8 +264,6 @@ impl Ingest {
             insert_seconds: 0.0,
             waited_on_milvus: Duration::ZERO,
             last_answer: Instant::now(),
-            throttle_wait: self.config.throttle_wait,
-            metrics: &self.metrics,
         };
         let stop = stream
             .pump(
@@ -359,8 +355,6 @@ struct Flow<'a> {
     waited_on_milvus: Duration,
     /// When the embedder last answered anything.
     last_answer: Instant,
-    throttle_wait: Duration,
-    metrics: &'a Metrics,
 }
 
 impl Flow<'_> {
@@ -441,12 +435,7 @@ impl Flow<'_> {
         let ready = self.batch.len() >= self.batch_size || self.claims_awaited();
         if ready && self.committing.is_none() {
             let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
-            self.committing = Some(InFlight::start(
-                self.store,
-                &self.spec.name,
-                rows,
-                self.throttle_wait,
-            ));
+            self.committing = Some(InFlight::start(self.store, &self.spec.name, rows));
         } else if self.ledger.unacked_at_least(self.batch_size) {
             self.acknowledge().await;
         }
@@ -513,7 +502,7 @@ impl Flow<'_> {
             self.fail_batch("not inserted: Milvus stopped answering");
         } else if !self.batch.is_empty() {
             let rows = std::mem::take(&mut self.batch);
-            let batch = InFlight::start(self.store, &self.spec.name, rows, self.throttle_wait);
+            let batch = InFlight::start(self.store, &self.spec.name, rows);
             if let Some(e) = self.land(batch.landed_now().await) {
                 stop.get_or_insert(e);
             }
@@ -655,7 +644,6 @@ impl Flow<'_> {
     /// stream, if Milvus itself failed.
     fn land(&mut self, landed: Landed) -> Option<GatewayError> {
         let done = landed.committed;
-        self.metrics.milvus_throttled.inc_by(done.throttled);
         self.insert_seconds += landed.took.as_secs_f64();
         self.ledger.stored(done.stored, done.write_token);
         for f in done.failures {

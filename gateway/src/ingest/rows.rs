@@ -15,8 +15,6 @@
 //! - **Milvus itself** (unreachable, timed out, the collection gone): the
 //!   rows not yet stored fail and the stream stops.
 
-use std::time::Duration;
-
 use imgsearch_proto::v1::{ErrorKind, ItemFailure};
 
 use super::{
@@ -44,8 +42,6 @@ pub struct Committed {
     pub failures: Vec<ItemFailure>,
     /// Milvus's timestamp of the last insert.
     pub write_token: u64,
-    /// Inserts Milvus turned away as throttled.
-    pub throttled: u64,
     /// Why the stream must stop, when Milvus itself failed.
     pub stop: Option<GatewayError>,
 }
@@ -83,16 +79,12 @@ fn response_to(e: &GatewayError) -> Response {
 }
 
 /// Inserts `rows`, splitting a refused batch until bad rows stand alone and
-/// waiting out throttling for at most `throttle_wait` in a row.
-pub async fn commit(
-    store: &MilvusStore,
-    collection: &str,
-    rows: Vec<Row>,
-    throttle_wait: Duration,
-) -> Committed {
+/// waiting out throttling for at most the store's throttle wait in a row.
+pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Committed {
     let mut done = Committed::default();
     let mut todo = vec![rows];
-    let mut throttle = ThrottleWait::new(throttle_wait);
+    let patience = store.patience();
+    let mut throttle = ThrottleWait::new(patience.throttle_wait);
     while let Some(part) = todo.pop() {
         if part.is_empty() {
             continue;
@@ -117,7 +109,7 @@ pub async fn commit(
         };
         match response_to(&e) {
             Response::Wait => {
-                done.throttled += 1;
+                patience.throttled.inc();
                 if let Some(pause) = throttle.refused() {
                     tracing::info!(rows = part.len(), pause_ms = pause.as_millis() as u64, error = %e,
                         "Milvus is throttling; the batch waits and is sent again");

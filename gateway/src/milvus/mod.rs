@@ -214,6 +214,12 @@ impl MilvusStore {
         })
     }
 
+    /// How long calls wait out throttling, and where it is counted; an
+    /// insert's batch uses it for its own waiting (`ingest::rows`).
+    pub fn patience(&self) -> &Patience {
+        &self.patience
+    }
+
     /// A cheap round trip, for health checks. A Milvus that throttles is
     /// busy, not down: it answered.
     pub async fn ping(&self) -> Result<()> {
