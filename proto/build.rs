@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Images are `Bytes`: decoded as slices of the received buffer, and a
         // call sent again (another replica, a busy retry) shares them.
         .bytes(["."])
+        // Attributes come back in key order, the same every time.
+        .btree_map(["."])
         .file_descriptor_set_path(out.join("imgsearch_descriptor.bin"))
         .compile_protos(&protos, &["."])?;
     Ok(())

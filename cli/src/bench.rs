@@ -156,6 +156,7 @@ pub async fn run(client: &Client, opts: Options) -> Result<Report, CliError> {
         client
             .clone()
             .create_collection(CreateCollectionRequest {
+                extended: false,
                 name: opts.collection.clone(),
                 drop_if_exists: Some(true),
             })

@@ -1,8 +1,8 @@
 //! `imgsearch collection create|drop|describe|list`.
 
 use imgsearch_proto::v1::{
-    CollectionInfo, CreateCollectionRequest, DescribeCollectionRequest, DropCollectionRequest,
-    ListCollectionsRequest,
+    CollectionInfo, CollectionProfile, CreateCollectionRequest, DescribeCollectionRequest,
+    DropCollectionRequest, ListCollectionsRequest,
 };
 use serde_json::json;
 
@@ -12,11 +12,13 @@ pub async fn create(
     client: &mut Client,
     name: &str,
     keep_existing: bool,
+    extended: bool,
 ) -> Result<CollectionInfo, CliError> {
     let resp = client
         .create_collection(CreateCollectionRequest {
             name: name.to_string(),
             drop_if_exists: Some(!keep_existing),
+            extended,
         })
         .await?
         .into_inner();
@@ -56,8 +58,13 @@ pub async fn list(client: &mut Client) -> Result<Vec<String>, CliError> {
 /// A collection for people: schema, index, rows, load state.
 pub fn render(info: &CollectionInfo) -> String {
     let mut out = format!(
-        "collection {}: {} rows, {}, index {} ({})\n",
-        info.name, info.row_count, info.load_state, info.index_type, info.metric_type
+        "collection {}: {} rows, {}, index {} ({}), {} profile\n",
+        info.name,
+        info.row_count,
+        info.load_state,
+        info.index_type,
+        info.metric_type,
+        profile_name(info)
     );
     for f in &info.fields {
         let mut extra = Vec::new();
@@ -83,10 +90,20 @@ pub fn render(info: &CollectionInfo) -> String {
     out
 }
 
+/// "tutorial" (the three fields), "extended", or "other".
+fn profile_name(info: &CollectionInfo) -> &'static str {
+    match info.profile() {
+        CollectionProfile::Tutorial => "tutorial",
+        CollectionProfile::Extended => "extended",
+        CollectionProfile::Unspecified => "other",
+    }
+}
+
 /// A collection for scripts.
 pub fn to_json(info: &CollectionInfo) -> serde_json::Value {
     json!({
         "name": info.name,
+        "profile": profile_name(info),
         "row_count": info.row_count,
         "load_state": info.load_state,
         "index_type": info.index_type,

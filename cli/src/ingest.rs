@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
+    attrs::IngestAttributes,
     busy::Patience,
     error::CliError,
     gateway::{Client, MAX_MESSAGE_BYTES},
@@ -32,8 +33,10 @@ use crate::{
 
 /// Images read ahead of the stream.
 const READ_AHEAD: usize = 16;
-/// Room left in a message for the filepath and the collection name.
-const MESSAGE_OVERHEAD: usize = 4096;
+/// Room left in a message for the filepath, the collection name and the
+/// attributes (at most `MAX_ATTRIBUTES_BYTES` of JSON, about as much in
+/// protobuf).
+const MESSAGE_OVERHEAD: usize = 4 * imgsearch_proto::limits::MAX_ATTRIBUTES_BYTES;
 
 /// What to ingest, and how.
 #[derive(Debug)]
@@ -43,6 +46,8 @@ pub struct Options {
     /// Rows per Milvus insert; `None` leaves the gateway's default.
     pub batch_size: Option<u32>,
     pub skip_existing: bool,
+    /// What each file's row carries.
+    pub attributes: Arc<IngestAttributes>,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
     /// How long a stream the gateway refuses as busy is started again.
@@ -225,6 +230,7 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<Item>(READ_AHEAD);
     let collection = opts.collection.clone();
     let (batch_size, skip_existing) = (opts.batch_size.unwrap_or(0), opts.skip_existing);
+    let attributes = opts.attributes.clone();
     let reader = std::thread::spawn(move || {
         let mut reader = Reader::default();
         for c in candidates.iter() {
@@ -235,6 +241,8 @@ async fn stream(
                     image: image.into(),
                     batch_size,
                     skip_existing,
+                    attributes: attributes.of(&c.filepath),
+                    ..Default::default()
                 }),
                 Err(reason) => Item::Unreadable(c.filepath.clone(), reason),
             };

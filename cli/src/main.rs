@@ -4,6 +4,7 @@
 //! prints for people by default and JSON with `--json`; errors go to stderr
 //! with an exit status a script can test (see [`error::CliError::exit_code`]).
 
+mod attrs;
 mod bench;
 mod busy;
 mod collection;
@@ -43,13 +44,25 @@ enum Command {
     /// Find the stored images nearest to each query image, or to stored
     /// images (--like).
     Search(SearchArgs),
-    /// Delete stored images by filepath (every row holding one).
+    /// Delete stored images by filepath (every row holding one), or every
+    /// row a filter selects (--where, --prefix; at most 10000 at once).
     Delete {
-        /// Filepaths as stored.
-        #[arg(required = true)]
+        /// Filepaths as stored; with a filter, only those it selects go.
+        #[arg(required_unless_present_any = ["wheres", "prefix"])]
         filepaths: Vec<String>,
         #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
         collection: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count the rows of a collection, or those a filter selects.
+    Count {
+        #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+        collection: String,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long)]
         json: bool,
     },
@@ -72,6 +85,27 @@ enum Command {
 
 /// The collection the tutorial uses, unless told otherwise.
 const DEFAULT_COLLECTION: &str = "image_embeddings";
+
+/// Which rows a command looks at; every condition must hold.
+#[derive(Args, Debug, Clone)]
+struct FilterArgs {
+    /// An attribute condition (repeatable): KEY=V, KEY!=V, KEY<V, KEY<=V,
+    /// KEY>V, KEY>=V, KEY^=PREFIX, 'KEY in V1,V2', 'KEY has V', 'KEY exists',
+    /// 'KEY missing'. V is an integer, float, true or false when it reads as
+    /// one, else a text; "V" (quoted) is always a text. Extended
+    /// collections only.
+    #[arg(long = "where", value_name = "CONDITION", value_parser = attrs::parse_where)]
+    wheres: Vec<imgsearch_proto::v1::Condition>,
+    /// Only filepaths that start with this.
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Option<imgsearch_proto::v1::Filter> {
+        attrs::filter(&self.wheres, self.prefix.as_deref())
+    }
+}
 
 #[derive(Subcommand, Debug)]
 enum KeyCommand {
@@ -102,6 +136,9 @@ enum CollectionCommand {
         /// Fail instead of dropping an existing collection.
         #[arg(long)]
         keep_existing: bool,
+        /// Add the fields for attributes, content hashes and tenants.
+        #[arg(long)]
+        extended: bool,
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +176,15 @@ struct IngestArgs {
     /// duplicates.
     #[arg(long)]
     skip_existing: bool,
+    /// An attribute for every image of this run (repeatable): KEY=VALUE
+    /// stores a text; KEY:int=3, KEY:float=2.5, KEY:bool=true,
+    /// KEY:list=a,b choose the type. Extended collections only.
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = attrs::parse_attr)]
+    attrs: Vec<(String, imgsearch_proto::v1::AttributeValue)>,
+    /// Per-image attributes: JSON lines {"filepath": ..., "attributes":
+    /// {...}}, the filepath as stored; they win over --attr.
+    #[arg(long, value_name = "FILE")]
+    attrs_file: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -202,6 +248,8 @@ struct SearchArgs {
     consistency: String,
     #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
     collection: String,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Hits per query.
     #[arg(long, short = 'k', default_value_t = limits::DEFAULT_TOP_K,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_TOP_K)))]
@@ -241,9 +289,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             CollectionCommand::Create {
                 name,
                 keep_existing,
+                extended,
                 json,
             } => {
-                let info = collection::create(&mut client, &name, keep_existing).await?;
+                let info = collection::create(&mut client, &name, keep_existing, extended).await?;
                 if json {
                     print_json(&collection::to_json(&info));
                 } else {
@@ -274,11 +323,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         },
         Command::Ingest(a) => {
+            let attributes = attrs::IngestAttributes::load(a.attrs, a.attrs_file.as_deref())?;
             let opts = ingest::Options {
                 collection: a.collection,
                 paths: a.paths,
                 batch_size: a.batch_size,
                 skip_existing: a.skip_existing,
+                attributes: std::sync::Arc::new(attributes),
                 progress: !a.json && std::io::stderr().is_terminal(),
                 patience: cli.gateway.patience(),
             };
@@ -295,14 +346,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete {
             filepaths,
             collection,
+            filter,
             json,
         } => {
+            let patience = cli.gateway.patience();
             let deleted =
-                search::delete(&client, &collection, filepaths, &cli.gateway.patience()).await?;
+                search::delete(&client, &collection, filepaths, filter.filter(), &patience).await?;
             if json {
                 print_json(&serde_json::json!({ "deleted": deleted }));
             } else {
                 println!("deleted {deleted} rows from {collection}");
+            }
+        }
+        Command::Count {
+            collection,
+            filter,
+            json,
+        } => {
+            let patience = cli.gateway.patience();
+            let count = search::count(&client, &collection, filter.filter(), &patience).await?;
+            if json {
+                print_json(&serde_json::json!({ "collection": collection, "count": count }));
+            } else {
+                println!("{count}");
             }
         }
         Command::Bench(a) => {
@@ -337,6 +403,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 offset: a.offset,
                 consistency: search::consistency(&a.consistency),
                 patience: cli.gateway.patience(),
+                filter: a.filter.filter(),
             };
             let results = if a.like.is_empty() {
                 search::run(&client, &a.collection, &a.images, &opts).await?

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 
 use imgsearch_proto::{
     limits,
-    v1::{stored_ref, Consistency, DeleteRequest, SearchRequest, SearchResponse, StoredRef},
+    v1::{
+        stored_ref, Consistency, CountRequest, DeleteRequest, Filter, SearchRequest,
+        SearchResponse, StoredRef,
+    },
 };
 use serde::Serialize;
 
 use tonic::Status;
 
 use crate::{
+    attrs,
     busy::Patience,
     error::CliError,
     gateway::{Client, MAX_MESSAGE_BYTES},
@@ -27,6 +31,8 @@ pub struct Hit {
     pub filepath: String,
     /// Squared L2 distance, as Milvus reports it.
     pub distance: f32,
+    /// The row's attributes (none in a tutorial collection).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The hits of one query image, or why it has none.
@@ -59,6 +65,8 @@ pub struct Options {
     pub offset: u32,
     pub consistency: Consistency,
     pub patience: Patience,
+    /// Hits must pass it.
+    pub filter: Option<Filter>,
 }
 
 /// The API's consistency for a `--consistency` value.
@@ -94,6 +102,8 @@ impl Options {
             max_distance: self.max_distance,
             offset: self.offset,
             consistency: self.consistency as i32,
+            filter: self.filter.clone(),
+            with_attributes: true,
             ..Default::default()
         }
     }
@@ -126,6 +136,11 @@ impl Results {
                         id: h.id,
                         filepath: h.filepath,
                         distance: h.distance,
+                        attributes: h
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| (k.clone(), attrs::to_json(v)))
+                            .collect(),
                     })
                     .collect(),
                 error: r
@@ -161,19 +176,28 @@ pub async fn like(
     Ok(out)
 }
 
-/// Deletes every row holding one of `filepaths`; returns how many went.
+/// Deletes every row holding one of `filepaths` that `filter` selects, or
+/// (no filepaths) every row it selects; returns how many went.
 pub async fn delete(
     client: &Client,
     collection: &str,
     filepaths: Vec<String>,
+    filter: Option<Filter>,
     patience: &Patience,
 ) -> Result<u64, CliError> {
     let mut deleted = 0;
-    for chunk in filepaths.chunks(limits::MAX_FILEPATHS) {
+    let by_filter: [&[String]; 1] = [&[]];
+    let chunks: Vec<&[String]> = if filepaths.is_empty() {
+        by_filter.to_vec()
+    } else {
+        filepaths.chunks(limits::MAX_FILEPATHS).collect()
+    };
+    for chunk in chunks {
         let request = DeleteRequest {
             collection: collection.to_string(),
             ids: vec![],
             filepaths: chunk.to_vec(),
+            filter: filter.clone(),
         };
         deleted += patience
             .clone()
@@ -184,6 +208,27 @@ pub async fn delete(
             .await?;
     }
     Ok(deleted)
+}
+
+/// The rows of `collection` that `filter` selects (all, without one).
+pub async fn count(
+    client: &Client,
+    collection: &str,
+    filter: Option<Filter>,
+    patience: &Patience,
+) -> Result<u64, CliError> {
+    let request = CountRequest {
+        collection: collection.to_string(),
+        filter,
+        ..Default::default()
+    };
+    Ok(patience
+        .clone()
+        .retry(|| {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { Ok(client.count(request).await?.into_inner().count) }
+        })
+        .await?)
 }
 
 /// Searches `collection` with each image of `queries`.
@@ -239,9 +284,13 @@ impl Results {
             }
             for h in &r.hits {
                 out += &format!(
-                    "{:<width$}  {:>4}  {:>12.4}  {}\n",
+                    "{:<width$}  {:>4}  {:>12.4}  {}",
                     r.query, h.rank, h.distance, h.filepath
                 );
+                if !h.attributes.is_empty() {
+                    out += &format!("  {}", serde_json::Value::Object(h.attributes.clone()));
+                }
+                out += "\n";
             }
         }
         out += &format!(
@@ -271,12 +320,14 @@ mod tests {
                             id: 7,
                             filepath: "a.jpg".into(),
                             distance: 0.0,
+                            attributes: Default::default(),
                         },
                         Hit {
                             rank: 2,
                             id: 9,
                             filepath: "b.jpg".into(),
                             distance: 12.5,
+                            attributes: Default::default(),
                         },
                     ],
                     error: None,

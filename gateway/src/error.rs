@@ -42,6 +42,24 @@ pub enum GatewayError {
         recorded: String,
         found: String,
     },
+    /// An Insert stream states vectors of another model than the
+    /// collection's.
+    #[error(
+        "collection {collection:?} holds vectors of model {recorded:?}, but the stream states \
+         {stated:?}; vectors of different models cannot be compared"
+    )]
+    FingerprintMismatch {
+        collection: String,
+        recorded: String,
+        stated: String,
+    },
+    /// The collection has the tutorial's schema, and the call needs a field
+    /// only an extended one holds.
+    #[error(
+        "collection {collection:?} has the tutorial's three fields; {what} needs a collection \
+         created with --extended (CreateCollection extended: true)"
+    )]
+    NeedsExtended { collection: String, what: String },
     #[error("{0}")]
     Deadline(String),
     #[error("{0}")]

@@ -8,14 +8,17 @@
 
 pub mod admission;
 pub mod answers;
+pub mod attributes;
 pub mod auth;
 pub mod collections;
 pub mod config;
+pub mod count;
 pub mod delete;
 pub mod embedders;
 pub mod error;
 pub mod fault;
 pub mod filepaths;
+pub mod filter;
 pub mod ingest;
 pub mod metrics;
 pub mod milvus;

@@ -2,6 +2,10 @@
 //!
 //! Fields `id` (INT64, primary, auto_id), `filepath` (VARCHAR(200)) and
 //! `image_embedding` (FLOAT_VECTOR(dim)); index AUTOINDEX with metric L2.
+//! The extended profile adds `attributes` (JSON), `content_sha256`
+//! (VARCHAR(64)) and `tenant` (VARCHAR(64), the partition key, so one
+//! tenant's reads touch only its partitions). Milvus 2.3 has no nullable
+//! fields: every extended row carries all three (`{}`, `""`, `""`).
 
 use milvus::v2::prelude::{
     CollectionSchema, CreateCollectionRequest, DataType, FieldSchema, IndexParam, IndexType,
@@ -15,28 +19,78 @@ pub const FILEPATH_FIELD: &str = "filepath";
 /// The ResNet50 vector.
 pub const VECTOR_FIELD: &str = "image_embedding";
 pub use imgsearch_proto::limits::FILEPATH_MAX_BYTES;
+/// A row's typed attributes, as one JSON object.
+pub const ATTRIBUTES_FIELD: &str = "attributes";
+/// SHA-256 of the image's bytes, lowercase hex; empty for a given vector.
+pub const CONTENT_FIELD: &str = "content_sha256";
+/// Whose row it is; empty for rows written without a tenant.
+pub const TENANT_FIELD: &str = "tenant";
+/// Longest tenant name, in bytes.
+pub const TENANT_MAX_BYTES: u32 = 64;
+
+/// Which fields a collection holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The tutorial's three fields.
+    Tutorial,
+    /// Those plus attributes, content hash and tenant.
+    Extended,
+}
+
+impl Profile {
+    /// The profile of a schema with these field names.
+    pub fn of(names: &[&str]) -> Self {
+        let has = |n: &str| names.contains(&n);
+        if has(ATTRIBUTES_FIELD) && has(CONTENT_FIELD) && has(TENANT_FIELD) {
+            Profile::Extended
+        } else {
+            Profile::Tutorial
+        }
+    }
+}
+
 /// Marks the model fingerprint in a collection's description.
 const FINGERPRINT_PREFIX: &str = "imgsearch vectors from ";
 
-/// The three fields, in the tutorial's order.
-pub fn collection_schema(dimension: u32, fingerprint: &str) -> CollectionSchema {
+/// The three fields, in the tutorial's order, and the extended ones after
+/// the filepath.
+pub fn collection_schema(dimension: u32, fingerprint: &str, profile: Profile) -> CollectionSchema {
+    let mut fields = vec![
+        FieldSchema::new()
+            .name(ID_FIELD)
+            .data_type(DataType::Int64)
+            .primary_key(true)
+            .auto_id(true),
+        FieldSchema::new()
+            .name(FILEPATH_FIELD)
+            .data_type(DataType::VarChar)
+            .max_length(FILEPATH_MAX_BYTES as u32),
+    ];
+    if profile == Profile::Extended {
+        fields.extend([
+            FieldSchema::new()
+                .name(ATTRIBUTES_FIELD)
+                .data_type(DataType::Json),
+            FieldSchema::new()
+                .name(CONTENT_FIELD)
+                .data_type(DataType::VarChar)
+                .max_length(64),
+            FieldSchema::new()
+                .name(TENANT_FIELD)
+                .data_type(DataType::VarChar)
+                .max_length(TENANT_MAX_BYTES)
+                .partition_key(true),
+        ]);
+    }
+    fields.push(
+        FieldSchema::new()
+            .name(VECTOR_FIELD)
+            .data_type(DataType::FloatVector)
+            .dimension(dimension),
+    );
     CollectionSchema::new()
         .description(format!("{FINGERPRINT_PREFIX}{fingerprint}"))
-        .fields(vec![
-            FieldSchema::new()
-                .name(ID_FIELD)
-                .data_type(DataType::Int64)
-                .primary_key(true)
-                .auto_id(true),
-            FieldSchema::new()
-                .name(FILEPATH_FIELD)
-                .data_type(DataType::VarChar)
-                .max_length(FILEPATH_MAX_BYTES as u32),
-            FieldSchema::new()
-                .name(VECTOR_FIELD)
-                .data_type(DataType::FloatVector)
-                .dimension(dimension),
-        ])
+        .fields(fields)
 }
 
 /// AUTOINDEX with L2 on the vector field, as the tutorial creates it.
@@ -53,10 +107,11 @@ pub fn create_request(
     name: &str,
     dimension: u32,
     fingerprint: &str,
+    profile: Profile,
 ) -> Result<CreateCollectionRequest, milvus::v2::error::Error> {
     CreateCollectionRequest::builder()
         .collection_name(name)
-        .schema(collection_schema(dimension, fingerprint))
+        .schema(collection_schema(dimension, fingerprint, profile))
         .index_param(vector_index())
         .build()
 }
@@ -75,12 +130,25 @@ mod tests {
 
     #[test]
     fn the_description_carries_the_fingerprint() {
-        let schema = collection_schema(2048, "resnet50-no-fc/sha256:00/preprocess:1");
+        let schema = collection_schema(
+            2048,
+            "resnet50-no-fc/sha256:00/preprocess:1",
+            Profile::Tutorial,
+        );
         assert_eq!(
             fingerprint_of(schema.get_description()),
             Some("resnet50-no-fc/sha256:00/preprocess:1")
         );
         assert_eq!(fingerprint_of("made by pymilvus"), None);
         assert_eq!(fingerprint_of(""), None);
+    }
+
+    #[test]
+    fn the_profile_is_read_from_the_field_names() {
+        for profile in [Profile::Tutorial, Profile::Extended] {
+            let schema = collection_schema(4, "f", profile);
+            let names: Vec<&str> = schema.get_fields().iter().map(|f| f.get_name()).collect();
+            assert_eq!(Profile::of(&names), profile);
+        }
     }
 }

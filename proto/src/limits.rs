@@ -82,3 +82,31 @@ pub const MAX_QUEUE_WAIT_MS: u64 = 30_000;
 /// sent again; it doubles per refusal (jittered) up to [`MILVUS_THROTTLE_MAX_PAUSE`].
 pub const MILVUS_THROTTLE_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 pub const MILVUS_THROTTLE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest attribute key, in bytes: ASCII letters, digits and `_`.
+pub const ATTRIBUTE_KEY_MAX_BYTES: usize = 64;
+
+/// Most attributes one row carries.
+pub const MAX_ATTRIBUTES: usize = 32;
+
+/// Largest attributes of one row, as the JSON Milvus stores (Milvus's own
+/// limit for a JSON value is 64 KiB; a hit carries them back, so 1024 hits
+/// stay near 4 MiB).
+pub const MAX_ATTRIBUTES_BYTES: usize = 4096;
+
+/// Most strings in one list attribute.
+pub const MAX_ATTRIBUTE_LIST: usize = 32;
+
+/// Most conditions in one filter.
+pub const MAX_FILTER_CONDITIONS: usize = 16;
+
+/// Most values of one `in` condition.
+pub const MAX_FILTER_IN_VALUES: usize = 256;
+
+/// Longest string in a filter (a value, a prefix), in bytes.
+pub const MAX_FILTER_TEXT_BYTES: usize = 1024;
+
+/// Rows one Delete by filter alone removes, at most: a larger selection is
+/// refused, so nobody empties a collection by a typo. (One more is looked
+/// up to tell; Milvus reads at most 16384 rows a query.)
+pub const MAX_DELETE_BY_FILTER: u64 = 10_000;

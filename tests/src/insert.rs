@@ -139,6 +139,7 @@ pub async fn create(client: &mut ImageSearchClient<Channel>, name: &str) {
         .create_collection(imgsearch_proto::v1::CreateCollectionRequest {
             name: name.into(),
             drop_if_exists: Some(true),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|s| panic!("create {name}: {s:?}"));

@@ -13,6 +13,8 @@
 //! - [`stack`]: Milvus, embedder, gateway and a client in one line, and
 //!   collections to fill, search and count in Milvus directly.
 //! - [`search`]: search requests by kind, exact L2.
+//! - [`data`]: attributes, filters and vector items of the extended schema,
+//!   and the filter rules evaluated over rows read from Milvus.
 //! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 //! - [`deploy`]: the rendered Kubernetes manifests.
@@ -21,6 +23,7 @@
 
 pub mod cli;
 pub mod containers;
+pub mod data;
 pub mod deploy;
 pub mod deps;
 pub mod embedder;

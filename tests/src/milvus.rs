@@ -198,6 +198,38 @@ impl Milvus {
         rows
     }
 
+    /// Every row of an extended collection as (id, filepath, attributes),
+    /// sorted by id, read from Milvus directly (Strong).
+    pub async fn attributes(&self, collection: &str) -> Vec<(i64, String, serde_json::Value)> {
+        use milvus::v2::prelude::FieldData;
+        let uri = self.uri();
+        let ca = self.tls_ca.as_deref();
+        let (ids, fields) = Self::every_row(&uri, ca, collection, "attributes").await;
+        let json = fields
+            .into_iter()
+            .find_map(|f| match f {
+                FieldData::Json { values, .. } => Some(values),
+                _ => None,
+            })
+            .expect("attributes in the answer");
+        let paths = self.rows(collection).await;
+        let mut rows: Vec<(i64, String, serde_json::Value)> = ids
+            .into_iter()
+            .zip(json)
+            .map(|(id, a)| {
+                let path = paths
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .expect("same rows")
+                    .1
+                    .clone();
+                (id, path, a)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+
     /// Every row's id and `field` (Strong), through the SDK.
     async fn every_row(
         uri: &str,

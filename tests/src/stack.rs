@@ -138,12 +138,22 @@ impl Stack {
 
     /// Creates `name` afresh (dropping one left by an earlier run).
     pub async fn collection(&self, name: &str) -> TestCollection {
+        self.create(name, false).await
+    }
+
+    /// [`Stack::collection`] with the extended schema.
+    pub async fn extended_collection(&self, name: &str) -> TestCollection {
+        self.create(name, true).await
+    }
+
+    async fn create(&self, name: &str, extended: bool) -> TestCollection {
         let info = self
             .client
             .clone()
             .create_collection(CreateCollectionRequest {
                 name: name.into(),
                 drop_if_exists: Some(true),
+                extended,
             })
             .await
             .unwrap_or_else(|s| panic!("create {name}: {s:?}"))

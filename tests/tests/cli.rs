@@ -484,3 +484,93 @@ async fn a_fifo_or_a_device_is_a_files_error_in_an_ingest_and_a_grey_tile_in_the
     );
     assert!(image::open(cwd.join("result.png")).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_from_flags_and_a_sidecar_filter_searches_counts_and_deletes() {
+    let stack = Stack::shared().await;
+    let gateway = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let fixtures = deps::fixture_images();
+    fs::create_dir_all(cwd.join("shop")).unwrap();
+    for (i, f) in fixtures[..4].iter().enumerate() {
+        fs::copy(f, cwd.join(format!("shop/{i}.jpg"))).unwrap();
+    }
+    fs::write(
+        cwd.join("attrs.jsonl"),
+        "{\"filepath\": \"shop/0.jpg\", \"attributes\": {\"price\": 19.5, \"sku\": \"007\"}}\n\
+         {\"filepath\": \"shop/1.jpg\", \"attributes\": {\"category\": \"hats\", \"tags\": [\"red\"]}}\n",
+    )
+    .unwrap();
+    let c = "cli_catalog";
+    let created = json(
+        &gateway,
+        cwd,
+        &["collection", "create", c, "--extended", "--json"],
+    );
+    assert_eq!(created["profile"], "extended");
+    let ingest = [
+        "ingest",
+        "shop",
+        "-c",
+        c,
+        "--attr",
+        "category=shoes",
+        "--attr",
+        "price:int=80",
+        "--attrs-file",
+        "attrs.jsonl",
+        "--json",
+    ];
+    assert_eq!(json(&gateway, cwd, &ingest)["inserted"], 4);
+
+    let count = |wheres: &[&str]| -> u64 {
+        let mut args = vec!["count", "-c", c, "--json"];
+        for w in wheres {
+            args.extend(["--where", w]);
+        }
+        json(&gateway, cwd, &args)["count"].as_u64().unwrap()
+    };
+    assert_eq!(count(&[]), 4);
+    assert_eq!(
+        count(&["category=shoes"]),
+        3,
+        "the sidecar wins for shop/1.jpg"
+    );
+    assert_eq!(count(&["price<50"]), 1, "19.5 from the sidecar");
+    assert_eq!(count(&["sku=\"007\""]), 1, "a quoted value is a text");
+    assert_eq!(count(&["sku=7"]), 0, "an unquoted one a number");
+    assert_eq!(count(&["tags has red", "category=hats"]), 1);
+    assert_eq!(count(&["tags missing"]), 3);
+
+    let found = json(
+        &gateway,
+        cwd,
+        &[
+            "search",
+            "shop/0.jpg",
+            "-c",
+            c,
+            "-k",
+            "4",
+            "--where",
+            "price>=80",
+            "--where",
+            "category=shoes",
+            "--json",
+        ],
+    );
+    let hits = found["results"][0]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{found:#}");
+    for h in hits {
+        assert_eq!(h["attributes"]["price"], 80);
+        assert_eq!(h["attributes"]["category"], "shoes");
+    }
+    let deleted = json(
+        &gateway,
+        cwd,
+        &["delete", "-c", c, "--where", "category=shoes", "--json"],
+    );
+    assert_eq!(deleted["deleted"], 3);
+    assert_eq!(stack.milvus.rows(c).await.len(), 1, "rows in Milvus");
+}

@@ -107,6 +107,7 @@ async fn call(client: &mut Client, rpc: &str, key: Option<&str>) -> Code {
                     CreateCollectionRequest {
                         name: "auth_made".into(),
                         drop_if_exists: Some(true),
+                        ..Default::default()
                     },
                     key,
                 ))
@@ -227,6 +228,7 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_role_says() {
             CreateCollectionRequest {
                 name: COLLECTION.into(),
                 drop_if_exists: Some(true),
+                ..Default::default()
             },
             admin,
         ))
@@ -288,6 +290,7 @@ async fn drops_are_logged_with_the_name_of_the_callers_key() {
         let create = CreateCollectionRequest {
             name: name.clone(),
             drop_if_exists: Some(true),
+            ..Default::default()
         };
         client
             .create_collection(with_key(create, admin))

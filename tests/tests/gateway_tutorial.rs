@@ -110,6 +110,7 @@ async fn create_drops_an_existing_collection_unless_told_not_to() {
     let create = |drop_if_exists| CreateCollectionRequest {
         name: name.into(),
         drop_if_exists,
+        ..Default::default()
     };
     // Unset means drop-if-exists, as in the tutorial.
     client

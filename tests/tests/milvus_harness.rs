@@ -14,7 +14,9 @@ async fn creates_the_tutorial_collection_and_describes_it() {
         .expect("connect");
     let name = "harness_describe";
     client
-        .create_collection(schema::create_request(name, 2048, "test").expect("request"))
+        .create_collection(
+            schema::create_request(name, 2048, "test", schema::Profile::Tutorial).expect("request"),
+        )
         .await
         .expect("create collection");
 

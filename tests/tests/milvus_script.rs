@@ -88,7 +88,13 @@ async fn the_local_milvus_serves_again_after_a_second_start_a_quick_restart_and_
     let name = "survives_restarts";
     store()
         .await
-        .create_collection(name, 2048, "test", true)
+        .create_collection(
+            name,
+            2048,
+            "test",
+            imgsearch_gateway::schema::Profile::Tutorial,
+            true,
+        )
         .await
         .expect("create");
 

@@ -54,6 +54,15 @@ fn run_all(examples: &[String], ports: &[(&str, String)], dir: &Path) -> Vec<(St
     outputs
 }
 
+/// A folder holding the examples' photo.jpg and other.jpg.
+fn photos() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = deps::fixture_images();
+    std::fs::copy(&fixtures[0], dir.path().join("photo.jpg")).unwrap();
+    std::fs::copy(&fixtures[1], dir.path().join("other.jpg")).unwrap();
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_grpcurl_examples_work() {
     let examples = readme_examples("grpcurl-examples");
@@ -82,10 +91,7 @@ async fn readme_grpcurl_examples_work() {
     let Stack {
         embedder, gateway, ..
     } = Stack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let fixtures = deps::fixture_images();
-    std::fs::copy(&fixtures[0], dir.path().join("photo.jpg")).unwrap();
-    std::fs::copy(&fixtures[1], dir.path().join("other.jpg")).unwrap();
+    let dir = photos();
     let ports = [
         (
             "localhost:50051",
@@ -131,6 +137,44 @@ async fn readme_grpcurl_examples_work() {
     assert!(output("/DescribeCollection").contains("AUTOINDEX"));
     assert!(output("Embedder/Info").contains("\"dimension\": 2048"));
     assert!(output("EmbedBatch").contains("values"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_grpcurl_examples_of_attributes_and_filters_work() {
+    let examples = readme_examples("grpcurl-data-examples");
+    for rpc in [
+        "CreateCollection",
+        "/Insert",
+        "/Search",
+        "/Count",
+        "/Delete",
+    ] {
+        assert!(
+            examples.iter().any(|e| e.contains(rpc)),
+            "no README data example for {rpc}"
+        );
+    }
+    // The embedder must outlive the examples: CreateCollection asks it.
+    let Stack {
+        embedder: _embedder,
+        gateway,
+        ..
+    } = Stack::start().await;
+    let dir = photos();
+    let ports = [(
+        "localhost:50051",
+        format!("127.0.0.1:{}", gateway.grpc_port),
+    )];
+    let outputs = run_all(&examples, &ports, dir.path());
+    let output = |needle: &str| &outputs.iter().find(|(e, _)| e.contains(needle)).unwrap().1;
+    assert!(output("CreateCollection").contains("COLLECTION_PROFILE_EXTENDED"));
+    assert!(output("/Insert").contains("\"inserted\": \"2\""));
+    let search = output("/Search");
+    assert!(search.contains("\"filepath\": \"shoe.jpg\""), "{search}");
+    assert!(!search.contains("hat.jpg"), "the filter: {search}");
+    assert!(search.contains("\"category\""), "attributes: {search}");
+    assert!(output("/Count").contains("\"count\": \"1\""));
+    assert!(output("/Delete").contains("\"deleted\": \"1\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

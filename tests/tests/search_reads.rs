@@ -178,6 +178,7 @@ async fn deleted_rows_are_gone_from_the_next_search_and_the_count() {
             collection: c.into(),
             ids: vec![gone[2], 999_999],
             filepaths: vec!["d/0.png".into(), "d/1.png".into(), "never.png".into()],
+            ..Default::default()
         })
         .await
         .unwrap()

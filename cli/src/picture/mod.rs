@@ -213,6 +213,7 @@ mod tests {
                     id: 1,
                     filepath: hit.into(),
                     distance: 1.5,
+                    attributes: Default::default(),
                 }],
                 error: None,
             }],

@@ -49,9 +49,8 @@ impl FromStr for Role {
 /// start closed.
 pub fn required_role(method: &str) -> Role {
     match method {
-        "Search" | "SearchStream" | "DescribeCollection" | "ListCollections" | "FindFilepaths" => {
-            Role::Read
-        }
+        "Search" | "SearchStream" | "DescribeCollection" | "ListCollections" | "FindFilepaths"
+        | "Count" => Role::Read,
         "Insert" | "Delete" => Role::Write,
         _ => Role::Admin,
     }

@@ -18,7 +18,10 @@ use super::{
     item::{failure, ItemIndex},
     rows::{self, Committed, Row},
 };
-use crate::{error::GatewayError, milvus::MilvusStore};
+use crate::{
+    error::GatewayError,
+    milvus::{CollectionSpec, MilvusStore},
+};
 
 /// A batch on its way into Milvus.
 pub struct InFlight {
@@ -36,13 +39,13 @@ pub struct Landed {
 
 impl InFlight {
     /// Starts committing `rows` beside the stream.
-    pub fn start(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Self {
+    pub fn start(store: &MilvusStore, spec: &CollectionSpec, rows: Vec<Row>) -> Self {
         let kept = rows.iter().map(|r| (r.index, r.filepath.clone())).collect();
-        let (store, collection) = (store.clone(), collection.to_string());
+        let (store, spec) = (store.clone(), spec.clone());
         let task = tokio::spawn(
             async move {
                 crate::fault::commit_started();
-                rows::commit(&store, &collection, rows).await
+                rows::commit(&store, &spec, rows).await
             }
             .in_current_span(),
         );

@@ -1,9 +1,104 @@
-//! One item of an Insert stream: its position, and the rules its filepath
-//! must meet before its image costs anything.
+//! One item of an Insert stream: its position, and the rules its filepath,
+//! payload (an image or a vector) and attributes must meet before it costs
+//! anything.
 
-use imgsearch_proto::v1::{ErrorKind, ItemError, ItemFailure};
+use imgsearch_proto::{
+    v1::{ErrorKind, InsertRequest, ItemError, ItemFailure},
+    Bytes,
+};
+use sha2::{Digest, Sha256};
 
-use crate::schema::FILEPATH_MAX_BYTES;
+use crate::{attributes, error::GatewayError, schema::FILEPATH_MAX_BYTES};
+
+/// What an item brings to be stored.
+pub enum Payload {
+    /// An encoded image, for the embedder.
+    Image(Bytes),
+    /// A vector of the collection's model, stored as it is.
+    Vector(Vec<f32>),
+}
+
+impl Payload {
+    /// Bytes it holds while in flight: what the stream's budget is charged.
+    pub fn cost(&self) -> usize {
+        match self {
+            Payload::Image(b) => b.len(),
+            Payload::Vector(v) => std::mem::size_of_val(v.as_slice()),
+        }
+    }
+}
+
+/// What a row of an extended collection stores beside its filepath and
+/// vector; nothing for a tutorial one.
+#[derive(Clone, Debug, Default)]
+pub struct RowFacts {
+    /// The attributes' JSON object; `None` stores `{}`.
+    pub attributes: Option<serde_json::Value>,
+    /// SHA-256 of the image's bytes, lowercase hex; empty for a vector.
+    pub content_sha256: String,
+}
+
+/// What an item is checked against, fixed by the stream's first message.
+pub struct ItemRules {
+    pub collection: String,
+    pub dimension: usize,
+    pub extended: bool,
+    /// The stream stated the collection's fingerprint: vectors may come.
+    pub vectors_stated: bool,
+}
+
+impl ItemRules {
+    /// The item's payload and facts, or why it must fail alone.
+    pub fn check(
+        &self,
+        req: &mut InsertRequest,
+    ) -> Result<(Payload, RowFacts), (ErrorKind, String)> {
+        let invalid = |m: String| Err((ErrorKind::InvalidArgument, m));
+        let mut facts = RowFacts::default();
+        if !req.attributes.is_empty() {
+            if !self.extended {
+                let e = GatewayError::NeedsExtended {
+                    collection: self.collection.clone(),
+                    what: "storing attributes".into(),
+                };
+                return invalid(e.to_string());
+            }
+            let json = attributes::to_json(&req.attributes);
+            facts.attributes = Some(json.map_err(|m| (ErrorKind::InvalidArgument, m))?);
+        }
+        let payload = match req.vector.take() {
+            Some(_) if !req.image.is_empty() => {
+                return invalid("give an image or a vector, not both".into())
+            }
+            Some(_) if !self.vectors_stated => {
+                return invalid(
+                    "an item with a vector needs the stream's first message to state the \
+                     collection's model fingerprint (`fingerprint`)"
+                        .into(),
+                )
+            }
+            Some(v) if v.values.len() != self.dimension => {
+                return invalid(format!(
+                    "the vector has {} values; the collection holds {}",
+                    v.values.len(),
+                    self.dimension
+                ))
+            }
+            Some(v) if v.values.iter().any(|x| !x.is_finite()) => {
+                return invalid("the vector holds a value that is not finite".into())
+            }
+            Some(v) => Payload::Vector(v.values),
+            None => {
+                let image = std::mem::take(&mut req.image);
+                if self.extended {
+                    facts.content_sha256 = format!("{:x}", Sha256::digest(&image));
+                }
+                Payload::Image(image)
+            }
+        };
+        Ok((payload, facts))
+    }
+}
 
 /// 0-based position of an item in its stream. It travels to the embedder as
 /// the request id and comes back with the answer; an answer whose id does

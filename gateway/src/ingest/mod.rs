@@ -64,7 +64,7 @@ use tracing::{info, warn, Instrument};
 use self::{
     claims::Claims,
     inflight::{InFlight, Landed},
-    item::{echoed, failure, ItemIndex},
+    item::{echoed, failure, ItemIndex, ItemRules},
     ledger::Ledger,
     reader::{Pending, ReadEnd, ReadEvent, Reader},
     rows::Row,
@@ -115,6 +115,8 @@ struct Setup {
     spec: CollectionSpec,
     batch_size: usize,
     skip_existing: bool,
+    /// What each item is checked against.
+    rules: ItemRules,
 }
 
 impl Ingest {
@@ -195,10 +197,29 @@ impl Ingest {
                 )))
             }
         };
+        let spec = store.collection_spec(&first.collection).await?;
+        let vectors_stated = match (first.fingerprint.as_str(), &spec.fingerprint) {
+            ("", _) => false,
+            (stated, Some(recorded)) if stated != recorded => {
+                return Err(GatewayError::FingerprintMismatch {
+                    collection: spec.name.clone(),
+                    recorded: recorded.clone(),
+                    stated: stated.to_string(),
+                })
+            }
+            _ => true,
+        };
+        let rules = ItemRules {
+            collection: spec.name.clone(),
+            dimension: spec.dimension as usize,
+            extended: spec.profile == crate::schema::Profile::Extended,
+            vectors_stated,
+        };
         Ok(Setup {
-            spec: store.collection_spec(&first.collection).await?,
+            spec,
             batch_size,
             skip_existing: first.skip_existing,
+            rules,
         })
     }
 
@@ -233,7 +254,7 @@ impl Ingest {
             Reader {
                 requests,
                 first: Some(first),
-                collection: setup.spec.name.clone(),
+                rules: setup.rules,
                 skip_existing: setup.skip_existing,
                 group_size: setup.batch_size,
                 idle_timeout: self.config.idle_timeout,
@@ -385,7 +406,9 @@ impl Flow<'_> {
                     stop = self.land(landed);
                     self.acknowledge().await;
                 }
-                event = events.recv(), if reading => match event {
+                // A full batch behind the one in flight takes no more rows,
+                // from the embedder or (vectors) from the reader.
+                event = events.recv(), if reading && !self.backed_up() => match event {
                     Some(e) => self.settle(e),
                     None => reading = false,
                 },
@@ -435,7 +458,7 @@ impl Flow<'_> {
         let ready = self.batch.len() >= self.batch_size || self.claims_awaited();
         if ready && self.committing.is_none() {
             let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
-            self.committing = Some(InFlight::start(self.store, &self.spec.name, rows));
+            self.committing = Some(InFlight::start(self.store, self.spec, rows));
         } else if self.ledger.unacked_at_least(self.batch_size) {
             self.acknowledge().await;
         }
@@ -500,11 +523,16 @@ impl Flow<'_> {
         );
         if milvus_down {
             self.fail_batch("not inserted: Milvus stopped answering");
-        } else if !self.batch.is_empty() {
-            let rows = std::mem::take(&mut self.batch);
-            let batch = InFlight::start(self.store, &self.spec.name, rows);
-            if let Some(e) = self.land(batch.landed_now().await) {
-                stop.get_or_insert(e);
+        } else {
+            // Rows the reader sent after the loop may have overfilled it.
+            while !self.batch.is_empty() {
+                let rest = self.batch.split_off(self.batch.len().min(self.batch_size));
+                let rows = std::mem::replace(&mut self.batch, rest);
+                let batch = InFlight::start(self.store, self.spec, rows);
+                if let Some(e) = self.land(batch.landed_now().await) {
+                    stop.get_or_insert(e);
+                    self.fail_batch(&format!("not inserted: {}", stop.as_ref().expect("set")));
+                }
             }
         }
         let why = match &stop {
@@ -565,6 +593,7 @@ impl Flow<'_> {
         match event {
             ReadEvent::Failed(f) => self.ledger.failed(f),
             ReadEvent::Skipped(i) => self.ledger.skipped(i),
+            ReadEvent::Row(row) => self.batch.push(row),
         }
     }
 
@@ -583,6 +612,7 @@ impl Flow<'_> {
                     index,
                     filepath: item.filepath,
                     vector: v.values,
+                    facts: item.facts,
                     claim: item.claim,
                 })
             }

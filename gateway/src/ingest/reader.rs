@@ -23,16 +23,14 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, StreamExt};
-use imgsearch_proto::{
-    v1::{EmbedRequest, ErrorKind, InsertRequest, ItemFailure},
-    Bytes,
-};
+use imgsearch_proto::v1::{EmbedRequest, ErrorKind, InsertRequest, ItemFailure};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     claims::{Claim, Claimed, Claims, Outcome},
-    item::{failure, filepath_problem, ItemIndex},
+    item::{failure, filepath_problem, ItemIndex, ItemRules, Payload, RowFacts},
+    rows::Row,
     waiting::Waiting,
 };
 use crate::{admission::StreamTicket, error::GatewayError, milvus::MilvusStore};
@@ -40,6 +38,7 @@ use crate::{admission::StreamTicket, error::GatewayError, milvus::MilvusStore};
 /// An item sent to the embedder and not yet answered.
 pub struct PendingItem {
     pub filepath: String,
+    pub facts: RowFacts,
     pub claim: Option<Claim>,
     /// When its image went out; the stream fails if no answer comes in time.
     pub sent_at: Instant,
@@ -50,10 +49,12 @@ pub struct PendingItem {
 /// answers.
 pub type Pending = Arc<Mutex<HashMap<ItemIndex, PendingItem>>>;
 
-/// What the reader settles by itself.
+/// What the reader settles by itself, and the rows that need no embedder.
 pub enum ReadEvent {
     Failed(ItemFailure),
     Skipped(ItemIndex),
+    /// An item that brought its own vector, ready for a batch.
+    Row(Row),
 }
 
 /// Why the reader stopped.
@@ -77,7 +78,8 @@ pub enum ReadEnd {
 pub struct Candidate {
     index: ItemIndex,
     filepath: String,
-    image: Bytes,
+    payload: Payload,
+    facts: RowFacts,
     budget: OwnedSemaphorePermit,
 }
 
@@ -85,7 +87,8 @@ pub struct Candidate {
 pub struct Reader<S> {
     pub requests: S,
     pub first: Option<InsertRequest>,
-    pub collection: String,
+    /// What each item is checked against.
+    pub rules: ItemRules,
     pub skip_existing: bool,
     /// Items looked up in Milvus at once under `skip_existing`.
     pub group_size: usize,
@@ -196,15 +199,19 @@ where
                 None => return self.finish(&mut group, unsettled, ReadEnd::Finished).await,
             };
             let index = ItemIndex(self.received.fetch_add(1, Ordering::Relaxed));
-            if let Some(failure) = self.refusal(index, &req) {
-                if !self.emit(ReadEvent::Failed(failure)).await {
-                    unsettled.push((index, req.filepath));
-                    unsettled.extend(group.drain(..).map(|c| (c.index, c.filepath)));
-                    return ReadEnd::Cancelled;
+            let (req, payload, facts) = match self.refusal(index, req) {
+                Ok(checked) => checked,
+                Err((failure, filepath)) => {
+                    if !self.emit(ReadEvent::Failed(failure)).await {
+                        unsettled.push((index, filepath));
+                        unsettled.extend(group.drain(..).map(|c| (c.index, c.filepath)));
+                        return ReadEnd::Cancelled;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let budget = match self.ticket.try_reserve(req.image.len()) {
+            };
+            let cost = payload.cost();
+            let budget = match self.ticket.try_reserve(cost) {
                 Some(permit) => Some(permit),
                 None => {
                     // The grouped items hold budget too: send them before
@@ -213,7 +220,7 @@ where
                         unsettled.push((index, req.filepath));
                         return end;
                     }
-                    match self.reserve(req.image.len(), unsettled).await {
+                    match self.reserve(cost, unsettled).await {
                         Ok(permit) => permit,
                         Err(end) => {
                             unsettled.push((index, req.filepath));
@@ -230,7 +237,8 @@ where
             let candidate = Candidate {
                 index,
                 filepath: req.filepath,
-                image: req.image,
+                payload,
+                facts,
                 budget,
             };
             if self.skip_existing {
@@ -240,7 +248,7 @@ where
                         return end;
                     }
                 }
-            } else if let Err(end) = self.forward(candidate, None).await {
+            } else if let Err(end) = self.forward(candidate, None, unsettled).await {
                 return end;
             }
         }
@@ -298,35 +306,45 @@ where
         }
     }
 
-    /// Why an item must fail before it costs anything, if it must.
-    fn refusal(&self, index: ItemIndex, req: &InsertRequest) -> Option<ItemFailure> {
-        let fail =
-            |kind, message: String| Some(failure(index, req.filepath.clone(), kind, message));
-        if !req.collection.is_empty() && req.collection != self.collection {
-            return fail(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "message names collection {:?}, the stream is for {:?}",
-                    req.collection, self.collection
-                ),
+    /// The item's checked payload and facts, or why it must fail before it
+    /// costs anything (with its filepath, should the failure go unsent).
+    #[allow(clippy::result_large_err)]
+    fn refusal(
+        &self,
+        index: ItemIndex,
+        mut req: InsertRequest,
+    ) -> Result<(InsertRequest, Payload, RowFacts), (ItemFailure, String)> {
+        let fail = |req: InsertRequest, kind, message: String| {
+            Err((
+                failure(index, req.filepath.clone(), kind, message),
+                req.filepath,
+            ))
+        };
+        let collection = &self.rules.collection;
+        if !req.collection.is_empty() && &req.collection != collection {
+            let m = format!(
+                "message names collection {:?}, the stream is for {collection:?}",
+                req.collection
             );
+            return fail(req, ErrorKind::InvalidArgument, m);
         }
         if self.check_filepaths {
             if let Some(problem) = filepath_problem(&req.filepath) {
-                return fail(ErrorKind::InvalidArgument, problem);
+                return fail(req, ErrorKind::InvalidArgument, problem);
             }
         }
         if !self.ticket.fits(req.image.len()) {
-            return fail(
-                ErrorKind::ImageTooLarge,
-                format!(
-                    "an image of {} bytes does not fit this gateway's per-stream budget \
-                     (--insert-stream-bytes)",
-                    req.image.len()
-                ),
+            let m = format!(
+                "an image of {} bytes does not fit this gateway's per-stream budget \
+                 (--insert-stream-bytes)",
+                req.image.len()
             );
+            return fail(req, ErrorKind::ImageTooLarge, m);
         }
-        None
+        match self.rules.check(&mut req) {
+            Ok((payload, facts)) => Ok((req, payload, facts)),
+            Err((kind, m)) => fail(req, kind, m),
+        }
     }
 
     /// Sends a settlement to the stream; false when cancelled first.
@@ -351,13 +369,13 @@ where
         }
         let mut claimed = Vec::with_capacity(group.len());
         for c in group.drain(..) {
-            match self.claims.claim(&self.collection, &c.filepath) {
+            match self.claims.claim(&self.rules.collection, &c.filepath) {
                 Claimed::Mine(claim) => claimed.push((c, claim)),
                 Claimed::Theirs(wait) => self.waiting.add(c.index, c, wait),
             }
         }
         let paths: Vec<String> = claimed.iter().map(|(c, _)| c.filepath.clone()).collect();
-        let (store, collection) = (&self.store, &self.collection);
+        let (store, collection) = (&self.store, &self.rules.collection);
         let lookup = async {
             let mut stored = std::collections::HashSet::new();
             for chunk in paths.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
@@ -400,7 +418,7 @@ where
         }
         let mut send = send.into_iter();
         while let Some((c, claim)) = send.next() {
-            if let Err(end) = self.forward(c, Some(claim)).await {
+            if let Err(end) = self.forward(c, Some(claim), unsettled).await {
                 unsettled.extend(send.map(|(c, _)| (c.index, c.filepath)));
                 return Err(end);
             }
@@ -408,14 +426,49 @@ where
         Ok(())
     }
 
-    /// Records the item as pending, then sends its image to the embedder.
-    /// Once recorded, the stream settles it whatever happens here.
-    async fn forward(&mut self, c: Candidate, claim: Option<Claim>) -> Result<(), ReadEnd> {
+    /// A vector goes to the stream as a row; an image is recorded as
+    /// pending, then sent to the embedder. Once recorded or sent, the
+    /// stream settles it whatever happens here; an item neither is left in
+    /// `unsettled`.
+    async fn forward(
+        &mut self,
+        c: Candidate,
+        claim: Option<Claim>,
+        unsettled: &mut Vec<(ItemIndex, String)>,
+    ) -> Result<(), ReadEnd> {
         let index = c.index;
+        let image = match c.payload {
+            Payload::Image(image) => image,
+            Payload::Vector(vector) => {
+                let row = Row {
+                    index,
+                    filepath: c.filepath,
+                    vector,
+                    facts: c.facts,
+                    claim,
+                };
+                let sent = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => Err(row),
+                    permit = self.events.reserve() => match permit {
+                        Ok(permit) => {
+                            permit.send(ReadEvent::Row(row));
+                            Ok(())
+                        }
+                        Err(_) => Err(row),
+                    },
+                };
+                return sent.map_err(|row| {
+                    unsettled.push((row.index, row.filepath));
+                    ReadEnd::Cancelled
+                });
+            }
+        };
         self.pending.lock().expect("pending lock").insert(
             index,
             PendingItem {
                 filepath: c.filepath,
+                facts: c.facts,
                 claim,
                 sent_at: Instant::now(),
                 _budget: c.budget,
@@ -423,7 +476,7 @@ where
         );
         let request = EmbedRequest {
             id: index.embed_id(),
-            image: c.image,
+            image,
         };
         let sent = tokio::select! {
             biased;

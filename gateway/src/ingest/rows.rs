@@ -19,11 +19,12 @@ use imgsearch_proto::v1::{ErrorKind, ItemFailure};
 
 use super::{
     claims::Claim,
-    item::{failure, ItemIndex},
+    item::{failure, ItemIndex, RowFacts},
 };
 use crate::{
     error::GatewayError,
-    milvus::{throttle::ThrottleWait, MilvusStore},
+    milvus::{throttle::ThrottleWait, CollectionSpec, ExtendedColumns, MilvusStore, NewRows},
+    schema::Profile,
 };
 
 /// One embedded item. Its claim (under `skip_existing`) is held until the
@@ -32,7 +33,28 @@ pub struct Row {
     pub index: ItemIndex,
     pub filepath: String,
     pub vector: Vec<f32>,
+    pub facts: RowFacts,
     pub claim: Option<Claim>,
+}
+
+/// The columns of an insert of `rows` into `spec`'s collection.
+fn columns(spec: &CollectionSpec, rows: &[Row]) -> NewRows {
+    let extended = (spec.profile == Profile::Extended).then(|| {
+        let mut x = ExtendedColumns::default();
+        for r in rows {
+            let attributes = r.facts.attributes.clone();
+            x.attributes
+                .push(attributes.unwrap_or_else(|| serde_json::json!({})));
+            x.contents.push(r.facts.content_sha256.clone());
+            x.tenants.push(String::new());
+        }
+        x
+    });
+    NewRows {
+        filepaths: rows.iter().map(|r| r.filepath.clone()).collect(),
+        vectors: rows.iter().map(|r| r.vector.clone()).collect(),
+        extended,
+    }
 }
 
 /// What a commit did with a batch.
@@ -71,6 +93,8 @@ fn response_to(e: &GatewayError) -> Response {
         | GatewayError::Overloaded(_)
         | GatewayError::Embedder(_)
         | GatewayError::ModelMismatch { .. }
+        | GatewayError::NeedsExtended { .. }
+        | GatewayError::FingerprintMismatch { .. }
         | GatewayError::Deadline(_)
         | GatewayError::RowNotFound(_)
         | GatewayError::Internal(_)
@@ -80,7 +104,7 @@ fn response_to(e: &GatewayError) -> Response {
 
 /// Inserts `rows`, splitting a refused batch until bad rows stand alone and
 /// waiting out throttling for at most the store's throttle wait in a row.
-pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Committed {
+pub async fn commit(store: &MilvusStore, spec: &CollectionSpec, rows: Vec<Row>) -> Committed {
     let mut done = Committed::default();
     let mut todo = vec![rows];
     let patience = store.patience();
@@ -93,9 +117,7 @@ pub async fn commit(store: &MilvusStore, collection: &str, rows: Vec<Row>) -> Co
             fail_all(&mut done, part, ErrorKind::Unavailable, "not inserted");
             continue;
         }
-        let filepaths = part.iter().map(|r| r.filepath.clone()).collect();
-        let vectors = part.iter().map(|r| r.vector.clone()).collect();
-        let e = match store.insert(collection, filepaths, vectors).await {
+        let e = match store.insert(&spec.name, columns(spec, &part)).await {
             Ok((ids, timestamp)) => {
                 done.stored.extend(part.iter().map(|r| r.index).zip(ids));
                 done.write_token = done.write_token.max(timestamp);

@@ -36,7 +36,9 @@ use self::{
 };
 use crate::{
     error::GatewayError,
-    schema::{self, FILEPATH_FIELD, VECTOR_FIELD},
+    schema::{
+        self, Profile, ATTRIBUTES_FIELD, CONTENT_FIELD, FILEPATH_FIELD, TENANT_FIELD, VECTOR_FIELD,
+    },
 };
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -77,6 +79,7 @@ pub struct Described {
     pub load_state: String,
     /// Empty for a collection created elsewhere.
     pub fingerprint: String,
+    pub profile: Profile,
 }
 
 /// One field of a collection's schema.
@@ -121,6 +124,46 @@ pub struct CollectionSpec {
     /// The model fingerprint the collection records; `None` for one created
     /// by other tools, whose vectors are then not checked.
     pub fingerprint: Option<String>,
+    pub profile: Profile,
+}
+
+impl CollectionSpec {
+    /// `filter` as an expression over this collection; attribute tests on
+    /// a tutorial collection fail FAILED_PRECONDITION.
+    pub fn expression(&self, filter: &crate::filter::Filter) -> Result<Option<String>> {
+        if filter.tests_attributes() {
+            self.require_extended("a filter on attributes")?;
+        }
+        Ok(expr::filter_expression(filter))
+    }
+
+    /// Fails FAILED_PRECONDITION unless the collection is extended:
+    /// `what` needs its fields.
+    pub fn require_extended(&self, what: &str) -> Result<()> {
+        match self.profile {
+            Profile::Extended => Ok(()),
+            Profile::Tutorial => Err(GatewayError::NeedsExtended {
+                collection: self.name.clone(),
+                what: what.to_string(),
+            }),
+        }
+    }
+}
+
+/// The rows of one insert, column by column.
+pub struct NewRows {
+    pub filepaths: Vec<String>,
+    pub vectors: Vec<Vec<f32>>,
+    /// Into an extended collection: the fields it adds, row for row.
+    pub extended: Option<ExtendedColumns>,
+}
+
+/// What an extended collection stores beside filepath and vector.
+#[derive(Default)]
+pub struct ExtendedColumns {
+    pub attributes: Vec<serde_json::Value>,
+    pub contents: Vec<String>,
+    pub tenants: Vec<String>,
 }
 
 impl std::fmt::Debug for MilvusConfig {
@@ -258,6 +301,7 @@ impl MilvusStore {
         name: &str,
         dimension: u32,
         fingerprint: &str,
+        profile: Profile,
         drop_if_exists: bool,
     ) -> Result<()> {
         self.forget(name);
@@ -267,7 +311,7 @@ impl MilvusStore {
             }
             self.drop_collection(name).await?;
         }
-        let create = schema::create_request(name, dimension, fingerprint)?;
+        let create = schema::create_request(name, dimension, fingerprint, profile)?;
         self.patience
             .waiting("collection create", || async {
                 Ok(self.client.create_collection(create.clone()).await?)
@@ -355,7 +399,7 @@ impl MilvusStore {
         let fingerprint = schema::fingerprint_of(schema.get_description())
             .unwrap_or_default()
             .to_string();
-        let fields = schema
+        let fields: Vec<Field> = schema
             .get_fields()
             .iter()
             .map(|f| Field {
@@ -398,8 +442,11 @@ impl MilvusStore {
                 Default::default()
             }
         };
-        let row_count = self.count(name).await?;
+        let row_count = self.count(name, None, Freshness::STRONG).await?;
+        let names: Vec<&str> = fields.iter().map(|f: &Field| f.name.as_str()).collect();
+        let profile = Profile::of(&names);
         Ok(Described {
+            profile,
             name: name.to_string(),
             fields,
             index_type,
@@ -433,7 +480,9 @@ impl MilvusStore {
                     "collection {name} has no {VECTOR_FIELD} vector field"
                 ))
             })?;
+        let names: Vec<&str> = schema.get_fields().iter().map(|f| f.get_name()).collect();
         let spec = CollectionSpec {
+            profile: Profile::of(&names),
             name: name.to_string(),
             dimension,
             fingerprint: schema::fingerprint_of(schema.get_description()).map(str::to_string),
@@ -447,19 +496,20 @@ impl MilvusStore {
 
     /// Inserts rows; returns their generated ids in row order and the
     /// insert's timestamp (its write token).
-    #[instrument(skip_all, fields(collection = name, rows = filepaths.len()))]
-    pub async fn insert(
-        &self,
-        name: &str,
-        filepaths: Vec<String>,
-        vectors: Vec<Vec<f32>>,
-    ) -> Result<(Vec<i64>, u64)> {
+    #[instrument(skip_all, fields(collection = name, rows = rows.filepaths.len()))]
+    pub async fn insert(&self, name: &str, rows: NewRows) -> Result<(Vec<i64>, u64)> {
+        let mut columns = vec![FieldData::varchar(FILEPATH_FIELD, rows.filepaths)];
+        if let Some(x) = rows.extended {
+            columns.extend([
+                FieldData::json(ATTRIBUTES_FIELD, x.attributes),
+                FieldData::varchar(CONTENT_FIELD, x.contents),
+                FieldData::varchar(TENANT_FIELD, x.tenants),
+            ]);
+        }
+        columns.push(FieldData::float_vector(VECTOR_FIELD, rows.vectors));
         let req = InsertRequest::builder()
             .collection_name(name)
-            .columns(vec![
-                FieldData::varchar(FILEPATH_FIELD, filepaths),
-                FieldData::float_vector(VECTOR_FIELD, vectors),
-            ])
+            .columns(columns)
             .build()?;
         let insert = async { Ok(self.client.insert(req).await?) };
         let resp = self.patience.bounded("insert", insert).await.map_err(|e| {
@@ -577,28 +627,38 @@ impl MilvusStore {
         Ok(c.vectors.into_iter().next().map(|v| (id, v)))
     }
 
-    /// Rows the collection holds now, deletes subtracted, as a Strong
-    /// `count(*)` sees them (Milvus's statistics count neither deletes nor
-    /// unflushed rows).
-    pub async fn count(&self, name: &str) -> Result<u64> {
-        let strong = self.clock.read_at(name, Freshness::STRONG);
+    /// Rows the collection holds, deletes subtracted, that `filter` selects
+    /// (all, without one), as a `count(*)` at `freshness` sees them
+    /// (Milvus's statistics count neither deletes nor unflushed rows).
+    pub async fn count(
+        &self,
+        name: &str,
+        filter: Option<String>,
+        freshness: Freshness,
+    ) -> Result<u64> {
+        let at = self.clock.read_at(name, freshness);
+        let expr = filter.unwrap_or_default();
         let count = || {
             self.reads
-                .query(name, String::new(), &["count(*)"], None, strong)
+                .query(name, expr.clone(), &["count(*)"], None, at)
         };
         let c = self.patience.waiting("count", count).await?;
         Ok(c.count.unwrap_or(0).max(0) as u64)
     }
 
-    /// Deletes the rows with these ids or filepaths. Returns how many
-    /// existed (found by a Strong read first, since Milvus counts the keys
-    /// it was given, not the rows it removed) and the delete's timestamp.
+    /// Deletes the rows with these ids or filepaths that `filter` selects,
+    /// or (no ids, no filepaths) every row it selects. More than `most`
+    /// rows found is INVALID_ARGUMENT, and nothing is deleted.
+    /// Returns how many existed (found by a Strong read first, since Milvus
+    /// counts the keys it was given, not the rows it removed) and the
+    /// delete's timestamp.
     #[instrument(skip_all, fields(collection = name, ids = ids.len(), filepaths = filepaths.len()))]
     pub async fn delete(
         &self,
         name: &str,
-        ids: &[i64],
-        filepaths: &[String],
+        (ids, filepaths): (&[i64], &[String]),
+        filter: Option<String>,
+        most: Option<u64>,
     ) -> Result<(u64, u64)> {
         let mut matching = Vec::new();
         if !ids.is_empty() {
@@ -607,15 +667,21 @@ impl MilvusStore {
         if !filepaths.is_empty() {
             matching.push(filepaths_in(filepaths));
         }
-        let (matching, strong) = (
-            matching.join(" || "),
-            self.clock.read_at(name, Freshness::STRONG),
-        );
+        let matching = (!matching.is_empty()).then(|| matching.join(" || "));
+        let matching = expr::both(matching, filter).unwrap_or_default();
+        let strong = self.clock.read_at(name, Freshness::STRONG);
+        let limit = most.map(|m| u32::try_from(m + 1).unwrap_or(u32::MAX));
         let lookup = || {
             self.reads
-                .query(name, matching.clone(), &["id"], None, strong)
+                .query(name, matching.clone(), &["id"], limit, strong)
         };
         let mut found = self.patience.waiting("delete", lookup).await?.ids;
+        if let Some(most) = most.filter(|&m| found.len() as u64 > m) {
+            return Err(GatewayError::InvalidArgument(format!(
+                "the filter selects more than {most} rows (MAX_DELETE_BY_FILTER); \
+                 nothing was deleted: narrow it, or delete in parts"
+            )));
+        }
         found.sort_unstable();
         found.dedup();
         if found.is_empty() {

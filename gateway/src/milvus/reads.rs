@@ -28,7 +28,10 @@ use tonic::{
 };
 
 use super::MilvusConfig;
-use crate::{error::GatewayError, schema::VECTOR_FIELD};
+use crate::{
+    error::GatewayError,
+    schema::{ATTRIBUTES_FIELD, FILEPATH_FIELD, ID_FIELD, VECTOR_FIELD},
+};
 
 type Result<T> = std::result::Result<T, GatewayError>;
 type Raw = MilvusServiceClient<InterceptedService<Channel, Credentials>>;
@@ -68,14 +71,18 @@ pub struct SearchShape {
     pub max_distance: Option<f32>,
     /// A boolean expression the hits must satisfy.
     pub filter: Option<String>,
+    /// Read each hit's attributes (an extended collection's JSON field).
+    pub with_attributes: bool,
 }
 
-/// One hit: primary key, filepath, squared L2 distance.
+/// One hit: primary key, filepath, squared L2 distance, and the stored
+/// attributes' JSON when asked for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawHit {
     pub id: i64,
     pub filepath: String,
     pub distance: f32,
+    pub attributes: Option<Vec<u8>>,
 }
 
 /// Columns of a query's answer.
@@ -84,6 +91,8 @@ pub struct Columns {
     pub ids: Vec<i64>,
     pub filepaths: Vec<String>,
     pub vectors: Vec<Vec<f32>>,
+    /// Each row's attributes, as stored JSON.
+    pub attributes: Vec<Vec<u8>>,
     pub count: Option<i64>,
 }
 
@@ -248,7 +257,11 @@ impl Reads {
             collection_name: collection.into(),
             dsl: shape.filter.clone().unwrap_or_default(),
             dsl_type: DslType::BoolExprV1 as i32,
-            output_fields: vec![crate::schema::FILEPATH_FIELD.into()],
+            output_fields: if shape.with_attributes {
+                vec![FILEPATH_FIELD.into(), ATTRIBUTES_FIELD.into()]
+            } else {
+                vec![FILEPATH_FIELD.into()]
+            },
             search_params,
             guarantee_timestamp: guarantee,
             nq: nq as i64,
@@ -321,7 +334,11 @@ fn hits(data: SearchResultData, nq: usize) -> Vec<Vec<RawHit>> {
         Some(IdField::IntId(a)) => a.data,
         _ => Vec::new(),
     };
-    let filepaths = columns(data.fields_data).filepaths;
+    let Columns {
+        filepaths,
+        mut attributes,
+        ..
+    } = columns(data.fields_data);
     let mut out = Vec::with_capacity(nq);
     let mut at = 0usize;
     for q in 0..nq {
@@ -333,6 +350,7 @@ fn hits(data: SearchResultData, nq: usize) -> Vec<Vec<RawHit>> {
                     id: ids[i],
                     filepath: filepaths.get(i).cloned().unwrap_or_default(),
                     distance: data.scores[i],
+                    attributes: attributes.get_mut(i).map(std::mem::take),
                 })
                 .collect(),
         );
@@ -341,16 +359,23 @@ fn hits(data: SearchResultData, nq: usize) -> Vec<Vec<RawHit>> {
     out
 }
 
+/// The columns Milvus sent, each by its field's name.
 fn columns(fields: Vec<FieldData>) -> Columns {
     let mut c = Columns::default();
     for f in fields {
+        let name = f.field_name.as_str();
         match f.field {
             Some(Field::Scalars(s)) => match s.data {
-                Some(scalar_field::Data::LongData(a)) if f.field_name == "count(*)" => {
+                Some(scalar_field::Data::LongData(a)) if name == "count(*)" => {
                     c.count = a.data.first().copied();
                 }
-                Some(scalar_field::Data::LongData(a)) => c.ids = a.data,
-                Some(scalar_field::Data::StringData(a)) => c.filepaths = a.data,
+                Some(scalar_field::Data::LongData(a)) if name == ID_FIELD => c.ids = a.data,
+                Some(scalar_field::Data::StringData(a)) if name == FILEPATH_FIELD => {
+                    c.filepaths = a.data
+                }
+                Some(scalar_field::Data::JsonData(a)) if name == ATTRIBUTES_FIELD => {
+                    c.attributes = a.data
+                }
                 _ => {}
             },
             Some(Field::Vectors(v)) => {
@@ -402,7 +427,8 @@ mod tests {
             vec![RawHit {
                 id: 9,
                 filepath: "c".into(),
-                distance: 2.5
+                distance: 2.5,
+                attributes: None,
             }]
         );
     }

@@ -15,16 +15,18 @@ use imgsearch_proto::Bytes;
 use tracing::instrument;
 
 use crate::{
+    attributes,
     embedders::Embedders,
     error::GatewayError,
+    filter::Filter,
     metrics::Metrics,
     milvus::{
-        expr::string_literal,
+        expr::{both, string_literal},
         freshness::{Consistency, Freshness},
         reads::{RawHit, SearchShape},
         CollectionSpec, MilvusStore, RowRef,
     },
-    schema::FILEPATH_FIELD,
+    schema::{Profile, FILEPATH_FIELD},
 };
 
 pub use imgsearch_proto::limits::{DEFAULT_TOP_K, MAX_QUERIES, MAX_RESULT_WINDOW, MAX_TOP_K};
@@ -45,6 +47,9 @@ pub struct Options {
     pub max_distance: Option<f32>,
     pub include_self: bool,
     pub freshness: Freshness,
+    /// Hits must pass it.
+    pub filter: Filter,
+    pub with_attributes: bool,
 }
 
 /// The options as the API carries them, in SearchRequest and in the first
@@ -56,6 +61,21 @@ pub struct RawOptions {
     pub include_self: bool,
     pub consistency: i32,
     pub write_token: u64,
+    pub filter: Option<pb::Filter>,
+    pub with_attributes: bool,
+}
+
+/// The consistency the API names.
+pub fn consistency(raw: i32) -> Result<Consistency, GatewayError> {
+    match pb::Consistency::try_from(raw) {
+        Ok(pb::Consistency::Unspecified | pb::Consistency::Session) => Ok(Consistency::Session),
+        Ok(pb::Consistency::Strong) => Ok(Consistency::Strong),
+        Ok(pb::Consistency::Bounded) => Ok(Consistency::Bounded),
+        Ok(pb::Consistency::Eventually) => Ok(Consistency::Eventually),
+        Err(_) => Err(GatewayError::InvalidArgument(format!(
+            "unknown consistency {raw}"
+        ))),
+    }
 }
 
 impl Options {
@@ -79,15 +99,8 @@ impl Options {
                 ));
             }
         }
-        let consistency = match pb::Consistency::try_from(raw.consistency) {
-            Ok(pb::Consistency::Unspecified | pb::Consistency::Session) => Consistency::Session,
-            Ok(pb::Consistency::Strong) => Consistency::Strong,
-            Ok(pb::Consistency::Bounded) => Consistency::Bounded,
-            Ok(pb::Consistency::Eventually) => Consistency::Eventually,
-            Err(_) => return bad(format!("unknown consistency {}", raw.consistency)),
-        };
         let freshness = Freshness {
-            consistency,
+            consistency: consistency(raw.consistency)?,
             write_token: raw.write_token,
         };
         freshness.check()?;
@@ -97,6 +110,8 @@ impl Options {
             max_distance: raw.max_distance,
             include_self: raw.include_self,
             freshness,
+            filter: Filter::parse(raw.filter)?,
+            with_attributes: raw.with_attributes,
         })
     }
 }
@@ -184,6 +199,10 @@ impl Searcher {
                             id: h.id,
                             filepath: h.filepath,
                             distance: h.distance,
+                            attributes: h
+                                .attributes
+                                .map(|json| attributes::from_json(&json))
+                                .unwrap_or_default(),
                         })
                         .collect()
                 })
@@ -275,7 +294,8 @@ impl Searcher {
             top_k: options.top_k,
             offset: options.offset,
             max_distance: options.max_distance,
-            filter: None,
+            filter: spec.expression(&options.filter)?,
+            with_attributes: options.with_attributes && spec.profile == Profile::Extended,
         };
         let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];
         let plain: Vec<usize> = (0..slots.len())
@@ -306,7 +326,7 @@ impl Searcher {
                 continue;
             };
             let shape = SearchShape {
-                filter: Some(std::mem::take(filter)),
+                filter: both(shape.filter.clone(), Some(std::mem::take(filter))),
                 ..shape.clone()
             };
             let mut hits = self
@@ -384,6 +404,8 @@ pub async fn search(
         include_self: req.include_self,
         consistency: req.consistency,
         write_token: req.write_token,
+        filter: req.filter,
+        with_attributes: req.with_attributes,
     })?;
     let kinds = [
         !req.images.is_empty(),

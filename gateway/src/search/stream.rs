@@ -150,8 +150,12 @@ impl SearchStreams {
             include_self: first.include_self,
             consistency: first.consistency,
             write_token: first.write_token,
+            filter: first.filter.clone(),
+            with_attributes: first.with_attributes,
         })?;
         let spec = searcher.store.collection_spec(&first.collection).await?;
+        // A filter the collection cannot take ends the call before any query.
+        spec.expression(&options.filter)?;
 
         let (arrivals, mut arrived) = mpsc::channel(MAX_QUERIES);
         let reader = tokio::spawn(read(
@@ -269,6 +273,8 @@ fn ends_stream(e: &GatewayError) -> bool {
     match e {
         GatewayError::CollectionNotFound(_)
         | GatewayError::ModelMismatch { .. }
+        | GatewayError::NeedsExtended { .. }
+        | GatewayError::FingerprintMismatch { .. }
         | GatewayError::CollectionExists(_) => true,
         GatewayError::InvalidArgument(_)
         | GatewayError::MilvusUnavailable(_)
@@ -287,9 +293,10 @@ fn ends_stream(e: &GatewayError) -> bool {
 
 fn kind_of(e: &GatewayError) -> ErrorKind {
     match e {
-        GatewayError::InvalidArgument(_) | GatewayError::MilvusRefused(_) => {
-            ErrorKind::InvalidArgument
-        }
+        GatewayError::InvalidArgument(_)
+        | GatewayError::MilvusRefused(_)
+        | GatewayError::NeedsExtended { .. }
+        | GatewayError::FingerprintMismatch { .. } => ErrorKind::InvalidArgument,
         GatewayError::Overloaded(_) | GatewayError::MilvusThrottled(_) => ErrorKind::Overloaded,
         GatewayError::RowNotFound(_) | GatewayError::CollectionNotFound(_) => ErrorKind::NotFound,
         GatewayError::MilvusUnavailable(_)

@@ -1,9 +1,12 @@
 //! From the core's types to the wire's, at the edge, so the store and the
 //! search code do not depend on how the API spells things.
 
-use imgsearch_proto::v1::{CollectionInfo, FieldInfo};
+use imgsearch_proto::v1::{CollectionInfo, CollectionProfile, FieldInfo};
 
-use crate::milvus::{Described, Field};
+use crate::{
+    milvus::{Described, Field},
+    schema::Profile,
+};
 
 impl From<Field> for FieldInfo {
     fn from(f: Field) -> Self {
@@ -28,6 +31,10 @@ impl From<Described> for CollectionInfo {
             row_count: c.row_count,
             load_state: c.load_state,
             fingerprint: c.fingerprint,
+            profile: match c.profile {
+                Profile::Tutorial => CollectionProfile::Tutorial,
+                Profile::Extended => CollectionProfile::Extended,
+            } as i32,
         }
     }
 }

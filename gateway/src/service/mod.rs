@@ -10,24 +10,26 @@ mod status;
 use self::status::{answers, Answers};
 use imgsearch_common::telemetry::trace_of;
 use imgsearch_proto::v1::{
-    image_search_server::ImageSearch, CollectionInfo, CreateCollectionRequest,
-    CreateCollectionResponse, DeleteRequest, DeleteResponse, DescribeCollectionRequest,
-    DropCollectionRequest, DropCollectionResponse, FindFilepathsRequest, FindFilepathsResponse,
-    InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
-    SearchResponse, SearchStreamRequest, SearchStreamResponse,
+    image_search_server::ImageSearch, CollectionInfo, CountRequest, CountResponse,
+    CreateCollectionRequest, CreateCollectionResponse, DeleteRequest, DeleteResponse,
+    DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse, FindFilepathsRequest,
+    FindFilepathsResponse, InsertRequest, InsertResponse, ListCollectionsRequest,
+    ListCollectionsResponse, SearchRequest, SearchResponse, SearchStreamRequest,
+    SearchStreamResponse,
 };
 
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
-    collections, delete,
+    collections, count, delete,
     embedders::Embedders,
     error::GatewayError,
     filepaths,
     ingest::Ingest,
     metrics::Metrics,
     milvus::MilvusStore,
+    schema::Profile,
     search::{self, stream::SearchStreams, Searcher},
 };
 
@@ -87,8 +89,14 @@ impl ImageSearch for ImageSearchService {
     ) -> Result<Response<CreateCollectionResponse>, Status> {
         let req = request.into_inner();
         let drop_if_exists = req.drop_if_exists.unwrap_or(true);
+        let profile = if req.extended {
+            Profile::Extended
+        } else {
+            Profile::Tutorial
+        };
+        let store = self.store()?;
         let created =
-            collections::create(&self.store()?, &self.embedders, &req.name, drop_if_exists).await;
+            collections::create(&store, &self.embedders, &req.name, profile, drop_if_exists).await;
         reply(created.map(|c| CreateCollectionResponse {
             collection: Some(c.into()),
         }))
@@ -176,5 +184,12 @@ impl ImageSearch for ImageSearchService {
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         reply(delete::delete(&self.store()?, request.into_inner()).await)
+    }
+
+    async fn count(
+        &self,
+        request: Request<CountRequest>,
+    ) -> Result<Response<CountResponse>, Status> {
+        reply(count::count(&self.store()?, request.into_inner()).await)
     }
 }

@@ -28,7 +28,9 @@ impl From<GatewayError> for Status {
                 s
             }
             GatewayError::Milvus(_) | GatewayError::Embedder(_) => Status::internal(msg),
-            GatewayError::ModelMismatch { .. } => Status::failed_precondition(msg),
+            GatewayError::ModelMismatch { .. }
+            | GatewayError::FingerprintMismatch { .. }
+            | GatewayError::NeedsExtended { .. } => Status::failed_precondition(msg),
             GatewayError::Deadline(_) => Status::deadline_exceeded(msg),
             GatewayError::Internal(_) => Status::internal(msg),
             // Never a caller's doing, and never met while serving.
