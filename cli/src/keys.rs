@@ -8,13 +8,21 @@ use imgsearch_proto::api_key;
 
 use crate::error::CliError;
 
-/// Writes a new key to `out` and returns its keys-file line.
-pub fn create(name: &str, role: &str, out: &Path) -> Result<String, CliError> {
-    if !api_key::valid_name(name) {
-        return Err(CliError::Usage(format!(
-            "{name:?} is not a key name ({})",
-            api_key::NAME_RULE
-        )));
+/// Writes a new key to `out` and returns its keys-file line, confining
+/// the key to `tenant` when given.
+pub fn create(
+    name: &str,
+    role: &str,
+    tenant: Option<&str>,
+    out: &Path,
+) -> Result<String, CliError> {
+    for (what, value) in [("key name", Some(name)), ("tenant", tenant)] {
+        if let Some(v) = value.filter(|v| !api_key::valid_name(v)) {
+            return Err(CliError::Usage(format!(
+                "{v:?} is not a {what} ({})",
+                api_key::NAME_RULE
+            )));
+        }
     }
     let mut random = [0u8; 32];
     getrandom::getrandom(&mut random)
@@ -29,7 +37,11 @@ pub fn create(name: &str, role: &str, out: &Path) -> Result<String, CliError> {
         .open(out)
         .map_err(refused)?;
     writeln!(file, "{key}").map_err(refused)?;
-    Ok(format!("{name} {role} {}", api_key::digest(&key)))
+    let line = format!("{name} {role} {}", api_key::digest(&key));
+    Ok(match tenant {
+        Some(t) => format!("{line} tenant={t}"),
+        None => line,
+    })
 }
 
 #[cfg(test)]
@@ -42,7 +54,7 @@ mod tests {
     fn the_line_holds_the_digest_of_the_key_written() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ci.key");
-        let line = create("ci", "read", &out).unwrap();
+        let line = create("ci", "read", None, &out).unwrap();
         let key = std::fs::read_to_string(&out).unwrap();
         assert_eq!(line, format!("ci read {}", api_key::digest(key.trim())));
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
@@ -54,7 +66,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ci.key");
         std::fs::write(&out, "keep me").unwrap();
-        assert!(create("ci", "read", &out).is_err());
+        assert!(create("ci", "read", None, &out).is_err());
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
     }
 }

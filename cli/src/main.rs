@@ -120,6 +120,10 @@ enum KeyCommand {
         /// creating and dropping collections).
         #[arg(long, value_parser = ["read", "write", "admin"])]
         role: String,
+        /// Confine the key to this tenant's rows (extended collections):
+        /// its writes are tagged with it, and it sees nothing else.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Where to write the key; an existing file is not overwritten.
         #[arg(long)]
         out: PathBuf,
@@ -277,8 +281,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("SERVING");
             return Ok(());
         }
-        Command::Key(KeyCommand::Create { name, role, out }) => {
-            println!("{}", keys::create(name, role, out)?);
+        Command::Key(KeyCommand::Create {
+            name,
+            role,
+            tenant,
+            out,
+        }) => {
+            println!("{}", keys::create(name, role, tenant.as_deref(), out)?);
             return Ok(());
         }
         _ => {}

@@ -27,5 +27,5 @@ pub async fn create(
             drop_if_exists,
         )
         .await?;
-    store.describe(name).await
+    store.describe(name, None).await
 }

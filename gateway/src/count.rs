@@ -13,7 +13,11 @@ use crate::{
 
 /// Answers one Count request.
 #[instrument(skip_all, fields(collection = %req.collection))]
-pub async fn count(store: &MilvusStore, req: CountRequest) -> Result<CountResponse, GatewayError> {
+pub async fn count(
+    store: &MilvusStore,
+    req: CountRequest,
+    tenant: Option<&str>,
+) -> Result<CountResponse, GatewayError> {
     let filter = Filter::parse(req.filter)?;
     let freshness = Freshness {
         consistency: consistency(req.consistency)?,
@@ -21,7 +25,7 @@ pub async fn count(store: &MilvusStore, req: CountRequest) -> Result<CountRespon
     };
     freshness.check()?;
     let spec = store.collection_spec(&req.collection).await?;
-    let expression = spec.expression(&filter)?;
+    let expression = spec.expression(&filter, tenant)?;
     let count = store.count(&spec.name, expression, freshness).await?;
     Ok(CountResponse { count })
 }

@@ -16,6 +16,7 @@ use crate::{error::GatewayError, filter::Filter, milvus::MilvusStore};
 pub async fn delete(
     store: &MilvusStore,
     req: DeleteRequest,
+    tenant: Option<&str>,
 ) -> Result<DeleteResponse, GatewayError> {
     let bad = |m: String| Err(GatewayError::InvalidArgument(m));
     let filter = Filter::parse(req.filter)?;
@@ -37,7 +38,7 @@ pub async fn delete(
         .filter(|p| !p.is_empty() && p.len() <= FILEPATH_MAX_BYTES)
         .collect();
     let spec = store.collection_spec(&req.collection).await?;
-    let expression = spec.expression(&filter)?;
+    let expression = spec.expression(&filter, tenant)?;
     if !by_filter_alone && req.ids.is_empty() && filepaths.is_empty() {
         return Ok(DeleteResponse::default());
     }

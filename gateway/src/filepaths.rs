@@ -14,6 +14,7 @@ use crate::{error::GatewayError, milvus::MilvusStore};
 pub async fn find(
     store: &MilvusStore,
     req: FindFilepathsRequest,
+    tenant: Option<&str>,
 ) -> Result<FindFilepathsResponse, GatewayError> {
     if req.filepaths.len() > MAX_FILEPATHS {
         return Err(GatewayError::InvalidArgument(format!(
@@ -29,8 +30,13 @@ pub async fn find(
         .filter(|p| !p.is_empty() && p.len() <= FILEPATH_MAX_BYTES)
         .cloned()
         .collect();
-    store.collection_spec(&req.collection).await?;
-    let stored = store.stored_filepaths(&req.collection, &askable).await?;
+    let scope = store
+        .collection_spec(&req.collection)
+        .await?
+        .scope(tenant)?;
+    let stored = store
+        .stored_filepaths(&req.collection, &askable, scope)
+        .await?;
     let mut seen = std::collections::HashSet::new();
     let found = req
         .filepaths

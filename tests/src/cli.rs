@@ -116,10 +116,23 @@ pub fn succeed(mut cmd: Command) -> String {
 /// `imgsearch key create`: the key it wrote to `dir/NAME.key`, and the line
 /// it printed for the keys file.
 pub fn create_key(dir: &Path, name: &str, role: &str) -> (String, String) {
+    create_tenant_key(dir, name, role, None)
+}
+
+/// [`create_key`], confined to `tenant` when given.
+pub fn create_tenant_key(
+    dir: &Path,
+    name: &str,
+    role: &str,
+    tenant: Option<&str>,
+) -> (String, String) {
     let out_file = dir.join(format!("{name}.key"));
     let mut cmd = Command::new(workspace_binary("imgsearch"));
     cmd.args(["key", "create", "--name", name, "--role", role, "--out"])
         .arg(&out_file);
+    if let Some(t) = tenant {
+        cmd.args(["--tenant", t]);
+    }
     let line = succeed(cmd);
     let key = std::fs::read_to_string(&out_file).expect("key file");
     (key.trim().to_string(), line)

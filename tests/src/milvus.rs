@@ -161,12 +161,27 @@ impl Milvus {
     }
 
     async fn rows_through(uri: &str, ca: Option<&str>, collection: &str) -> Vec<(i64, String)> {
+        Self::strings_through(uri, ca, collection, "filepath").await
+    }
+
+    /// Every row's id and its VARCHAR `field` (a tenant, a content hash),
+    /// sorted by id, read from Milvus directly (Strong).
+    pub async fn strings(&self, collection: &str, field: &str) -> Vec<(i64, String)> {
+        Self::strings_through(&self.uri(), self.tls_ca.as_deref(), collection, field).await
+    }
+
+    async fn strings_through(
+        uri: &str,
+        ca: Option<&str>,
+        collection: &str,
+        field: &str,
+    ) -> Vec<(i64, String)> {
         use milvus::v2::prelude::FieldData;
-        let (ids, fields) = Self::every_row(uri, ca, collection, "filepath").await;
+        let (ids, fields) = Self::every_row(uri, ca, collection, field).await;
         let paths = fields
             .into_iter()
             .find_map(|f| match f {
-                FieldData::VarChar { name, values } if name == "filepath" => Some(values),
+                FieldData::VarChar { name, values } if name == field => Some(values),
                 _ => None,
             })
             .unwrap_or_default();

@@ -8,7 +8,7 @@ use imgsearch_common::telemetry::Gate;
 use tonic::{codegen::http, Status};
 use tracing::{info, warn, Span};
 
-use super::{keys::ApiKeys, required_role, Caller};
+use super::{keys::ApiKeys, required_role, tenant_may_call, Caller};
 
 /// Decides who a call comes from and whether they may make it.
 #[derive(Clone)]
@@ -47,6 +47,12 @@ impl Guard {
             return Err(Status::permission_denied(format!(
                 "key {:?} has role {}; {method} needs {needed}",
                 caller.key, caller.role
+            )));
+        }
+        if let Some(tenant) = caller.tenant.as_ref().filter(|_| !tenant_may_call(method)) {
+            return Err(Status::permission_denied(format!(
+                "key {:?} is confined to tenant {tenant:?}; {method} changes every tenant's rows",
+                caller.key
             )));
         }
         Ok(caller)

@@ -1,9 +1,11 @@
 //! The API keys file, re-read when it changes.
 //!
-//! One key per line: `NAME ROLE DIGEST`, as `imgsearch key create` prints
-//! it; `#` starts a comment. NAME identifies the caller in logs, ROLE is
-//! read, write or admin, DIGEST is [`imgsearch_proto::api_key::digest`] of
-//! the key. A file with a mistake is refused whole: at start the gateway
+//! One key per line: `NAME ROLE DIGEST [tenant=TENANT]`, as `imgsearch
+//! key create` prints it; `#` starts a comment. NAME identifies the caller
+//! in logs, ROLE is read, write or admin, DIGEST is
+//! [`imgsearch_proto::api_key::digest`] of the key, and TENANT (1 to 64 of
+//! the characters a name may hold) confines every call of the key to that
+//! tenant's rows. A file with a mistake is refused whole: at start the gateway
 //! does not start, on a reload the previous keys stay in force.
 
 use std::{
@@ -96,8 +98,18 @@ pub fn parse(contents: &[u8]) -> Result<ByDigest, GatewayError> {
         }
         let at = |e: String| GatewayError::Config(format!("line {}: {e}", i + 1));
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [name, role, digest] = fields[..] else {
-            return Err(at("expected NAME ROLE DIGEST".into()));
+        let (name, role, digest, tenant) = match fields[..] {
+            [name, role, digest] => (name, role, digest, None),
+            [name, role, digest, extra] => match extra.strip_prefix("tenant=") {
+                Some(t) if api_key::valid_name(t) => (name, role, digest, Some(t.to_string())),
+                _ => {
+                    return Err(at(format!(
+                        "{extra:?}: the fourth field is tenant=TENANT ({})",
+                        api_key::NAME_RULE
+                    )))
+                }
+            },
+            _ => return Err(at("expected NAME ROLE DIGEST [tenant=TENANT]".into())),
         };
         if !api_key::valid_name(name) {
             return Err(at(format!(
@@ -117,6 +129,7 @@ pub fn parse(contents: &[u8]) -> Result<ByDigest, GatewayError> {
         let caller = Caller {
             key: name.to_string(),
             role,
+            tenant,
         };
         if keys.insert(digest.to_string(), caller).is_some() {
             return Err(at("the same key is listed twice".into()));
@@ -139,6 +152,26 @@ mod tests {
         let keys = parse(text.as_bytes()).unwrap();
         let caller = &keys[&api_key::digest("isk_a")];
         assert_eq!((caller.key.as_str(), caller.role), ("ci", Role::Write));
+    }
+
+    #[test]
+    fn a_tenant_confines_its_key_and_must_be_a_name() {
+        let text = format!(
+            "{} tenant=acme\n{}",
+            line("a", "write", "isk_a").trim_end(),
+            line("b", "read", "isk_b")
+        );
+        let keys = parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            keys[&api_key::digest("isk_a")].tenant.as_deref(),
+            Some("acme")
+        );
+        assert_eq!(keys[&api_key::digest("isk_b")].tenant, None);
+        let bad = format!("{} tenant=a/b\n", line("a", "write", "isk_a").trim_end());
+        assert!(parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("tenant="));
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub fn required_role(method: &str) -> Role {
     }
 }
 
+/// Whether a key confined to a tenant may call `method`: not the calls
+/// that make or drop collections, which every tenant shares.
+pub fn tenant_may_call(method: &str) -> bool {
+    !matches!(method, "CreateCollection" | "DropCollection")
+}
+
 /// Who is calling, as the handlers and the logs see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -63,6 +69,8 @@ pub struct Caller {
     /// checks no keys.
     pub key: String,
     pub role: Role,
+    /// The tenant the key is confined to; `None` sees every row.
+    pub tenant: Option<String>,
 }
 
 impl Caller {
@@ -71,6 +79,7 @@ impl Caller {
         Self {
             key: "anonymous".into(),
             role: Role::Admin,
+            tenant: None,
         }
     }
 }

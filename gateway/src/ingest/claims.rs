@@ -53,9 +53,11 @@ pub enum Claimed {
 }
 
 impl Claims {
-    /// Claims `filepath` in `collection`, or says how to wait for its holder.
-    pub fn claim(&self, collection: &str, filepath: &str) -> Claimed {
-        let key = (collection.to_string(), filepath.to_string());
+    /// Claims `filepath` in `space` (a collection, or one tenant's rows of
+    /// it: see [`super::item::ItemRules::claim_space`]), or says how to
+    /// wait for its holder.
+    pub fn claim(&self, space: &str, filepath: &str) -> Claimed {
+        let key = (space.to_string(), filepath.to_string());
         let mut held = self.held.lock().expect("claims lock");
         if let Some(holder) = held.get(&key) {
             return Claimed::Theirs(Wait(holder.subscribe()));

@@ -36,6 +36,8 @@ pub struct RowFacts {
     pub attributes: Option<serde_json::Value>,
     /// SHA-256 of the image's bytes, lowercase hex; empty for a vector.
     pub content_sha256: String,
+    /// Whose row it is; empty without a tenant.
+    pub tenant: String,
 }
 
 /// What an item is checked against, fixed by the stream's first message.
@@ -45,16 +47,32 @@ pub struct ItemRules {
     pub extended: bool,
     /// The stream stated the collection's fingerprint: vectors may come.
     pub vectors_stated: bool,
+    /// The caller's tenant, whose rows alone it writes and sees.
+    pub tenant: Option<String>,
+    /// Those rows, as a Milvus expression (`None`: every row).
+    pub scope: Option<String>,
 }
 
 impl ItemRules {
+    /// Where a filepath is claimed: one tenant's filepaths are not
+    /// another's. (Collection names hold no `@`.)
+    pub fn claim_space(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("{}@{t}", self.collection),
+            None => self.collection.clone(),
+        }
+    }
+
     /// The item's payload and facts, or why it must fail alone.
     pub fn check(
         &self,
         req: &mut InsertRequest,
     ) -> Result<(Payload, RowFacts), (ErrorKind, String)> {
         let invalid = |m: String| Err((ErrorKind::InvalidArgument, m));
-        let mut facts = RowFacts::default();
+        let mut facts = RowFacts {
+            tenant: self.tenant.clone().unwrap_or_default(),
+            ..RowFacts::default()
+        };
         if !req.attributes.is_empty() {
             if !self.extended {
                 let e = GatewayError::NeedsExtended {

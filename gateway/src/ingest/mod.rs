@@ -141,6 +141,7 @@ impl Ingest {
         &self,
         store: MilvusStore,
         trace: TraceContext,
+        tenant: Option<String>,
         requests: S,
     ) -> Result<AnswerStream<InsertResponse>, GatewayError>
     where
@@ -160,7 +161,7 @@ impl Ingest {
                 // How the stream ends is counted by the telemetry layer,
                 // from the status the ledger sends last.
                 match this
-                    .run(&store, &trace, ticket, requests, &mut ledger)
+                    .run(&store, (&trace, tenant), ticket, requests, &mut ledger)
                     .await
                 {
                     Ok(error) => ledger.finish(error).await,
@@ -181,6 +182,7 @@ impl Ingest {
         &self,
         store: &MilvusStore,
         first: &InsertRequest,
+        tenant: Option<String>,
     ) -> Result<Setup, GatewayError> {
         if first.collection.is_empty() {
             return Err(GatewayError::InvalidArgument(
@@ -214,6 +216,8 @@ impl Ingest {
             dimension: spec.dimension as usize,
             extended: spec.profile == crate::schema::Profile::Extended,
             vectors_stated,
+            scope: spec.scope(tenant.as_deref())?,
+            tenant,
         };
         Ok(Setup {
             spec,
@@ -228,7 +232,7 @@ impl Ingest {
     async fn run<S>(
         &self,
         store: &MilvusStore,
-        trace: &TraceContext,
+        (trace, tenant): (&TraceContext, Option<String>),
         ticket: StreamTicket,
         mut requests: S,
         ledger: &mut Ledger,
@@ -238,7 +242,7 @@ impl Ingest {
     {
         let first = self.first_message(&mut requests).await?;
         crate::fault::streaming_call_started("insert");
-        let setup = self.setup(store, &first).await?;
+        let setup = self.setup(store, &first, tenant).await?;
         let (embed_tx, embed_rx) = mpsc::channel::<EmbedRequest>(EMBED_WINDOW);
         let (mut answers, replica) = self
             .embedders

@@ -369,17 +369,19 @@ where
         }
         let mut claimed = Vec::with_capacity(group.len());
         for c in group.drain(..) {
-            match self.claims.claim(&self.rules.collection, &c.filepath) {
+            match self.claims.claim(&self.rules.claim_space(), &c.filepath) {
                 Claimed::Mine(claim) => claimed.push((c, claim)),
                 Claimed::Theirs(wait) => self.waiting.add(c.index, c, wait),
             }
         }
         let paths: Vec<String> = claimed.iter().map(|(c, _)| c.filepath.clone()).collect();
         let (store, collection) = (&self.store, &self.rules.collection);
+        let scope = &self.rules.scope;
         let lookup = async {
             let mut stored = std::collections::HashSet::new();
             for chunk in paths.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
-                stored.extend(store.stored_filepaths(collection, chunk).await?);
+                let found = store.stored_filepaths(collection, chunk, scope.clone());
+                stored.extend(found.await?);
             }
             Ok::<_, GatewayError>(stored)
         };

@@ -46,7 +46,7 @@ fn columns(spec: &CollectionSpec, rows: &[Row]) -> NewRows {
             x.attributes
                 .push(attributes.unwrap_or_else(|| serde_json::json!({})));
             x.contents.push(r.facts.content_sha256.clone());
-            x.tenants.push(String::new());
+            x.tenants.push(r.facts.tenant.clone());
         }
         x
     });

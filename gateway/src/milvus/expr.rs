@@ -4,7 +4,7 @@
 use crate::{
     error::GatewayError,
     filter::{Condition, Filter, Literal, Subject, Test},
-    schema::{ATTRIBUTES_FIELD, FILEPATH_FIELD},
+    schema::{ATTRIBUTES_FIELD, FILEPATH_FIELD, TENANT_FIELD},
 };
 
 /// Collection names as Milvus takes them, checked before any call so a bad
@@ -68,6 +68,11 @@ pub fn filter_expression(filter: &Filter) -> Option<String> {
     }
     let parts: Vec<String> = filter.all.iter().map(condition).collect();
     Some(parts.join(" && "))
+}
+
+/// Rows of `tenant`.
+pub fn tenant_is(tenant: &str) -> String {
+    format!("{TENANT_FIELD} == {}", string_literal(tenant))
 }
 
 /// `a` and `b`, either of which may be absent.

@@ -130,11 +130,32 @@ pub struct CollectionSpec {
 impl CollectionSpec {
     /// `filter` as an expression over this collection; attribute tests on
     /// a tutorial collection fail FAILED_PRECONDITION.
-    pub fn expression(&self, filter: &crate::filter::Filter) -> Result<Option<String>> {
+    /// `filter` as an expression over this collection, confined to
+    /// `tenant`'s rows; attribute tests or a tenant on a tutorial collection
+    /// fail FAILED_PRECONDITION.
+    pub fn expression(
+        &self,
+        filter: &crate::filter::Filter,
+        tenant: Option<&str>,
+    ) -> Result<Option<String>> {
         if filter.tests_attributes() {
             self.require_extended("a filter on attributes")?;
         }
-        Ok(expr::filter_expression(filter))
+        Ok(expr::both(
+            expr::filter_expression(filter),
+            self.scope(tenant)?,
+        ))
+    }
+
+    /// The rows `tenant` may see, as an expression (`None`: every row).
+    pub fn scope(&self, tenant: Option<&str>) -> Result<Option<String>> {
+        match tenant {
+            None => Ok(None),
+            Some(t) => {
+                self.require_extended("a key confined to a tenant")?;
+                Ok(Some(expr::tenant_is(t)))
+            }
+        }
     }
 
     /// Fails FAILED_PRECONDITION unless the collection is extended:
@@ -392,9 +413,10 @@ impl MilvusStore {
         Ok(described.description().get_schema().clone())
     }
 
-    /// Schema, index, row count and load state.
+    /// Schema, index, row count (of `tenant`'s rows, for a tenant) and
+    /// load state.
     #[instrument(skip(self))]
-    pub async fn describe(&self, name: &str) -> Result<Described> {
+    pub async fn describe(&self, name: &str, tenant: Option<&str>) -> Result<Described> {
         let schema = self.schema(name).await?;
         let fingerprint = schema::fingerprint_of(schema.get_description())
             .unwrap_or_default()
@@ -442,9 +464,19 @@ impl MilvusStore {
                 Default::default()
             }
         };
-        let row_count = self.count(name, None, Freshness::STRONG).await?;
         let names: Vec<&str> = fields.iter().map(|f: &Field| f.name.as_str()).collect();
         let profile = Profile::of(&names);
+        let scope = match (tenant, profile) {
+            (Some(t), Profile::Extended) => Some(expr::tenant_is(t)),
+            (None, _) => None,
+            (Some(_), Profile::Tutorial) => {
+                return Err(GatewayError::NeedsExtended {
+                    collection: name.to_string(),
+                    what: "a key confined to a tenant".into(),
+                })
+            }
+        };
+        let row_count = self.count(name, scope, Freshness::STRONG).await?;
         Ok(Described {
             profile,
             name: name.to_string(),
@@ -548,19 +580,22 @@ impl MilvusStore {
         }
     }
 
-    /// Which of `filepaths` at least one row of the collection holds.
+    /// Which of `filepaths` at least one row of the collection in `scope`
+    /// (see [`CollectionSpec::scope`]) holds.
     #[instrument(skip_all, fields(collection = name, filepaths = filepaths.len()))]
     pub async fn stored_filepaths(
         &self,
         name: &str,
         filepaths: &[String],
+        scope: Option<String>,
     ) -> Result<std::collections::HashSet<String>> {
         if filepaths.is_empty() {
             return Ok(Default::default());
         }
+        let matching = expr::both(Some(filepaths_in(filepaths)), scope).expect("some");
         let req = QueryRequest::builder()
             .collection_name(name)
-            .filter(filepaths_in(filepaths))
+            .filter(matching)
             .output_fields([FILEPATH_FIELD])
             .consistency_level(ConsistencyLevel::Strong)
             .build()?;
@@ -598,14 +633,15 @@ impl MilvusStore {
             .await
     }
 
-    /// The stored vector of a row, by id or (the lowest id holding it) by
-    /// filepath; `None` if no row matches.
-    #[instrument(skip(self, freshness))]
+    /// The stored vector of a row in `scope`, by id or (the lowest id
+    /// holding it) by filepath; `None` if no row there matches.
+    #[instrument(skip(self, freshness, scope))]
     pub async fn stored_vector(
         &self,
         name: &str,
         row: &RowRef,
         freshness: Freshness,
+        scope: Option<String>,
     ) -> Result<Option<(i64, Vec<f32>)>> {
         let at = self.clock.read_at(name, freshness);
         let id = match row {
@@ -613,6 +649,7 @@ impl MilvusStore {
             // Rows sharing a filepath are few; read their ids, then one vector.
             RowRef::Filepath(p) => {
                 let expr = filepaths_in(std::slice::from_ref(p));
+                let expr = expr::both(Some(expr), scope.clone()).expect("some");
                 let lookup = || self.reads.query(name, expr.clone(), &["id"], None, at);
                 let Columns { ids, .. } = self.patience.waiting("row lookup", lookup).await?;
                 match ids.iter().min() {
@@ -622,7 +659,8 @@ impl MilvusStore {
             }
         };
         let fields = ["id", VECTOR_FIELD];
-        let read = || self.reads.query(name, ids_in(&[id]), &fields, None, at);
+        let expr = expr::both(Some(ids_in(&[id])), scope).expect("some");
+        let read = || self.reads.query(name, expr.clone(), &fields, None, at);
         let c = self.patience.waiting("row lookup", read).await?;
         Ok(c.vectors.into_iter().next().map(|v| (id, v)))
     }

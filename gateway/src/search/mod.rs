@@ -147,6 +147,9 @@ pub struct Searcher {
     pub store: MilvusStore,
     pub embedders: Embedders,
     pub metrics: Metrics,
+    /// The caller's tenant: it sees, and finds `like` rows among, only
+    /// that tenant's rows.
+    pub tenant: Option<String>,
 }
 
 /// A query made ready for Milvus: its vector and, for a stored row left out
@@ -261,9 +264,10 @@ impl Searcher {
         slots: &mut [Slot],
     ) -> Result<(), GatewayError> {
         for (i, row) in likes {
+            let scope = spec.scope(self.tenant.as_deref())?;
             slots[i] = match self
                 .store
-                .stored_vector(&spec.name, &row, options.freshness)
+                .stored_vector(&spec.name, &row, options.freshness, scope)
                 .await?
             {
                 Some((id, vector)) => Ok(Some(Ready {
@@ -294,7 +298,7 @@ impl Searcher {
             top_k: options.top_k,
             offset: options.offset,
             max_distance: options.max_distance,
-            filter: spec.expression(&options.filter)?,
+            filter: spec.expression(&options.filter, self.tenant.as_deref())?,
             with_attributes: options.with_attributes && spec.profile == Profile::Extended,
         };
         let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];

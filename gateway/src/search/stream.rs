@@ -155,7 +155,7 @@ impl SearchStreams {
         })?;
         let spec = searcher.store.collection_spec(&first.collection).await?;
         // A filter the collection cannot take ends the call before any query.
-        spec.expression(&options.filter)?;
+        spec.expression(&options.filter, searcher.tenant.as_deref())?;
 
         let (arrivals, mut arrived) = mpsc::channel(MAX_QUERIES);
         let reader = tokio::spawn(read(

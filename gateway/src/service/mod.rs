@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
+    auth::Caller,
     collections, count, delete,
     embedders::Embedders,
     error::GatewayError,
@@ -60,11 +61,12 @@ impl ImageSearchService {
         }
     }
 
-    fn searcher(&self) -> Result<Searcher, GatewayError> {
+    fn searcher(&self, tenant: Option<String>) -> Result<Searcher, GatewayError> {
         Ok(Searcher {
             store: self.store()?,
             embedders: self.embedders.clone(),
             metrics: self.metrics.clone(),
+            tenant,
         })
     }
 
@@ -74,6 +76,15 @@ impl ImageSearchService {
             .clone()
             .ok_or_else(|| GatewayError::MilvusUnavailable("not connected to Milvus yet".into()))
     }
+}
+
+/// The tenant the caller's key is confined to, if any (the guard put the
+/// caller there).
+fn tenant_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| c.tenant.clone())
 }
 
 /// A core result as a gRPC answer.
@@ -119,10 +130,11 @@ impl ImageSearch for ImageSearchService {
         &self,
         request: Request<DescribeCollectionRequest>,
     ) -> Result<Response<CollectionInfo>, Status> {
+        let tenant = tenant_of(&request);
         let name = request.into_inner().name;
         reply(
             self.store()?
-                .describe(&name)
+                .describe(&name, tenant.as_deref())
                 .await
                 .map(CollectionInfo::from),
         )
@@ -142,25 +154,32 @@ impl ImageSearch for ImageSearchService {
         &self,
         request: Request<Streaming<InsertRequest>>,
     ) -> Result<Response<Self::InsertStream>, Status> {
-        let trace = trace_of(&request);
+        let (trace, tenant) = (trace_of(&request), tenant_of(&request));
         let store = self.store()?;
         let requests = status::requests(request.into_inner(), "Insert");
-        reply(self.ingest.start(store, trace, requests).map(answers))
+        reply(
+            self.ingest
+                .start(store, trace, tenant, requests)
+                .map(answers),
+        )
     }
 
     async fn search(
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let trace = trace_of(&request);
-        reply(search::search(&self.searcher()?, &trace, request.into_inner()).await)
+        let (trace, tenant) = (trace_of(&request), tenant_of(&request));
+        let searcher = self.searcher(tenant)?;
+        reply(search::search(&searcher, &trace, request.into_inner()).await)
     }
 
     async fn find_filepaths(
         &self,
         request: Request<FindFilepathsRequest>,
     ) -> Result<Response<FindFilepathsResponse>, Status> {
-        reply(filepaths::find(&self.store()?, request.into_inner()).await)
+        let tenant = tenant_of(&request);
+        let store = self.store()?;
+        reply(filepaths::find(&store, request.into_inner(), tenant.as_deref()).await)
     }
 
     type SearchStreamStream = Answers<SearchStreamResponse>;
@@ -169,8 +188,8 @@ impl ImageSearch for ImageSearchService {
         &self,
         request: Request<Streaming<SearchStreamRequest>>,
     ) -> Result<Response<Self::SearchStreamStream>, Status> {
-        let trace = trace_of(&request);
-        let searcher = self.searcher()?;
+        let (trace, tenant) = (trace_of(&request), tenant_of(&request));
+        let searcher = self.searcher(tenant)?;
         let requests = status::requests(request.into_inner(), "SearchStream");
         reply(
             self.search_streams
@@ -183,13 +202,16 @@ impl ImageSearch for ImageSearchService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        reply(delete::delete(&self.store()?, request.into_inner()).await)
+        let tenant = tenant_of(&request);
+        let store = self.store()?;
+        reply(delete::delete(&store, request.into_inner(), tenant.as_deref()).await)
     }
 
     async fn count(
         &self,
         request: Request<CountRequest>,
     ) -> Result<Response<CountResponse>, Status> {
-        reply(count::count(&self.store()?, request.into_inner()).await)
+        let tenant = tenant_of(&request);
+        reply(count::count(&self.store()?, request.into_inner(), tenant.as_deref()).await)
     }
 }
