@@ -46,6 +46,7 @@ pub struct Options {
     /// Rows per Milvus insert; `None` leaves the gateway's default.
     pub batch_size: Option<u32>,
     pub skip_existing: bool,
+    pub skip_same_content: bool,
     /// What each file's row carries.
     pub attributes: Arc<IngestAttributes>,
     /// Show a progress bar (when stderr is a terminal).
@@ -98,8 +99,11 @@ pub struct Report {
     pub collection: String,
     /// Images found under the given paths.
     pub found: u64,
-    /// Found but already in the collection (`--skip-existing`).
+    /// Found but already in the collection (`--skip-existing`, or
+    /// `--skip-same-content`).
     pub skipped: u64,
+    /// Of those, skipped because a stored row holds the same bytes.
+    pub same_content: u64,
     /// Rows the gateway acknowledged as stored.
     pub inserted: u64,
     pub failures: Vec<Failure>,
@@ -121,8 +125,15 @@ impl Report {
             "ingested {} of {} images into {:?} in {:.1} s ({rate:.1} images/s)",
             self.inserted, self.found, self.collection, self.seconds
         );
-        if self.skipped > 0 {
-            out += &format!("; {} already stored, skipped", self.skipped);
+        let same_path = self.skipped - self.same_content;
+        if same_path > 0 {
+            out += &format!("; {same_path} already stored, skipped");
+        }
+        if self.same_content > 0 {
+            out += &format!(
+                "; {} with the bytes of a stored image, skipped",
+                self.same_content
+            );
         }
         if self.failures.is_empty() {
             out += "\n";
@@ -230,6 +241,7 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<Item>(READ_AHEAD);
     let collection = opts.collection.clone();
     let (batch_size, skip_existing) = (opts.batch_size.unwrap_or(0), opts.skip_existing);
+    let skip_same_content = opts.skip_same_content;
     let attributes = opts.attributes.clone();
     let reader = std::thread::spawn(move || {
         let mut reader = Reader::default();
@@ -241,6 +253,7 @@ async fn stream(
                     image: image.into(),
                     batch_size,
                     skip_existing,
+                    skip_same_content,
                     attributes: attributes.of(&c.filepath),
                     ..Default::default()
                 }),
@@ -331,6 +344,7 @@ async fn read_answers(
 fn add_ack(report: &mut Report, ack: InsertAck) {
     report.inserted += ack.stored.len() as u64;
     report.skipped += ack.skipped.len() as u64;
+    report.same_content += ack.same_content.len() as u64;
     report.failures.extend(ack.failures.into_iter().map(|f| {
         let error = f.error.unwrap_or_default();
         Failure {
@@ -351,6 +365,7 @@ mod tests {
             collection: "c".into(),
             found: 5,
             skipped: 1,
+            same_content: 0,
             inserted: 2,
             failures: vec![
                 Failure {

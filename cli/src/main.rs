@@ -178,8 +178,12 @@ struct IngestArgs {
     /// Skip images whose filepath the collection already holds (the gateway
     /// checks before embedding them): an interrupted ingest resumes without
     /// duplicates.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "skip_same_content")]
     skip_existing: bool,
+    /// Skip images whose bytes a row of the collection already holds, under
+    /// any filepath (a renamed copy); extended collections only.
+    #[arg(long)]
+    skip_same_content: bool,
     /// An attribute for every image of this run (repeatable): KEY=VALUE
     /// stores a text; KEY:int=3, KEY:float=2.5, KEY:bool=true,
     /// KEY:list=a,b choose the type. Extended collections only.
@@ -338,6 +342,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 paths: a.paths,
                 batch_size: a.batch_size,
                 skip_existing: a.skip_existing,
+                skip_same_content: a.skip_same_content,
                 attributes: std::sync::Arc::new(attributes),
                 progress: !a.json && std::io::stderr().is_terminal(),
                 patience: cli.gateway.patience(),

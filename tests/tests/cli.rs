@@ -574,3 +574,29 @@ async fn attributes_from_flags_and_a_sidecar_filter_searches_counts_and_deletes(
     assert_eq!(deleted["deleted"], 3);
     assert_eq!(stack.milvus.rows(c).await.len(), 1, "rows in Milvus");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_with_renamed_copies_keeps_one_row_per_distinct_content() {
+    let stack = Stack::shared().await;
+    let gateway = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let fixtures = deps::fixture_images();
+    fs::create_dir_all(cwd.join("tree/copies/deeper")).unwrap();
+    for (i, f) in fixtures[..3].iter().enumerate() {
+        fs::copy(f, cwd.join(format!("tree/{i}.jpg"))).unwrap();
+        fs::copy(f, cwd.join(format!("tree/copies/renamed-{i}.jpg"))).unwrap();
+    }
+    fs::copy(&fixtures[0], cwd.join("tree/copies/deeper/again.JPG")).unwrap();
+    let c = "cli_same_content";
+    ok(&gateway, cwd, &["collection", "create", c, "--extended"]);
+    let ingest = ["ingest", "tree", "-c", c, "--skip-same-content", "--json"];
+    let report = json(&gateway, cwd, &ingest);
+    assert_eq!(report["found"], 7, "{report:#}");
+    assert_eq!(report["inserted"], 3, "{report:#}");
+    assert_eq!(report["same_content"], 4, "{report:#}");
+    assert_eq!(stack.milvus.rows(c).await.len(), 3, "rows in Milvus");
+    let again = json(&gateway, cwd, &ingest);
+    assert_eq!(again["inserted"], 0);
+    assert_eq!(again["same_content"], 7, "a second run stores nothing");
+}

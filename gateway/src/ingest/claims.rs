@@ -19,8 +19,8 @@ use tokio::sync::watch;
 /// How a claim ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The holder's row is in Milvus.
-    Stored,
+    /// The holder's row is in Milvus, under this id.
+    Stored(i64),
     /// The holder let go without storing it (its item failed or left).
     Released,
 }
@@ -74,9 +74,9 @@ impl Claims {
 }
 
 impl Claim {
-    /// The row is in Milvus: waiters skip their items.
-    pub fn stored(mut self) {
-        self.outcome = Outcome::Stored;
+    /// The row is in Milvus as `id`: waiters skip their items.
+    pub fn stored(mut self, id: i64) {
+        self.outcome = Outcome::Stored(id);
     }
 
     /// Whether another item waits for this one's outcome.
@@ -134,8 +134,8 @@ mod tests {
         let wait = theirs(c.claim("a", "x.jpg"));
         assert!(held.awaited());
         mine(c.claim("b", "x.jpg"));
-        held.stored();
-        assert_eq!(wait.outcome().await, Outcome::Stored);
+        held.stored(7);
+        assert_eq!(wait.outcome().await, Outcome::Stored(7));
         mine(c.claim("a", "x.jpg"));
     }
 

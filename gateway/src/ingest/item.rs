@@ -10,6 +10,16 @@ use sha2::{Digest, Sha256};
 
 use crate::{attributes, error::GatewayError, schema::FILEPATH_MAX_BYTES};
 
+/// Which items a stream skips before embedding them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    Nothing,
+    /// Those whose filepath is stored (`skip_existing`).
+    SameFilepath,
+    /// Those whose bytes a stored row holds (`skip_same_content`).
+    SameContent,
+}
+
 /// What an item brings to be stored.
 pub enum Payload {
     /// An encoded image, for the embedder.
@@ -56,11 +66,16 @@ pub struct ItemRules {
 impl ItemRules {
     /// Where a filepath is claimed: one tenant's filepaths are not
     /// another's. (Collection names hold no `@`.)
-    pub fn claim_space(&self) -> String {
-        match &self.tenant {
-            Some(t) => format!("{}@{t}", self.collection),
-            None => self.collection.clone(),
+    /// Contents are claimed apart from filepaths.
+    pub fn claim_space(&self, skip: Skip) -> String {
+        let mut space = self.collection.clone();
+        if let Some(t) = &self.tenant {
+            space = format!("{space}@{t}");
         }
+        if skip == Skip::SameContent {
+            space.push_str("#sha256");
+        }
+        space
     }
 
     /// The item's payload and facts, or why it must fail alone.

@@ -8,7 +8,7 @@
 
 use imgsearch_proto::v1::{
     insert_response::Event, ErrorKind, InsertAck, InsertResponse, InsertSummary, ItemFailure,
-    StoredItem,
+    SameContent, StoredItem,
 };
 
 use super::item::ItemIndex;
@@ -59,7 +59,14 @@ impl Ledger {
         self.summary.failed += 1;
     }
 
-    pub fn skipped(&mut self, index: ItemIndex) {
+    /// An item skipped; `holder` is the row with its content, when that is
+    /// why.
+    pub fn skipped(&mut self, index: ItemIndex, holder: Option<i64>) {
+        if let Some(id) = holder {
+            self.ack
+                .same_content
+                .push(SameContent { index: index.0, id });
+        }
         self.ack.skipped.push(index.0);
         self.summary.skipped += 1;
         self.metrics.skipped_items.inc();

@@ -64,7 +64,7 @@ use tracing::{info, warn, Instrument};
 use self::{
     claims::Claims,
     inflight::{InFlight, Landed},
-    item::{echoed, failure, ItemIndex, ItemRules},
+    item::{echoed, failure, ItemIndex, ItemRules, Skip},
     ledger::Ledger,
     reader::{Pending, ReadEnd, ReadEvent, Reader},
     rows::Row,
@@ -114,7 +114,7 @@ pub struct Ingest {
 struct Setup {
     spec: CollectionSpec,
     batch_size: usize,
-    skip_existing: bool,
+    skip: Skip,
     /// What each item is checked against.
     rules: ItemRules,
 }
@@ -219,10 +219,23 @@ impl Ingest {
             scope: spec.scope(tenant.as_deref())?,
             tenant,
         };
+        let skip = match (first.skip_existing, first.skip_same_content) {
+            (false, false) => Skip::Nothing,
+            (true, false) => Skip::SameFilepath,
+            (false, true) => {
+                spec.require_extended("skip_same_content")?;
+                Skip::SameContent
+            }
+            (true, true) => {
+                return Err(GatewayError::InvalidArgument(
+                    "skip_existing and skip_same_content: choose one".into(),
+                ))
+            }
+        };
         Ok(Setup {
             spec,
             batch_size,
-            skip_existing: first.skip_existing,
+            skip,
             rules,
         })
     }
@@ -259,7 +272,7 @@ impl Ingest {
                 requests,
                 first: Some(first),
                 rules: setup.rules,
-                skip_existing: setup.skip_existing,
+                skip: setup.skip,
                 group_size: setup.batch_size,
                 idle_timeout: self.config.idle_timeout,
                 store: store.clone(),
@@ -596,7 +609,7 @@ impl Flow<'_> {
     fn settle(&mut self, event: ReadEvent) {
         match event {
             ReadEvent::Failed(f) => self.ledger.failed(f),
-            ReadEvent::Skipped(i) => self.ledger.skipped(i),
+            ReadEvent::Skipped(i, holder) => self.ledger.skipped(i, holder),
             ReadEvent::Row(row) => self.batch.push(row),
         }
     }

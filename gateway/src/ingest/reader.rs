@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     claims::{Claim, Claimed, Claims, Outcome},
-    item::{failure, filepath_problem, ItemIndex, ItemRules, Payload, RowFacts},
+    item::{failure, filepath_problem, ItemIndex, ItemRules, Payload, RowFacts, Skip},
     rows::Row,
     waiting::Waiting,
 };
@@ -52,7 +52,8 @@ pub type Pending = Arc<Mutex<HashMap<ItemIndex, PendingItem>>>;
 /// What the reader settles by itself, and the rows that need no embedder.
 pub enum ReadEvent {
     Failed(ItemFailure),
-    Skipped(ItemIndex),
+    /// Skipped; under `skip_same_content`, with the row holding its bytes.
+    Skipped(ItemIndex, Option<i64>),
     /// An item that brought its own vector, ready for a batch.
     Row(Row),
 }
@@ -89,8 +90,8 @@ pub struct Reader<S> {
     pub first: Option<InsertRequest>,
     /// What each item is checked against.
     pub rules: ItemRules,
-    pub skip_existing: bool,
-    /// Items looked up in Milvus at once under `skip_existing`.
+    pub skip: Skip,
+    /// Items looked up in Milvus at once under a skip.
     pub group_size: usize,
     pub idle_timeout: Duration,
     pub store: MilvusStore,
@@ -151,8 +152,9 @@ where
         unsettled: &mut Vec<(ItemIndex, String)>,
     ) -> Result<(), ReadEnd> {
         match outcome {
-            Outcome::Stored => {
-                if !self.emit(ReadEvent::Skipped(c.index)).await {
+            Outcome::Stored(id) => {
+                let holder = (self.skip == Skip::SameContent).then_some(id);
+                if !self.emit(ReadEvent::Skipped(c.index, holder)).await {
                     unsettled.push((c.index, c.filepath));
                     return Err(ReadEnd::Cancelled);
                 }
@@ -241,7 +243,13 @@ where
                 facts,
                 budget,
             };
-            if self.skip_existing {
+            // A vector has no bytes to compare.
+            let skippable = match self.skip {
+                Skip::Nothing => false,
+                Skip::SameFilepath => true,
+                Skip::SameContent => !candidate.facts.content_sha256.is_empty(),
+            };
+            if skippable {
                 group.push(candidate);
                 if group.len() >= self.group_size {
                     if let Err(end) = self.check_group(&mut group, unsettled).await {
@@ -356,9 +364,41 @@ where
         }
     }
 
-    /// Under `skip_existing`: claims the group's filepaths (an item whose
-    /// filepath is held waits for its holder), asks Milvus which are stored,
-    /// skips those, sends the rest.
+    /// What a skip compares: the filepath, or the bytes' SHA-256.
+    fn key_of<'c>(&self, c: &'c Candidate) -> &'c str {
+        match self.skip {
+            Skip::SameContent => &c.facts.content_sha256,
+            Skip::Nothing | Skip::SameFilepath => &c.filepath,
+        }
+    }
+
+    /// Which of `keys` (filepaths or content hashes) the stream's rows in
+    /// Milvus hold, with a row holding each (0 for a filepath: unasked).
+    /// (Apart from `self`, which is not `Sync`.)
+    async fn stored_keys(
+        (store, rules, skip): (&MilvusStore, &ItemRules, Skip),
+        keys: Vec<String>,
+    ) -> Result<HashMap<String, i64>, GatewayError> {
+        let (collection, scope) = (&rules.collection, &rules.scope);
+        let mut stored = HashMap::new();
+        for chunk in keys.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
+            match skip {
+                Skip::SameContent => {
+                    let found = store.stored_contents(collection, chunk, scope.clone());
+                    stored.extend(found.await?);
+                }
+                Skip::Nothing | Skip::SameFilepath => {
+                    let found = store.stored_filepaths(collection, chunk, scope.clone());
+                    stored.extend(found.await?.into_iter().map(|p| (p, 0)));
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Under a skip: claims the group's keys (an item whose key is held
+    /// waits for its holder), asks Milvus which are stored, skips those,
+    /// sends the rest.
     async fn check_group(
         &mut self,
         group: &mut Vec<Candidate>,
@@ -368,27 +408,18 @@ where
             return Ok(());
         }
         let mut claimed = Vec::with_capacity(group.len());
+        let space = self.rules.claim_space(self.skip);
         for c in group.drain(..) {
-            match self.claims.claim(&self.rules.claim_space(), &c.filepath) {
+            match self.claims.claim(&space, self.key_of(&c)) {
                 Claimed::Mine(claim) => claimed.push((c, claim)),
                 Claimed::Theirs(wait) => self.waiting.add(c.index, c, wait),
             }
         }
-        let paths: Vec<String> = claimed.iter().map(|(c, _)| c.filepath.clone()).collect();
-        let (store, collection) = (&self.store, &self.rules.collection);
-        let scope = &self.rules.scope;
-        let lookup = async {
-            let mut stored = std::collections::HashSet::new();
-            for chunk in paths.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
-                let found = store.stored_filepaths(collection, chunk, scope.clone());
-                stored.extend(found.await?);
-            }
-            Ok::<_, GatewayError>(stored)
-        };
+        let keys: Vec<String> = claimed.iter().map(|(c, _)| self.key_of(c).into()).collect();
         let stored = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => None,
-            stored = lookup => Some(stored),
+            stored = Self::stored_keys((&self.store, &self.rules, self.skip), keys) => Some(stored),
         };
         let stored = match stored {
             Some(Ok(stored)) => stored,
@@ -402,18 +433,20 @@ where
         };
         let (mut send, mut skipped) = (Vec::with_capacity(claimed.len()), Vec::new());
         for (c, claim) in claimed {
-            if stored.contains(&c.filepath) {
-                claim.stored();
-                skipped.push(c);
-            } else {
-                send.push((c, claim));
+            match stored.get(self.key_of(&c)) {
+                Some(&id) => {
+                    claim.stored(id);
+                    skipped.push((c, id));
+                }
+                None => send.push((c, claim)),
             }
         }
         let mut skipped = skipped.into_iter();
-        while let Some(c) = skipped.next() {
-            if !self.emit(ReadEvent::Skipped(c.index)).await {
+        while let Some((c, id)) = skipped.next() {
+            let holder = (self.skip == Skip::SameContent).then_some(id);
+            if !self.emit(ReadEvent::Skipped(c.index, holder)).await {
                 unsettled.push((c.index, c.filepath));
-                unsettled.extend(skipped.map(|c| (c.index, c.filepath)));
+                unsettled.extend(skipped.map(|(c, _)| (c.index, c.filepath)));
                 unsettled.extend(send.into_iter().map(|(c, _)| (c.index, c.filepath)));
                 return Err(ReadEnd::Cancelled);
             }

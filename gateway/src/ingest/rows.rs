@@ -21,6 +21,7 @@ use super::{
     claims::Claim,
     item::{failure, ItemIndex, RowFacts},
 };
+
 use crate::{
     error::GatewayError,
     milvus::{throttle::ThrottleWait, CollectionSpec, ExtendedColumns, MilvusStore, NewRows},
@@ -119,12 +120,15 @@ pub async fn commit(store: &MilvusStore, spec: &CollectionSpec, rows: Vec<Row>) 
         }
         let e = match store.insert(&spec.name, columns(spec, &part)).await {
             Ok((ids, timestamp)) => {
-                done.stored.extend(part.iter().map(|r| r.index).zip(ids));
+                done.stored
+                    .extend(part.iter().map(|r| r.index).zip(ids.clone()));
                 done.write_token = done.write_token.max(timestamp);
                 throttle.taken();
-                part.into_iter()
-                    .filter_map(|r| r.claim)
-                    .for_each(Claim::stored);
+                for (row, id) in part.into_iter().zip(ids) {
+                    if let Some(claim) = row.claim {
+                        claim.stored(id);
+                    }
+                }
                 continue;
             }
             Err(e) => e,

@@ -618,6 +618,37 @@ impl MilvusStore {
             .collect())
     }
 
+    /// Which of the content hashes `contents` a row in `scope` holds, each
+    /// with the lowest such row's id (Strong: an item must not be stored
+    /// again because its twin's row was not yet visible).
+    #[instrument(skip_all, fields(collection = name, contents = contents.len()))]
+    pub async fn stored_contents(
+        &self,
+        name: &str,
+        contents: &[String],
+        scope: Option<String>,
+    ) -> Result<HashMap<String, i64>> {
+        if contents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list: Vec<String> = contents.iter().map(|c| expr::string_literal(c)).collect();
+        let matching = format!("{CONTENT_FIELD} in [{}]", list.join(", "));
+        let matching = expr::both(Some(matching), scope).expect("some");
+        let strong = self.clock.read_at(name, Freshness::STRONG);
+        let fields = [schema::ID_FIELD, CONTENT_FIELD];
+        let lookup = || {
+            self.reads
+                .query(name, matching.clone(), &fields, None, strong)
+        };
+        let found = self.patience.waiting("content lookup", lookup).await?;
+        let mut holders: HashMap<String, i64> = HashMap::new();
+        for (id, content) in found.ids.into_iter().zip(found.contents) {
+            let holder = holders.entry(content).or_insert(id);
+            *holder = (*holder).min(id);
+        }
+        Ok(holders)
+    }
+
     /// The nearest rows to each vector, as fresh as `freshness` asks.
     #[instrument(skip_all, fields(collection = name, queries = vectors.len(), top_k = shape.top_k))]
     pub async fn search(

@@ -30,7 +30,7 @@ use tonic::{
 use super::MilvusConfig;
 use crate::{
     error::GatewayError,
-    schema::{ATTRIBUTES_FIELD, FILEPATH_FIELD, ID_FIELD, VECTOR_FIELD},
+    schema::{ATTRIBUTES_FIELD, CONTENT_FIELD, FILEPATH_FIELD, ID_FIELD, VECTOR_FIELD},
 };
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -93,6 +93,8 @@ pub struct Columns {
     pub vectors: Vec<Vec<f32>>,
     /// Each row's attributes, as stored JSON.
     pub attributes: Vec<Vec<u8>>,
+    /// Each row's content hash.
+    pub contents: Vec<String>,
     pub count: Option<i64>,
 }
 
@@ -372,6 +374,9 @@ fn columns(fields: Vec<FieldData>) -> Columns {
                 Some(scalar_field::Data::LongData(a)) if name == ID_FIELD => c.ids = a.data,
                 Some(scalar_field::Data::StringData(a)) if name == FILEPATH_FIELD => {
                     c.filepaths = a.data
+                }
+                Some(scalar_field::Data::StringData(a)) if name == CONTENT_FIELD => {
+                    c.contents = a.data
                 }
                 Some(scalar_field::Data::JsonData(a)) if name == ATTRIBUTES_FIELD => {
                     c.attributes = a.data
