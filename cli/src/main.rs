@@ -8,6 +8,7 @@ mod attrs;
 mod bench;
 mod busy;
 mod collection;
+mod duplicates;
 mod error;
 mod gateway;
 mod health;
@@ -66,6 +67,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find groups of near-duplicate images (re-encoded, resized, lightly
+    /// cropped copies): rows linked by chains of pairs within a distance.
+    Duplicates(DuplicatesArgs),
     /// API keys for the gateway.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -233,6 +237,26 @@ struct BenchArgs {
     watch: Vec<(String, u32)>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DuplicatesArgs {
+    /// Two images are near-duplicates when the squared L2 distance between
+    /// their vectors is below this. No default: it depends on the model's
+    /// weights; the README's near-duplicates section says how to choose it.
+    #[arg(long, value_name = "DISTANCE")]
+    max_distance: f32,
+    #[arg(long, short, env = "IMGSEARCH_COLLECTION", default_value = DEFAULT_COLLECTION)]
+    collection: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Print the groups as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the groups as a picture (PNG): one group a row, oldest
+    /// image first (at most 20 groups of 6 images).
+    #[arg(long, value_name = "PNG")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -408,6 +432,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
+        Command::Duplicates(a) => {
+            let patience = cli.gateway.patience();
+            let progress = !a.json && std::io::stderr().is_terminal();
+            let report = duplicates::run(
+                &client,
+                &a.collection,
+                a.max_distance,
+                a.filter.filter(),
+                (&patience, progress),
+            )
+            .await?;
+            show(&report, report.render(), a.json);
+            if let Some(out) = a.out {
+                save_picture(picture::render_groups(&report), &out, a.json)?;
+            }
+        }
         // Answered above, without the ImageSearch client.
         Command::Health { .. } | Command::Key(_) => {}
         Command::Search(a) => {
@@ -424,28 +464,43 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 search::like(&client, &a.collection, &a.like, &opts).await?
             };
-            if a.json {
-                print_json(&results);
-            } else {
-                print!("{}", results.render());
-            }
+            show(&results, results.render(), a.json);
             if let Some(out) = a.out {
-                let (picture, not_drawn) = picture::render(&results);
-                for n in &not_drawn {
-                    eprintln!("not drawn: {}: {}", n.filepath, n.reason);
-                }
-                picture.save(&out).map_err(|e| CliError::Picture {
-                    path: out.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                if !a.json {
-                    // The size the layout defines: scripts/test.sh checks the
-                    // demo's file against it.
-                    let (w, h) = picture::size(results.results.len(), results.top_k);
-                    println!("wrote {} ({w}x{h} pixels)", out.display());
-                }
+                // The size the layout defines (picture::size): scripts/test.sh
+                // checks the demo's file against it.
+                save_picture(picture::render(&results), &out, a.json)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Prints a result as JSON, or as `text` for people.
+fn show(value: &impl serde::Serialize, text: String, json: bool) {
+    if json {
+        print_json(value);
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Writes a picture, first naming on stderr the images it could not show,
+/// then (for people) its size.
+fn save_picture(
+    (picture, not_drawn): (image::RgbImage, Vec<picture::NotDrawn>),
+    out: &std::path::Path,
+    json: bool,
+) -> Result<(), CliError> {
+    for n in &not_drawn {
+        eprintln!("not drawn: {}: {}", n.filepath, n.reason);
+    }
+    let (w, h) = picture.dimensions();
+    picture.save(out).map_err(|e| CliError::Picture {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if !json {
+        println!("wrote {} ({w}x{h} pixels)", out.display());
     }
     Ok(())
 }

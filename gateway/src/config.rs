@@ -255,7 +255,9 @@ pub struct Config {
     pub search_memory_bytes: usize,
 
     /// Seconds a SearchStream may send nothing before it ends
-    /// DEADLINE_EXCEEDED (its answers so far are all sent).
+    /// DEADLINE_EXCEEDED (its answers so far are all sent); also how long
+    /// a SearchStream or FindDuplicates caller that reads no answer is
+    /// waited for.
     #[arg(long, env = "IMGSEARCH_SEARCH_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub search_idle_timeout_secs: u64,
 

@@ -4,12 +4,7 @@
 use imgsearch_proto::v1::{CountRequest, CountResponse};
 use tracing::instrument;
 
-use crate::{
-    error::GatewayError,
-    filter::Filter,
-    milvus::{freshness::Freshness, MilvusStore},
-    search::consistency,
-};
+use crate::{error::GatewayError, filter::Filter, milvus::MilvusStore, search::freshness};
 
 /// Answers one Count request.
 #[instrument(skip_all, fields(collection = %req.collection))]
@@ -19,11 +14,7 @@ pub async fn count(
     tenant: Option<&str>,
 ) -> Result<CountResponse, GatewayError> {
     let filter = Filter::parse(req.filter)?;
-    let freshness = Freshness {
-        consistency: consistency(req.consistency)?,
-        write_token: req.write_token,
-    };
-    freshness.check()?;
+    let freshness = freshness(req.consistency, req.write_token)?;
     let spec = store.collection_spec(&req.collection).await?;
     let expression = spec.expression(&filter, tenant)?;
     let count = store.count(&spec.name, expression, freshness).await?;

@@ -14,6 +14,7 @@ pub mod collections;
 pub mod config;
 pub mod count;
 pub mod delete;
+pub mod duplicates;
 pub mod embedders;
 pub mod error;
 pub mod fault;

@@ -128,6 +128,7 @@ fn data_path(
         ingest,
         search_streams,
         metrics.clone(),
+        Duration::from_secs(cfg.search_idle_timeout_secs),
     );
     (service, limits)
 }

@@ -110,3 +110,19 @@ pub const MAX_FILTER_TEXT_BYTES: usize = 1024;
 /// refused, so nobody empties a collection by a typo. (One more is looked
 /// up to tell; Milvus reads at most 16384 rows a query.)
 pub const MAX_DELETE_BY_FILTER: u64 = 10_000;
+
+/// Members of one near-duplicate group, at most: a larger group means the
+/// distance links unrelated rows, and the call fails asking for a smaller
+/// one. Also the neighbours one row's range search asks for, so a row
+/// with more neighbours than this is sure to make such a group.
+pub const MAX_DUPLICATE_GROUP: usize = 1000;
+
+/// Rows read and range-searched at a time by FindDuplicates: their vectors
+/// (8 KiB each at 2048 dimensions) are all it holds of the collection.
+pub const DUPLICATE_PAGE_ROWS: u32 = 64;
+
+/// Rows of unfinished groups FindDuplicates holds (an id, a distance and a
+/// filepath each), at most: a group stays open until its last member's id
+/// is scanned, so a collection ingested twice holds one group per image
+/// until the second copy. Beyond it the call fails rather than grow.
+pub const MAX_DUPLICATE_OPEN_ROWS: usize = 200_000;

@@ -162,3 +162,69 @@ fn compare(stored: &Json, l: &AttributeValue) -> Option<std::cmp::Ordering> {
         _ => None,
     }
 }
+
+/// What a FindDuplicates call sent: its groups (as member ids, in order)
+/// with their members, and the last progress, which must say done.
+pub struct Scanned {
+    pub groups: Vec<Vec<imgsearch_proto::v1::DuplicateMember>>,
+    pub last: imgsearch_proto::v1::DuplicateScan,
+}
+
+impl Scanned {
+    /// Each group's filepaths, sorted, and the groups sorted.
+    pub fn filepath_sets(&self) -> Vec<Vec<String>> {
+        let mut sets: Vec<Vec<String>> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let mut s: Vec<String> = g.iter().map(|m| m.filepath.clone()).collect();
+                s.sort();
+                s
+            })
+            .collect();
+        sets.sort();
+        sets
+    }
+}
+
+/// Runs FindDuplicates to its end, calling `each` after every message.
+pub async fn find_duplicates(
+    client: &mut Client,
+    req: impl tonic::IntoRequest<imgsearch_proto::v1::FindDuplicatesRequest>,
+    mut each: impl FnMut(),
+) -> Result<Scanned, tonic::Status> {
+    use imgsearch_proto::v1::find_duplicates_response::Event;
+    let mut stream = client.find_duplicates(req).await?.into_inner();
+    let (mut groups, mut last) = (Vec::new(), None);
+    while let Some(m) = stream.message().await? {
+        match m.event.expect("every message is a group or progress") {
+            Event::Group(g) => groups.push(g.members),
+            Event::Progress(p) => last = Some(p),
+        }
+        each();
+    }
+    let last = last.expect("progress at the end");
+    assert!(last.done, "the last progress says done: {last:?}");
+    Ok(Scanned { groups, last })
+}
+
+/// A copy of `img` as a catalogue gets one: re-encoded as JPEG at
+/// quality 70.
+pub fn jpeg_70(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 70)
+        .encode_image(&img.to_rgb8())
+        .expect("encode JPEG");
+    out
+}
+
+/// A copy of `img` resized to half its sides, as PNG.
+pub fn half(img: &image::DynamicImage) -> Vec<u8> {
+    let (w, h) = (img.width() / 2, img.height() / 2);
+    let small = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let mut out = std::io::Cursor::new(Vec::new());
+    small
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode PNG");
+    out.into_inner()
+}

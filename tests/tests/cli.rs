@@ -11,7 +11,9 @@ use std::{
     process::{Command, Output},
 };
 
-use imgsearch_tests::{deps, ports::free_ports, server_process::workspace_binary, stack::Stack};
+use imgsearch_tests::{
+    data, deps, ports::free_ports, server_process::workspace_binary, stack::Stack,
+};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -599,4 +601,63 @@ async fn a_tree_with_renamed_copies_keeps_one_row_per_distinct_content() {
     let again = json(&gateway, cwd, &ingest);
     assert_eq!(again["inserted"], 0);
     assert_eq!(again["same_content"], 7, "a second run stores nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_lists_and_draws_each_photo_with_its_re_encoded_copy() {
+    let stack = Stack::shared().await;
+    let gateway = format!("127.0.0.1:{}", stack.gateway.grpc_port);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    fs::create_dir_all(cwd.join("tree/copies")).unwrap();
+    for (i, f) in deps::fixture_images()[..3].iter().enumerate() {
+        fs::copy(f, cwd.join(format!("tree/{i}.jpg"))).unwrap();
+        let img = image::open(f).unwrap();
+        fs::write(
+            cwd.join(format!("tree/copies/{i}.jpg")),
+            data::jpeg_70(&img),
+        )
+        .unwrap();
+    }
+    let c = "cli_near_duplicates";
+    ok(&gateway, cwd, &["collection", "create", c]);
+    json(&gateway, cwd, &["ingest", "tree", "-c", c, "--json"]);
+    let args = [
+        "duplicates",
+        "-c",
+        c,
+        "--max-distance",
+        "2600",
+        "--out",
+        "groups.png",
+    ];
+    let found = json(&gateway, cwd, &[&args[..], &["--json"]].concat());
+    let mut groups: Vec<Vec<String>> = found["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let mut names: Vec<String> = g
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["filepath"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        })
+        .collect();
+    groups.sort();
+    let want: Vec<Vec<String>> = (0..3)
+        .map(|i| vec![format!("tree/{i}.jpg"), format!("tree/copies/{i}.jpg")])
+        .collect();
+    assert_eq!(groups, want, "{found:#}");
+    assert_eq!(found["rows_scanned"], 6);
+    let picture = image::open(cwd.join("groups.png")).unwrap();
+    assert_eq!((picture.width(), picture.height()), (2 * 240, 32 + 3 * 272));
+    let text = ok(&gateway, cwd, &args);
+    assert!(
+        text.contains("3 groups, 6 rows in them, of 6 rows scanned"),
+        "{text}"
+    );
 }

@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use imgsearch_proto::v1::{
     image_search_client::ImageSearchClient, search_stream_request::Query, CountRequest,
     CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
-    FindFilepathsRequest, InsertRequest, SearchRequest, SearchStreamRequest, Vector,
+    FindDuplicatesRequest, FindFilepathsRequest, InsertRequest, SearchRequest, SearchStreamRequest,
+    Vector,
 };
 use imgsearch_tests::{
     cli::create_tenant_key,
-    data::{all, on_filepath, vector, vector_item},
+    data::{all, find_duplicates, on_filepath, vector, vector_item},
     embedder::EmbedderProcess,
     gateway::{GatewayFlags, GatewayProcess},
     insert::{collect, Answers},
@@ -371,4 +372,41 @@ async fn a_tenants_key_makes_and_drops_no_collection_and_needs_an_extended_one()
         .await;
     assert_eq!(refused.error.unwrap().code(), Code::FailedPrecondition);
     assert_eq!(t.count(&t.admin, "data_tenants_plain").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_duplicate_scan_groups_only_its_own_rows() {
+    let t = tenants().await;
+    let name = "data_tenants_duplicates";
+    let (_, fingerprint) = t.collection(name).await;
+    // Three rows of one vector: two of acme's, one of globex's.
+    for (key, path) in [
+        (&t.acme, "a/orig"),
+        (&t.acme, "a/copy"),
+        (&t.globex, "g/copy"),
+    ] {
+        let stored = t.insert(key, name, &fingerprint, &[path], 100).await;
+        assert_eq!(stored.summary().inserted, 1);
+    }
+    let request = FindDuplicatesRequest {
+        collection: name.into(),
+        max_distance: 1.0,
+        ..Default::default()
+    };
+    let c = t.client().await;
+    let scan = |key: &str| {
+        let (mut c, request) = (c.clone(), with_key(request.clone(), key));
+        async move { find_duplicates(&mut c, request, || {}).await }
+    };
+    let acme = scan(&t.acme).await.unwrap();
+    assert_eq!(
+        acme.filepath_sets(),
+        [["a/copy", "a/orig"]],
+        "acme's pair alone"
+    );
+    let globex = scan(&t.globex).await.unwrap();
+    assert!(globex.groups.is_empty(), "globex's one row has no fellow");
+    assert_eq!(globex.last.rows_scanned, 1);
+    let admin = scan(&t.admin).await.unwrap();
+    assert_eq!(admin.filepath_sets(), [["a/copy", "a/orig", "g/copy"]]);
 }

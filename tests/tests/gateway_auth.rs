@@ -9,9 +9,10 @@ use std::{
 };
 
 use imgsearch_proto::v1::{
-    image_search_client::ImageSearchClient, search_stream_request::Query, CreateCollectionRequest,
-    DeleteRequest, DescribeCollectionRequest, DropCollectionRequest, FindFilepathsRequest,
-    InsertRequest, ListCollectionsRequest, SearchRequest, SearchStreamRequest, Vector,
+    image_search_client::ImageSearchClient, search_stream_request::Query, CountRequest,
+    CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
+    FindDuplicatesRequest, FindFilepathsRequest, InsertRequest, ListCollectionsRequest,
+    SearchRequest, SearchStreamRequest, Vector,
 };
 use imgsearch_tests::{
     cli::{create_key, keys_file},
@@ -200,13 +201,32 @@ async fn call(client: &mut Client, rpc: &str, key: Option<&str>) -> Code {
                 ))
                 .await,
         ),
+        "Count" => code(
+            client
+                .count(with_key(
+                    CountRequest {
+                        collection,
+                        ..Default::default()
+                    },
+                    key,
+                ))
+                .await,
+        ),
+        "FindDuplicates" => {
+            let scan = FindDuplicatesRequest {
+                collection,
+                max_distance: 1.0,
+                ..Default::default()
+            };
+            drained(client.find_duplicates(with_key(scan, key)).await).await
+        }
         other => panic!("no request for {other}"),
     }
 }
 
 /// Every RPC of imgsearch.v1.ImageSearch and the least role it needs
 /// (0 read, 1 write, 2 admin), as the README's roles table says.
-const RPCS: [(&str, usize); 9] = [
+const RPCS: [(&str, usize); 11] = [
     ("CreateCollection", 2),
     ("DropCollection", 2),
     ("DescribeCollection", 0),
@@ -216,6 +236,8 @@ const RPCS: [(&str, usize); 9] = [
     ("SearchStream", 0),
     ("Delete", 1),
     ("FindFilepaths", 0),
+    ("Count", 0),
+    ("FindDuplicates", 0),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,7 @@ async fn readme_grpcurl_examples_of_attributes_and_filters_work() {
         "/Insert",
         "/Search",
         "/Count",
+        "/FindDuplicates",
         "/Delete",
     ] {
         assert!(
@@ -174,6 +175,9 @@ async fn readme_grpcurl_examples_of_attributes_and_filters_work() {
     assert!(!search.contains("hat.jpg"), "the filter: {search}");
     assert!(search.contains("\"category\""), "attributes: {search}");
     assert!(output("/Count").contains("\"count\": \"1\""));
+    let scan = output("/FindDuplicates");
+    assert!(scan.contains("\"rowsScanned\": \"2\""), "{scan}");
+    assert!(scan.contains("\"done\": true"), "{scan}");
     assert!(output("/Delete").contains("\"deleted\": \"1\""));
 }
 

@@ -8,7 +8,10 @@
 //! [`CELL_WIDTH`] × [`CELL_HEIGHT`], a row has `1 + top_k` cells (empty ones
 //! when a query has fewer hits), and the header is [`HEADER_HEIGHT`] high.
 
+mod groups;
 mod text;
+
+pub use groups::render_groups;
 
 use image::{imageops::FilterType, Rgb, RgbImage};
 
@@ -85,7 +88,7 @@ pub fn render(results: &Results) -> (RgbImage, Vec<NotDrawn>) {
 }
 
 /// The picture being drawn and the images it could not show.
-struct Canvas<'a> {
+pub(crate) struct Canvas<'a> {
     img: &'a mut RgbImage,
     not_drawn: &'a mut Vec<NotDrawn>,
 }
@@ -120,7 +123,7 @@ fn draw_row(canvas: &mut Canvas, y: u32, q: &QueryResult, top_k: u32, search_tim
 }
 
 /// Distances of real ResNet features run from 0 to a few thousand.
-fn distance(d: f32) -> String {
+pub(crate) fn distance(d: f32) -> String {
     if d.abs() < 1000.0 {
         format!("{d:.3}")
     } else {
@@ -130,7 +133,7 @@ fn distance(d: f32) -> String {
 
 /// One tile and its two caption lines: `label` in `ink`, then `tag` and the
 /// file's name in grey.
-fn draw_cell(
+pub(crate) fn draw_cell(
     canvas: &mut Canvas,
     x: u32,
     y: u32,

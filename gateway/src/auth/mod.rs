@@ -50,7 +50,7 @@ impl FromStr for Role {
 pub fn required_role(method: &str) -> Role {
     match method {
         "Search" | "SearchStream" | "DescribeCollection" | "ListCollections" | "FindFilepaths"
-        | "Count" => Role::Read,
+        | "Count" | "FindDuplicates" => Role::Read,
         "Insert" | "Delete" => Role::Write,
         _ => Role::Admin,
     }

@@ -83,6 +83,14 @@ pub fn both(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// `e`, within `scope` when there is one.
+pub fn within(e: String, scope: Option<String>) -> String {
+    match scope {
+        Some(scope) => format!("({e}) && ({scope})"),
+        None => e,
+    }
+}
+
 fn condition(c: &Condition) -> String {
     let subject = match &c.subject {
         Subject::Attribute(key) => format!("{ATTRIBUTES_FIELD}[{}]", string_literal(key)),

@@ -592,7 +592,7 @@ impl MilvusStore {
         if filepaths.is_empty() {
             return Ok(Default::default());
         }
-        let matching = expr::both(Some(filepaths_in(filepaths)), scope).expect("some");
+        let matching = expr::within(filepaths_in(filepaths), scope);
         let req = QueryRequest::builder()
             .collection_name(name)
             .filter(matching)
@@ -633,7 +633,7 @@ impl MilvusStore {
         }
         let list: Vec<String> = contents.iter().map(|c| expr::string_literal(c)).collect();
         let matching = format!("{CONTENT_FIELD} in [{}]", list.join(", "));
-        let matching = expr::both(Some(matching), scope).expect("some");
+        let matching = expr::within(matching, scope);
         let strong = self.clock.read_at(name, Freshness::STRONG);
         let fields = [schema::ID_FIELD, CONTENT_FIELD];
         let lookup = || {
@@ -680,7 +680,7 @@ impl MilvusStore {
             // Rows sharing a filepath are few; read their ids, then one vector.
             RowRef::Filepath(p) => {
                 let expr = filepaths_in(std::slice::from_ref(p));
-                let expr = expr::both(Some(expr), scope.clone()).expect("some");
+                let expr = expr::within(expr, scope.clone());
                 let lookup = || self.reads.query(name, expr.clone(), &["id"], None, at);
                 let Columns { ids, .. } = self.patience.waiting("row lookup", lookup).await?;
                 match ids.iter().min() {
@@ -690,7 +690,7 @@ impl MilvusStore {
             }
         };
         let fields = ["id", VECTOR_FIELD];
-        let expr = expr::both(Some(ids_in(&[id])), scope).expect("some");
+        let expr = expr::within(ids_in(&[id]), scope);
         let read = || self.reads.query(name, expr.clone(), &fields, None, at);
         let c = self.patience.waiting("row lookup", read).await?;
         Ok(c.vectors.into_iter().next().map(|v| (id, v)))
@@ -713,6 +713,42 @@ impl MilvusStore {
         };
         let c = self.patience.waiting("count", count).await?;
         Ok(c.count.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The first `limit` rows with an id above `after` (any, for none) that `filter`
+    /// selects, lowest id first, with their filepaths and vectors. Milvus
+    /// 2.3.5 answers a query with a limit with the lowest primary keys,
+    /// sorted, across growing and sealed segments (checked here with
+    /// pymilvus: 18,000 rows in six inserts, three flushed, read back 500 at
+    /// a time by `id > last`, came back complete and in order); the page is
+    /// sorted again here all the same.
+    pub async fn rows_after(
+        &self,
+        name: &str,
+        after: Option<i64>,
+        limit: u32,
+        filter: Option<String>,
+        freshness: Freshness,
+    ) -> Result<Columns> {
+        let at = self.clock.read_at(name, freshness);
+        let expr = after.map(|after| format!("{} > {after}", schema::ID_FIELD));
+        let expr = expr::both(expr, filter).unwrap_or_default();
+        let fields = [schema::ID_FIELD, FILEPATH_FIELD, VECTOR_FIELD];
+        let page = || {
+            self.reads
+                .query(name, expr.clone(), &fields, Some(limit), at)
+        };
+        let c = self.patience.waiting("query", page).await?;
+        let mut rows: Vec<_> = c.ids.into_iter().zip(c.filepaths).zip(c.vectors).collect();
+        rows.sort_unstable_by_key(|((id, _), _)| *id);
+        let (pairs, vectors): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        let (ids, filepaths) = pairs.into_iter().unzip();
+        Ok(Columns {
+            ids,
+            filepaths,
+            vectors,
+            ..Default::default()
+        })
     }
 
     /// Deletes the rows with these ids or filepaths that `filter` selects,

@@ -78,6 +78,16 @@ pub fn consistency(raw: i32) -> Result<Consistency, GatewayError> {
     }
 }
 
+/// The freshness the API names (a consistency and a write token), checked.
+pub fn freshness(raw_consistency: i32, write_token: u64) -> Result<Freshness, GatewayError> {
+    let freshness = Freshness {
+        consistency: consistency(raw_consistency)?,
+        write_token,
+    };
+    freshness.check()?;
+    Ok(freshness)
+}
+
 impl Options {
     pub fn parse(raw: RawOptions) -> Result<Self, GatewayError> {
         let bad = |m: String| Err(GatewayError::InvalidArgument(m));
@@ -99,11 +109,7 @@ impl Options {
                 ));
             }
         }
-        let freshness = Freshness {
-            consistency: consistency(raw.consistency)?,
-            write_token: raw.write_token,
-        };
-        freshness.check()?;
+        let freshness = freshness(raw.consistency, raw.write_token)?;
         Ok(Self {
             top_k,
             offset: raw.offset,

@@ -12,18 +12,20 @@ use imgsearch_common::telemetry::trace_of;
 use imgsearch_proto::v1::{
     image_search_server::ImageSearch, CollectionInfo, CountRequest, CountResponse,
     CreateCollectionRequest, CreateCollectionResponse, DeleteRequest, DeleteResponse,
-    DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse, FindFilepathsRequest,
-    FindFilepathsResponse, InsertRequest, InsertResponse, ListCollectionsRequest,
-    ListCollectionsResponse, SearchRequest, SearchResponse, SearchStreamRequest,
-    SearchStreamResponse,
+    DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse,
+    FindDuplicatesRequest, FindDuplicatesResponse, FindFilepathsRequest, FindFilepathsResponse,
+    InsertRequest, InsertResponse, ListCollectionsRequest, ListCollectionsResponse, SearchRequest,
+    SearchResponse, SearchStreamRequest, SearchStreamResponse,
 };
+
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     auth::Caller,
-    collections, count, delete,
+    collections, count, delete, duplicates,
     embedders::Embedders,
     error::GatewayError,
     filepaths,
@@ -42,6 +44,8 @@ pub struct ImageSearchService {
     ingest: Ingest,
     search_streams: SearchStreams,
     metrics: Metrics,
+    /// How long a FindDuplicates caller that reads nothing is waited for.
+    scan_patience: Duration,
 }
 
 impl ImageSearchService {
@@ -51,6 +55,7 @@ impl ImageSearchService {
         ingest: Ingest,
         search_streams: SearchStreams,
         metrics: Metrics,
+        scan_patience: Duration,
     ) -> Self {
         Self {
             store,
@@ -58,6 +63,7 @@ impl ImageSearchService {
             ingest,
             search_streams,
             metrics,
+            scan_patience,
         }
     }
 
@@ -213,5 +219,18 @@ impl ImageSearch for ImageSearchService {
     ) -> Result<Response<CountResponse>, Status> {
         let tenant = tenant_of(&request);
         reply(count::count(&self.store()?, request.into_inner(), tenant.as_deref()).await)
+    }
+
+    type FindDuplicatesStream = Answers<FindDuplicatesResponse>;
+
+    async fn find_duplicates(
+        &self,
+        request: Request<FindDuplicatesRequest>,
+    ) -> Result<Response<Self::FindDuplicatesStream>, Status> {
+        let tenant = tenant_of(&request);
+        let store = self.store()?;
+        let req = request.into_inner();
+        let scan = duplicates::start(store, req, tenant.as_deref(), self.scan_patience).await;
+        reply(scan.map(answers))
     }
 }
