@@ -185,20 +185,23 @@ pub async fn delete(
     filter: Option<Filter>,
     patience: &Patience,
 ) -> Result<u64, CliError> {
-    let mut deleted = 0;
-    let by_filter: [&[String]; 1] = [&[]];
-    let chunks: Vec<&[String]> = if filepaths.is_empty() {
-        by_filter.to_vec()
-    } else {
-        filepaths.chunks(limits::MAX_FILEPATHS).collect()
+    let request = |filepaths: &[String]| DeleteRequest {
+        collection: collection.to_string(),
+        ids: vec![],
+        filepaths: filepaths.to_vec(),
+        filter: filter.clone(),
     };
-    for chunk in chunks {
-        let request = DeleteRequest {
-            collection: collection.to_string(),
-            ids: vec![],
-            filepaths: chunk.to_vec(),
-            filter: filter.clone(),
-        };
+    // A filter alone is one call; filepaths go a call's worth at a time.
+    let requests: Vec<DeleteRequest> = if filepaths.is_empty() {
+        vec![request(&[])]
+    } else {
+        filepaths
+            .chunks(limits::MAX_FILEPATHS)
+            .map(request)
+            .collect()
+    };
+    let mut deleted = 0;
+    for request in requests {
         deleted += patience
             .clone()
             .retry(|| {

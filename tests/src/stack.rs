@@ -219,6 +219,12 @@ impl TestCollection {
     pub async fn rows(&self) -> Vec<(i64, String)> {
         self.milvus.rows(&self.name).await
     }
+
+    /// The Milvus that holds it, for its other direct readings
+    /// (attributes, vectors, strings).
+    pub fn milvus(&self) -> &'static Milvus {
+        self.milvus
+    }
 }
 
 /// Image files as Insert items named by their paths.

@@ -71,15 +71,11 @@ async fn catalogue(stack: &Stack, name: &str) -> TestCollection {
 
 /// The ids the test's own reading of `filter` selects among the stored rows.
 async fn expected(c: &TestCollection, filter: &Filter) -> BTreeSet<i64> {
-    let rows = stack_milvus().attributes(&c.name).await;
+    let rows = c.milvus().attributes(&c.name).await;
     rows.into_iter()
         .filter(|(_, path, a)| passes(filter, path, a))
         .map(|(id, _, _)| id)
         .collect()
-}
-
-fn stack_milvus() -> &'static imgsearch_tests::milvus::Milvus {
-    imgsearch_tests::milvus::Milvus::shared()
 }
 
 async fn count(c: &mut TestCollection, filter: Option<Filter>) -> Result<u64, tonic::Status> {
@@ -209,7 +205,7 @@ async fn top_k_offset_max_distance_and_like_each_combine_with_a_filter() {
         }),
     )]);
     let selected = expected(&c, &filter).await;
-    let vectors = stack_milvus().vectors(&c.name).await;
+    let vectors = c.milvus().vectors(&c.name).await;
     let rows: Vec<(i64, Vec<f32>)> = vectors
         .into_iter()
         .filter(|(id, _)| selected.contains(id))

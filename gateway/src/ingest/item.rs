@@ -8,7 +8,11 @@ use imgsearch_proto::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{attributes, error::GatewayError, schema::FILEPATH_MAX_BYTES};
+use crate::{
+    attributes,
+    milvus::CollectionSpec,
+    schema::{Profile, FILEPATH_MAX_BYTES},
+};
 
 /// Which items a stream skips before embedding them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,9 +56,7 @@ pub struct RowFacts {
 
 /// What an item is checked against, fixed by the stream's first message.
 pub struct ItemRules {
-    pub collection: String,
-    pub dimension: usize,
-    pub extended: bool,
+    pub spec: CollectionSpec,
     /// The stream stated the collection's fingerprint: vectors may come.
     pub vectors_stated: bool,
     /// The caller's tenant, whose rows alone it writes and sees.
@@ -68,7 +70,7 @@ impl ItemRules {
     /// another's. (Collection names hold no `@`.)
     /// Contents are claimed apart from filepaths.
     pub fn claim_space(&self, skip: Skip) -> String {
-        let mut space = self.collection.clone();
+        let mut space = self.spec.name.clone();
         if let Some(t) = &self.tenant {
             space = format!("{space}@{t}");
         }
@@ -89,11 +91,7 @@ impl ItemRules {
             ..RowFacts::default()
         };
         if !req.attributes.is_empty() {
-            if !self.extended {
-                let e = GatewayError::NeedsExtended {
-                    collection: self.collection.clone(),
-                    what: "storing attributes".into(),
-                };
+            if let Err(e) = self.spec.require_extended("storing attributes") {
                 return invalid(e.to_string());
             }
             let json = attributes::to_json(&req.attributes);
@@ -110,11 +108,11 @@ impl ItemRules {
                         .into(),
                 )
             }
-            Some(v) if v.values.len() != self.dimension => {
+            Some(v) if v.values.len() != self.spec.dimension as usize => {
                 return invalid(format!(
                     "the vector has {} values; the collection holds {}",
                     v.values.len(),
-                    self.dimension
+                    self.spec.dimension
                 ))
             }
             Some(v) if v.values.iter().any(|x| !x.is_finite()) => {
@@ -123,7 +121,7 @@ impl ItemRules {
             Some(v) => Payload::Vector(v.values),
             None => {
                 let image = std::mem::take(&mut req.image);
-                if self.extended {
+                if self.spec.profile == Profile::Extended {
                     facts.content_sha256 = format!("{:x}", Sha256::digest(&image));
                 }
                 Payload::Image(image)

@@ -212,9 +212,7 @@ impl Ingest {
             _ => true,
         };
         let rules = ItemRules {
-            collection: spec.name.clone(),
-            dimension: spec.dimension as usize,
-            extended: spec.profile == crate::schema::Profile::Extended,
+            spec: spec.clone(),
             vectors_stated,
             scope: spec.scope(tenant.as_deref())?,
             tenant,

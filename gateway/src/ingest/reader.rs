@@ -328,7 +328,7 @@ where
                 req.filepath,
             ))
         };
-        let collection = &self.rules.collection;
+        let collection = &self.rules.spec.name;
         if !req.collection.is_empty() && &req.collection != collection {
             let m = format!(
                 "message names collection {:?}, the stream is for {collection:?}",
@@ -379,7 +379,7 @@ where
         (store, rules, skip): (&MilvusStore, &ItemRules, Skip),
         keys: Vec<String>,
     ) -> Result<HashMap<String, i64>, GatewayError> {
-        let (collection, scope) = (&rules.collection, &rules.scope);
+        let (collection, scope) = (&rules.spec.name, &rules.scope);
         let mut stored = HashMap::new();
         for chunk in keys.chunks(imgsearch_proto::limits::MAX_FILEPATHS) {
             match skip {

@@ -593,29 +593,13 @@ impl MilvusStore {
             return Ok(Default::default());
         }
         let matching = expr::within(filepaths_in(filepaths), scope);
-        let req = QueryRequest::builder()
-            .collection_name(name)
-            .filter(matching)
-            .output_fields([FILEPATH_FIELD])
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()?;
-        let resp = self
-            .patience
-            .waiting("filepath lookup", || async {
-                Ok(self.client.query(req.clone()).await?)
-            })
-            .await?;
-        Ok(resp
-            .results()
-            .get_output_fields()
-            .iter()
-            .filter_map(|f| match f {
-                FieldData::VarChar { name, values } if name == FILEPATH_FIELD => Some(values),
-                _ => None,
-            })
-            .flatten()
-            .cloned()
-            .collect())
+        let strong = self.clock.read_at(name, Freshness::STRONG);
+        let lookup = || {
+            self.reads
+                .query(name, matching.clone(), &[FILEPATH_FIELD], None, strong)
+        };
+        let found = self.patience.waiting("filepath lookup", lookup).await?;
+        Ok(found.filepaths.into_iter().collect())
     }
 
     /// Which of the content hashes `contents` a row in `scope` holds, each
