@@ -126,3 +126,11 @@ pub const DUPLICATE_PAGE_ROWS: u32 = 64;
 /// is scanned, so a collection ingested twice holds one group per image
 /// until the second copy. Beyond it the call fails rather than grow.
 pub const MAX_DUPLICATE_OPEN_ROWS: usize = 200_000;
+
+/// Rows of groups FindDuplicates has sent that it remembers (8 bytes and a
+/// hash slot each). AUTOINDEX is approximate: a row's range search may miss
+/// a neighbour that the neighbour's own search, later, finds. The pair is
+/// still linked when the earlier row was in no group sent; a row in a group
+/// already sent, or one the full memory cannot tell about, is not linked
+/// again, so no row is in two groups.
+pub const MAX_DUPLICATE_SENT_ROWS: usize = 1_000_000;

@@ -125,15 +125,24 @@ async fn a_scan_of_thousands_of_rows_holds_a_page_of_vectors_not_the_collection(
     })
     .await
     .unwrap();
-    eprintln!("scanned in {:?}", started.elapsed());
-    let want: Vec<Vec<String>> = {
-        let mut w: Vec<_> = (0..n)
-            .map(|i| vec![format!("a/{i}"), format!("b/{i}")])
-            .collect();
-        w.sort();
-        w
-    };
-    assert_eq!(found.filepath_sets(), want, "every copy with its original");
+    eprintln!(
+        "scanned in {:?}: {} groups",
+        started.elapsed(),
+        found.groups.len()
+    );
+    for group in found.filepath_sets() {
+        let i = group[0].trim_start_matches("a/");
+        assert_eq!(
+            group,
+            [format!("a/{i}"), format!("b/{i}")],
+            "a copy with its original"
+        );
+    }
+    // AUTOINDEX (HNSW) is approximate, and random vectors are its worst
+    // case: once Milvus has indexed these rows, 2,919 of the 3,000 pairs
+    // were found (README, "Near-duplicates"); before, all of them.
+    let pairs = found.groups.len() as u64;
+    assert!(pairs * 100 >= n * 95, "{pairs} of {n} pairs found");
     assert_eq!(found.last.rows_scanned, 2 * n);
     let vectors = 2 * n * DIM as u64 * 4;
     let grew = most.saturating_sub(before);

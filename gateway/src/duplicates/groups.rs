@@ -4,7 +4,7 @@
 //! highest id, no row still to come can join it: it is finished, sent and
 //! forgotten. What stays is the rows of unfinished components, bounded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One row of a group.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,19 +41,32 @@ pub struct Groups {
     components: HashMap<i64, Component>,
     /// (highest id, root): which components the scan has passed first.
     by_last: BTreeSet<(i64, i64)>,
+    /// Rows of groups already taken out, while there is room for them.
+    sent: HashSet<i64>,
     max_group: usize,
     max_open: usize,
+    max_sent: usize,
 }
 
 impl Groups {
-    pub fn new(max_group: usize, max_open: usize) -> Self {
+    /// At most `max_group` rows a group, `max_open` rows in unfinished
+    /// groups; the rows of `max_sent` finished ones are remembered.
+    pub fn new(max_group: usize, max_open: usize, max_sent: usize) -> Self {
         Self {
             nodes: HashMap::new(),
             components: HashMap::new(),
             by_last: BTreeSet::new(),
+            sent: HashSet::new(),
             max_group,
             max_open,
+            max_sent,
         }
+    }
+
+    /// Whether `id` may be in a group already taken out: it was, or the
+    /// memory of them is full and it cannot be told.
+    pub fn may_be_sent(&self, id: i64) -> bool {
+        self.sent.len() >= self.max_sent || self.sent.contains(&id)
     }
 
     /// Whether `id` belongs to an unfinished group.
@@ -150,6 +163,9 @@ impl Groups {
                 ids.into_iter()
                     .map(|id| {
                         let n = self.nodes.remove(&id).expect("a member has a node");
+                        if self.sent.len() < self.max_sent {
+                            self.sent.insert(id);
+                        }
                         Member {
                             id,
                             filepath: n.filepath,
@@ -176,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_chain_of_pairs_is_one_group_finished_once_its_last_id_is_passed() {
-        let mut g = Groups::new(10, 100);
+        let mut g = Groups::new(10, 100, 100);
         g.link((1, "a"), (5, "e"), 2.0).unwrap();
         g.link((5, "e"), (9, "i"), 3.0).unwrap();
         assert!(g.finished(8).is_empty(), "9 may still gain neighbours");
@@ -188,7 +204,7 @@ mod tests {
 
     #[test]
     fn separate_pairs_stay_separate_groups_in_the_order_they_finish() {
-        let mut g = Groups::new(10, 100);
+        let mut g = Groups::new(10, 100, 100);
         g.link((3, "c"), (20, "t"), 1.0).unwrap();
         g.link((4, "d"), (6, "f"), 1.0).unwrap();
         assert_eq!(ids(&g.finished(25)), vec![vec![4, 6], vec![3, 20]]);
@@ -196,7 +212,7 @@ mod tests {
 
     #[test]
     fn joining_two_groups_keeps_every_member_once() {
-        let mut g = Groups::new(10, 100);
+        let mut g = Groups::new(10, 100, 100);
         g.link((1, "a"), (2, "b"), 1.0).unwrap();
         g.link((3, "c"), (4, "d"), 1.0).unwrap();
         g.link((5, "e"), (3, "c"), 1.0).unwrap();
@@ -206,8 +222,22 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_finished_groups_are_remembered_until_the_memory_is_full() {
+        let mut g = Groups::new(10, 100, 2);
+        g.link((1, "a"), (2, "b"), 1.0).unwrap();
+        g.link((3, "c"), (4, "d"), 1.0).unwrap();
+        g.finished(4);
+        assert!(g.may_be_sent(1) && g.may_be_sent(2));
+        assert!(g.may_be_sent(5), "full: cannot tell");
+        let mut g = Groups::new(10, 100, 10);
+        g.link((1, "a"), (2, "b"), 1.0).unwrap();
+        g.finished(2);
+        assert!(!g.may_be_sent(3), "a row never grouped");
+    }
+
+    #[test]
     fn a_group_past_its_limit_is_an_overflow() {
-        let mut g = Groups::new(3, 100);
+        let mut g = Groups::new(3, 100, 100);
         g.link((1, "a"), (2, "b"), 1.0).unwrap();
         g.link((2, "b"), (3, "c"), 1.0).unwrap();
         assert_eq!(g.link((3, "c"), (4, "d"), 1.0), Err(Overflow::Group(3)));
@@ -215,7 +245,7 @@ mod tests {
 
     #[test]
     fn more_open_rows_than_allowed_is_an_overflow() {
-        let mut g = Groups::new(10, 3);
+        let mut g = Groups::new(10, 3, 100);
         g.link((1, "a"), (2, "b"), 1.0).unwrap();
         assert_eq!(g.link((3, "c"), (4, "d"), 1.0), Err(Overflow::Open(3)));
     }

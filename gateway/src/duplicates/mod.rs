@@ -9,7 +9,9 @@ mod groups;
 use std::time::Duration;
 
 use imgsearch_proto::{
-    limits::{DUPLICATE_PAGE_ROWS, MAX_DUPLICATE_GROUP, MAX_DUPLICATE_OPEN_ROWS},
+    limits::{
+        DUPLICATE_PAGE_ROWS, MAX_DUPLICATE_GROUP, MAX_DUPLICATE_OPEN_ROWS, MAX_DUPLICATE_SENT_ROWS,
+    },
     v1::{
         find_duplicates_response::Event, DuplicateGroup, DuplicateMember, DuplicateScan,
         FindDuplicatesRequest, FindDuplicatesResponse,
@@ -77,8 +79,9 @@ struct Tally {
     scanned: u64,
     groups: u64,
     grouped: u64,
-    /// Neighbours found of a row already finished whose own search had
-    /// not found this one (the index is approximate): not linked.
+    /// Neighbours found of a row whose group was already sent, whose own
+    /// search had not found this one (the index is approximate): not
+    /// linked.
     late: u64,
     /// The most rows unfinished groups held at once.
     most_open: usize,
@@ -127,7 +130,11 @@ impl Scan {
         answers: &mut AnswerSender<FindDuplicatesResponse>,
         tally: &mut Tally,
     ) -> Result<(), GatewayError> {
-        let mut groups = Groups::new(MAX_DUPLICATE_GROUP, MAX_DUPLICATE_OPEN_ROWS);
+        let mut groups = Groups::new(
+            MAX_DUPLICATE_GROUP,
+            MAX_DUPLICATE_OPEN_ROWS,
+            MAX_DUPLICATE_SENT_ROWS,
+        );
         let mut after = None;
         loop {
             let page = self
@@ -194,7 +201,9 @@ impl Scan {
                 if h.id == id || h.distance > self.max_distance {
                     continue;
                 }
-                if h.id < first && !groups.is_open(h.id) {
+                // A row scanned before whose own search missed this one (the
+                // index is approximate): linked now, unless its group is gone.
+                if h.id < first && !groups.is_open(h.id) && groups.may_be_sent(h.id) {
                     tally.late += 1;
                     continue;
                 }
