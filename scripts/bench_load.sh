@@ -21,41 +21,9 @@ cargo build --release --locked --workspace --bins 2>&1 | tail -1 >&2
 
 seconds=${1:-30}
 bin=${IMGSEARCH_BENCH_BIN:-target/release}
-weights=.deps/weights/resnet50-seed0.safetensors
-port=$((20000 + RANDOM % 20000))
-gateway=127.0.0.1:$port embedder=127.0.0.1:$((port + 1))
-work=$(mktemp -d)
+. scripts/bench_stack.sh
 out=${IMGSEARCH_BENCH_OUT:-$work}
 mkdir -p "$out"
-pids=()
-started_milvus=false
-stop_servers() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
-}
-cleanup() {
-  stop_servers
-  $started_milvus && scripts/milvus.sh stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if ! scripts/milvus.sh status >/dev/null 2>&1; then
-  scripts/milvus.sh start
-  started_milvus=true
-fi
-cli() { target/release/imgsearch --gateway "$gateway" "$@"; }
-
-# Starts an embedder (with extra flags) and a gateway in front of it.
-start_servers() {
-  "$bin/imgsearch-embedder" --listen "$embedder" --metrics-listen 127.0.0.1:$((port + 2)) \
-    --weights "$weights" --device cpu --precision bf16 "$@" >"$work/embedder.log" 2>&1 &
-  pids+=($!)
-  "$bin/imgsearch-gateway" --listen "$gateway" --metrics-listen 127.0.0.1:$((port + 3)) \
-    --milvus-uri http://127.0.0.1:19530 --embedder "http://$embedder" >"$work/gateway.log" 2>&1 &
-  pids+=($!)
-  cli health --wait 300 >/dev/null
-}
 
 # shape NAME STREAMS SEARCHERS
 shape() {

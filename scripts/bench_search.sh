@@ -16,33 +16,9 @@ scripts/setup.sh system libtorch milvus weights corpus pymilvus >/dev/null
 cargo build --release --locked --workspace --bins 2>&1 | tail -1 >&2
 
 calls=${1:-120}
-weights=.deps/weights/resnet50-seed0.safetensors
 collection=bench_search
-port=$((20000 + RANDOM % 20000))
-gateway=127.0.0.1:$port embedder=127.0.0.1:$((port + 1))
-work=$(mktemp -d)
-pids=()
-started_milvus=false
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  $started_milvus && scripts/milvus.sh stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if ! scripts/milvus.sh status >/dev/null 2>&1; then
-  scripts/milvus.sh start
-  started_milvus=true
-fi
-
-target/release/imgsearch-embedder --listen "$embedder" --metrics-listen 127.0.0.1:$((port + 2)) \
-  --weights "$weights" --device cpu --precision bf16 >"$work/embedder.log" 2>&1 &
-pids+=($!)
-target/release/imgsearch-gateway --listen "$gateway" --metrics-listen 127.0.0.1:$((port + 3)) \
-  --milvus-uri http://127.0.0.1:19530 --embedder "http://$embedder" >"$work/gateway.log" 2>&1 &
-pids+=($!)
-cli() { target/release/imgsearch --gateway "$gateway" "$@"; }
-cli health --wait 300 >/dev/null
+. scripts/bench_stack.sh
+start_servers
 
 photos=(.deps/corpus/endless-sky/*.jpg)
 queries=("${photos[@]:0:10}")

@@ -32,6 +32,7 @@ pub mod hostile;
 pub mod http;
 pub mod insert;
 pub mod kube_play;
+pub mod latency;
 pub mod milvus;
 pub mod milvus_proxy;
 pub mod pki;

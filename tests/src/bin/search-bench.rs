@@ -12,24 +12,12 @@
 
 use std::time::Instant;
 
+use imgsearch_tests::latency::summary;
+
 use imgsearch_proto::v1::{
     embed_response, embedder_client::EmbedderClient, image_search_client::ImageSearchClient,
     Consistency, EmbedBatchRequest, SearchRequest, Vector,
 };
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-/// p50 and p99 in milliseconds.
-fn summary(mut seconds: Vec<f64>) -> serde_json::Value {
-    seconds.sort_by(f64::total_cmp);
-    serde_json::json!({
-        "p50_ms": percentile(&seconds, 0.5) * 1e3,
-        "p99_ms": percentile(&seconds, 0.99) * 1e3,
-    })
-}
 
 #[tokio::main]
 async fn main() {
