@@ -168,3 +168,19 @@ pub fn altered_weights(dir: &Path) -> PathBuf {
     std::fs::write(&out, bytes).expect("write altered weights");
     out
 }
+
+/// The quicker precision for tests that embed thousands of images and check
+/// no vector: bf16 where the CPU computes it natively (AVX-512 BF16 or AMX),
+/// else fp32. On a CPU without them (AVX2 alone) libtorch emulates bf16 at
+/// about 0.5 s an image, several times slower than fp32.
+pub fn quick_precision() -> &'static str {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let native = flags
+        .split_whitespace()
+        .any(|f| f == "avx512_bf16" || f == "amx_bf16");
+    if native {
+        "bf16"
+    } else {
+        "fp32"
+    }
+}

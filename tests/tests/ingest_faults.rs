@@ -11,7 +11,7 @@ use std::{
 use imgsearch_proto::v1::{ListCollectionsRequest, SearchRequest};
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs, Ended},
-    embedder::EmbedderProcess,
+    embedder::{quick_precision, EmbedderProcess},
     gateway::{GatewayFlags, GatewayProcess},
     insert::{create, distinct_pngs},
     milvus::Milvus,
@@ -83,7 +83,7 @@ async fn an_embedder_killed_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     let milvus = Milvus::shared();
     let dir = tempfile::tempdir().unwrap();
     write_pngs(dir.path(), "img", 0, IMAGES);
-    let mut embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
+    let mut embedder = EmbedderProcess::start(&["--precision", quick_precision()]).await;
     let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &batches()).await;
     let name = "embedder_killed";
     create(&mut gateway.client().await, name).await;
@@ -105,7 +105,7 @@ async fn an_embedder_killed_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     );
 
     // The documented resume, through a fresh embedder.
-    let embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
+    let embedder = EmbedderProcess::start(&["--precision", quick_precision()]).await;
     let gateway = GatewayProcess::start(&milvus.uri(), &[embedder.uri()], &batches()).await;
     let addr = format!("127.0.0.1:{}", gateway.grpc_port);
     let resumed = tokio::task::block_in_place(|| {
@@ -128,7 +128,7 @@ async fn milvus_restarted_mid_ingest_leaves_exactly_the_acknowledged_rows() {
     let mut milvus = Milvus::start().expect("own milvus");
     let dir = tempfile::tempdir().unwrap();
     write_pngs(dir.path(), "img", 10_000, IMAGES);
-    let embedder = EmbedderProcess::start(&["--precision", "bf16"]).await;
+    let embedder = EmbedderProcess::start(&["--precision", quick_precision()]).await;
     let mut gateway = GatewayProcess::start(
         &milvus.uri(),
         &[embedder.uri()],

@@ -368,7 +368,7 @@ async fn a_collection_refuses_an_embedder_with_the_other_preprocessing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_cap_are_refused_and_the_admitted_ones_finish_in_bounded_memory() {
     let stack = Stack::with()
-        .bf16()
+        .quick()
         .gateway(GatewayFlags {
             max_insert_streams: Some(2),
             max_message_bytes: Some(16777216),
@@ -481,7 +481,7 @@ fn cli_ingest(gateway: &str, dir: &std::path::Path, collection: &str) -> (serde_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_items_are_all_acknowledged_in_flat_memory() {
-    let stack = Stack::with().bf16().start().await;
+    let stack = Stack::with().quick().start().await;
     let addr = format!("127.0.0.1:{}", stack.gateway.grpc_port);
     let dir = tempfile::tempdir().unwrap();
     let (small, large) = (dir.path().join("small"), dir.path().join("large"));

@@ -11,7 +11,7 @@ use imgsearch_proto::v1::{
 use imgsearch_tests::{
     cli::{spawn_ingest, wait_ingest, write_pngs},
     deps,
-    embedder::EmbedderProcess,
+    embedder::{quick_precision, EmbedderProcess},
     gateway::{GatewayFlags, GatewayProcess},
     insert::{self, named_pngs},
     milvus::Milvus,
@@ -80,7 +80,7 @@ async fn searches(
 async fn two_cli_ingests_through_one_small_embedder_store_everything_once_and_finish_together() {
     let _one = ONE_AT_A_TIME.lock().await;
     let stack = Stack::with()
-        .bf16()
+        .quick()
         .embedder(&["--max-batch", "16", "--queue-capacity", "32"])
         .start()
         .await;
@@ -128,7 +128,7 @@ async fn four_ingests_through_two_small_replicas_store_everything_and_a_late_sma
         "--queue-capacity",
         "8",
         "--precision",
-        "bf16",
+        quick_precision(),
     ];
     let (e1, e2) = (
         EmbedderProcess::start(&small).await,
@@ -184,7 +184,7 @@ async fn four_ingests_through_two_small_replicas_store_everything_and_a_late_sma
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_during_a_saturating_ingest_wait_about_one_batch_more_than_idle() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let stack = Stack::with().bf16().start().await;
+    let stack = Stack::with().quick().start().await;
     let mut c = stack.collection("load_search_first").await;
     c.insert(named_pngs("seed/", 0, 20)).await;
     let max_batch = stack.embedder.info().await.max_batch_size as usize;
@@ -286,7 +286,7 @@ async fn an_ingest_during_searches_that_never_stop_still_gets_its_share_and_is_n
     let _one = ONE_AT_A_TIME.lock().await;
     // A stall timer short enough that a starved stream would be ended.
     let stack = Stack::with()
-        .bf16()
+        .quick()
         .gateway(GatewayFlags {
             embed_timeout_secs: Some(5),
             ..Default::default()
