@@ -274,6 +274,11 @@ struct SearchArgs {
     /// Skip this many nearest hits first (to page through results).
     #[arg(long, default_value_t = 0)]
     offset: u32,
+    /// Accuracy against speed of the approximate index: 1 (fastest) to 10
+    /// (closest to exact); each level searches about twice as much.
+    #[arg(long, default_value_t = limits::DEFAULT_SEARCH_LEVEL,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SEARCH_LEVEL)))]
+    search_level: u32,
     /// How fresh the data must be: session (sees this gateway's writes, the
     /// default), strong, bounded or eventually.
     #[arg(long, default_value = "session", value_parser = ["session", "strong", "bounded", "eventually"])]
@@ -455,6 +460,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 top_k: a.top_k,
                 max_distance: a.max_distance,
                 offset: a.offset,
+                search_level: a.search_level,
                 consistency: search::consistency(&a.consistency),
                 patience: cli.gateway.patience(),
                 filter: a.filter.filter(),

@@ -63,6 +63,7 @@ pub struct Options {
     pub top_k: u32,
     pub max_distance: Option<f32>,
     pub offset: u32,
+    pub search_level: u32,
     pub consistency: Consistency,
     pub patience: Patience,
     /// Hits must pass it.
@@ -101,6 +102,7 @@ impl Options {
             top_k: self.top_k,
             max_distance: self.max_distance,
             offset: self.offset,
+            search_level: self.search_level,
             consistency: self.consistency as i32,
             filter: self.filter.clone(),
             with_attributes: true,

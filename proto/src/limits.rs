@@ -17,6 +17,17 @@ pub const MAX_TOP_K: u32 = 1024;
 /// Milvus's result window: `offset + top_k` may not exceed it.
 pub const MAX_RESULT_WINDOW: u32 = 16384;
 
+/// The search level a search without one gets (HNSW's ef 32). At 200,000
+/// rows of the capacity benchmark (scripts/bench_scale.sh) level 1 already
+/// found 99.5 % of the exact ten nearest and level 2 all of them, for 13 %
+/// more time; on uniform random vectors, HNSW's hardest case
+/// (tests/tests/search_levels.rs), level 1 falls further behind.
+pub const DEFAULT_SEARCH_LEVEL: u32 = 2;
+
+/// Highest search level: HNSW's ef of 8192 (16 << 9) searches a large part
+/// of any index a standalone Milvus holds; more only costs time.
+pub const MAX_SEARCH_LEVEL: u32 = 10;
+
 /// Most queries in one Search call, and in one batch of a SearchStream.
 pub const MAX_QUERIES: usize = 64;
 

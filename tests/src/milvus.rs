@@ -245,6 +245,54 @@ impl Milvus {
         rows
     }
 
+    /// Waits until Milvus searches every row of `collection` through its
+    /// index: rows of segments not indexed yet are searched exactly, and so
+    /// are indexed segments until the query node has loaded their index.
+    pub async fn wait_indexed(&self, collection: &str, within: std::time::Duration) {
+        use milvus::v2::prelude as mv;
+        let mut connect = mv::ConnectConfig::new().uri(self.uri());
+        if let Some(ca) = &self.tls_ca {
+            connect = connect.ca_certificate(ca.to_string());
+        }
+        let sdk = mv::ClientV2::new(&connect).await.expect("SDK connects");
+        let started = std::time::Instant::now();
+        loop {
+            let request = mv::DescribeIndexRequest::builder()
+                .collection_name(collection)
+                .field_name("image_embedding")
+                .build()
+                .expect("describe index");
+            let answer = sdk.describe_index(request).await.expect("describe index");
+            let built = answer.indexes().iter().all(|i| {
+                i.get_total_rows() > 0
+                    && i.get_indexed_rows() == i.get_total_rows()
+                    && i.get_pending_rows() == 0
+            });
+            let total = answer.indexes().first().map_or(0, |i| i.get_total_rows());
+            // Built is not yet searched: the query node must have swapped
+            // every segment for its indexed version.
+            let request = mv::ListQuerySegmentsRequest::builder()
+                .collection_name(collection)
+                .build()
+                .expect("list segments");
+            let loaded = sdk.list_query_segments(request).await.expect("segments");
+            let served: i64 = loaded
+                .segments()
+                .iter()
+                .filter(|s| s.get_index_id() != 0 && !s.get_index_name().is_empty())
+                .map(|s| s.get_row_count())
+                .sum();
+            if built && total > 0 && served == total {
+                break;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{collection} not indexed in {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// Every row's id and `field` (Strong), through the SDK.
     async fn every_row(
         uri: &str,

@@ -73,6 +73,15 @@ pub struct SearchShape {
     pub filter: Option<String>,
     /// Read each hit's attributes (an extended collection's JSON field).
     pub with_attributes: bool,
+    /// The API's search level (checked); none leaves Milvus its own default.
+    pub search_level: Option<u32>,
+}
+
+/// HNSW's `ef` for a search level: the candidates kept while walking the
+/// graph, doubling per level from 16, and never fewer than the hits asked
+/// for (Milvus searches `offset + top_k` of them).
+pub fn hnsw_ef(level: u32, window: u32) -> u32 {
+    (16u32 << level.saturating_sub(1).min(16)).max(window)
 }
 
 /// One hit: primary key, filepath, squared L2 distance, and the stored
@@ -241,6 +250,14 @@ impl Reads {
         if let Some(d) = shape.max_distance {
             params.insert("radius".into(), serde_json::json!(d));
         }
+        // Open-source Milvus builds AUTOINDEX as HNSW and reads `ef`
+        // (`level` it ignores: measured on 2.3.5); Zilliz Cloud's AUTOINDEX
+        // reads `level`.
+        if let Some(level) = shape.search_level {
+            params.insert("level".into(), serde_json::json!(level));
+            let ef = hnsw_ef(level, shape.top_k + shape.offset);
+            params.insert("ef".into(), serde_json::json!(ef));
+        }
         let kv = |key: &str, value: String| KeyValuePair {
             key: key.into(),
             value,
@@ -402,6 +419,18 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn each_search_level_doubles_hnsw_ef_from_16() {
+        let efs: Vec<u32> = (1..=4).map(|l| hnsw_ef(l, 10)).collect();
+        assert_eq!(efs, [16, 32, 64, 128]);
+        assert_eq!(hnsw_ef(10, 10), 8192);
+    }
+
+    #[test]
+    fn hnsw_ef_covers_every_hit_asked_for() {
+        assert_eq!(hnsw_ef(1, 300), 300);
+    }
 
     #[test]
     fn flat_results_split_per_query_by_topks() {

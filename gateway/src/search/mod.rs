@@ -29,7 +29,10 @@ use crate::{
     schema::{Profile, FILEPATH_FIELD},
 };
 
-pub use imgsearch_proto::limits::{DEFAULT_TOP_K, MAX_QUERIES, MAX_RESULT_WINDOW, MAX_TOP_K};
+pub use imgsearch_proto::limits::{
+    DEFAULT_SEARCH_LEVEL, DEFAULT_TOP_K, MAX_QUERIES, MAX_RESULT_WINDOW, MAX_SEARCH_LEVEL,
+    MAX_TOP_K,
+};
 
 /// One query, whatever its kind.
 #[derive(Debug)]
@@ -50,6 +53,8 @@ pub struct Options {
     /// Hits must pass it.
     pub filter: Filter,
     pub with_attributes: bool,
+    /// Accuracy against speed, 1 to [`MAX_SEARCH_LEVEL`].
+    pub search_level: u32,
 }
 
 /// The options as the API carries them, in SearchRequest and in the first
@@ -63,6 +68,7 @@ pub struct RawOptions {
     pub write_token: u64,
     pub filter: Option<pb::Filter>,
     pub with_attributes: bool,
+    pub search_level: u32,
 }
 
 /// The consistency the API names.
@@ -109,6 +115,15 @@ impl Options {
                 ));
             }
         }
+        let search_level = match raw.search_level {
+            0 => DEFAULT_SEARCH_LEVEL,
+            l if l > MAX_SEARCH_LEVEL => {
+                return bad(format!(
+                    "search_level {l} is over the maximum {MAX_SEARCH_LEVEL}"
+                ))
+            }
+            l => l,
+        };
         let freshness = freshness(raw.consistency, raw.write_token)?;
         Ok(Self {
             top_k,
@@ -118,6 +133,7 @@ impl Options {
             freshness,
             filter: Filter::parse(raw.filter)?,
             with_attributes: raw.with_attributes,
+            search_level,
         })
     }
 }
@@ -306,6 +322,7 @@ impl Searcher {
             max_distance: options.max_distance,
             filter: spec.expression(&options.filter, self.tenant.as_deref())?,
             with_attributes: options.with_attributes && spec.profile == Profile::Extended,
+            search_level: Some(options.search_level),
         };
         let mut found: Vec<Option<Vec<RawHit>>> = vec![None; slots.len()];
         let plain: Vec<usize> = (0..slots.len())
@@ -416,6 +433,7 @@ pub async fn search(
         write_token: req.write_token,
         filter: req.filter,
         with_attributes: req.with_attributes,
+        search_level: req.search_level,
     })?;
     let kinds = [
         !req.images.is_empty(),
@@ -478,4 +496,38 @@ pub async fn search(
         embed_seconds: answered.embed_seconds,
         search_seconds: answered.search_seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_level(search_level: u32) -> Result<Options, GatewayError> {
+        Options::parse(RawOptions {
+            top_k: 0,
+            offset: 0,
+            max_distance: None,
+            include_self: false,
+            consistency: 0,
+            write_token: 0,
+            filter: None,
+            with_attributes: false,
+            search_level,
+        })
+    }
+
+    #[test]
+    fn a_search_without_a_level_gets_the_default_one() {
+        assert_eq!(with_level(0).unwrap().search_level, DEFAULT_SEARCH_LEVEL);
+    }
+
+    #[test]
+    fn a_level_over_the_maximum_is_an_invalid_argument() {
+        let refused = with_level(MAX_SEARCH_LEVEL + 1).unwrap_err();
+        assert!(matches!(refused, GatewayError::InvalidArgument(m) if m.contains("search_level")));
+        assert_eq!(
+            with_level(MAX_SEARCH_LEVEL).unwrap().search_level,
+            MAX_SEARCH_LEVEL
+        );
+    }
 }

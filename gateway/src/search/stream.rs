@@ -152,6 +152,7 @@ impl SearchStreams {
             write_token: first.write_token,
             filter: first.filter.clone(),
             with_attributes: first.with_attributes,
+            search_level: first.search_level,
         })?;
         let spec = searcher.store.collection_spec(&first.collection).await?;
         // A filter the collection cannot take ends the call before any query.
