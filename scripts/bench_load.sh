@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The system under load, in three shapes, with `imgsearch bench` over the
-# endless-sky corpus; the embedder runs bf16 on CPU. Prints a Markdown table
+# endless-sky corpus; the embedder as scripts/bench_stack.sh picks it. Prints a Markdown table
 # (images/s, search p50/p99, errors by code, peak RSS of each process) and
 # leaves each shape's JSON report in $IMGSEARCH_BENCH_OUT (default a temp
 # folder, deleted).
@@ -43,11 +43,11 @@ shape c 8 0
 stop_servers
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-python3 - "$out" "$seconds" "$cpu" "$(nproc)" <<'PY'
+python3 - "$out" "$seconds" "$cpu" "$(nproc)" "$precision" <<'PY'
 import json, sys
-out, seconds, cpu, cores = sys.argv[1:]
+out, seconds, cpu, cores, precision = sys.argv[1:]
 print(f"`imgsearch bench`, {seconds} s per shape, endless-sky corpus (720x360 JPEGs), "
-      f"embedder bf16 on CPU, embedded Milvus 2.3.5; {cpu}, {cores} cores.\n")
+      f"embedder {precision} on CPU, embedded Milvus 2.3.5; {cpu}, {cores} cores.\n")
 print("| shape | images/s | search/s | search p50 / p99 (ms) | errors | peak RSS gateway / embedder (MiB) |")
 print("|---|---|---|---|---|---|")
 names = {"a": "(a) 1 stream", "b": "(b) 4 streams + 8 searchers", "c": "(c) 8 streams, queue 16"}

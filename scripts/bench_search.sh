@@ -4,7 +4,7 @@
 # consistency level, and the tutorial's own pymilvus search of the same
 # query vectors on the same collection, as the baseline of the ratios. The
 # collection holds the endless-sky corpus ingested four times (about 1,090
-# rows); the embedder runs bf16 on CPU. Prints a Markdown table.
+# rows); the embedder as scripts/bench_stack.sh picks it. Prints a Markdown table.
 #
 #   scripts/bench_search.sh [CALLS]
 #
@@ -39,12 +39,12 @@ base=$(.deps/venv-pymilvus/bin/python scripts/search_baseline.py http://127.0.0.
 cli collection drop "$collection" >/dev/null
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-python3 - "$ours" "$base" "$rows" "$calls" "$cpu" "$(nproc)" <<'PY'
+python3 - "$ours" "$base" "$rows" "$calls" "$cpu" "$(nproc)" "$precision" <<'PY'
 import json, sys
 ours, base = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-rows, calls, cpu, cores = sys.argv[3:]
+rows, calls, cpu, cores, precision = sys.argv[3:]
 print(f"One-image search, {calls} calls per row, {rows} rows, embedded Milvus 2.3.5, "
-      f"embedder bf16 on CPU; {cpu}, {cores} cores.\n")
+      f"embedder {precision} on CPU; {cpu}, {cores} cores.\n")
 print("| client | consistency | wall p50 / p99 (ms) | embed p50 (ms) | Milvus p50 / p99 (ms) | Milvus p50 vs baseline |")
 print("|---|---|---|---|---|---|")
 print(f"| pymilvus (the tutorial) | bounded | | | {base['p50_ms']:.1f} / {base['p99_ms']:.1f} | 1.00x |")

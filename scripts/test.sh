@@ -22,9 +22,19 @@ cargo build --workspace --bins --release --locked --features "$features"
 scripts/images.sh
 cargo test --workspace --release --locked --features "$features" "$@"
 
-# The demo uses the default ports, so it runs after the tests, not beside them.
+# The demo and the capacity benchmark's smoke run use the default ports, so
+# they run after the tests, not beside them.
 demo_dir=$(mktemp -d)
 trap 'rm -rf "$demo_dir"' EXIT
+
+# The capacity benchmark, small (two sizes, a minute): its scripts and
+# charts work, and it wrote both charts as PNGs.
+IMGSEARCH_CARGO_FEATURES=$features scripts/bench_scale.sh smoke "$demo_dir/scale"
+for chart in scale_latency scale_recall; do
+  python3 -c 'import sys; assert open(sys.argv[1], "rb").read(8) == b"\x89PNG\r\n\x1a\n", sys.argv[1]' \
+    "$demo_dir/scale/$chart.png"
+done
+echo "capacity smoke ok: charts written"
 IMGSEARCH_CARGO_FEATURES=$features IMGSEARCH_DEMO_DIR=$demo_dir \
   IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh | tee "$demo_dir/demo.out"
 # The picture must have the size the CLI's layout (cli/src/picture) says it

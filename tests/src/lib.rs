@@ -15,12 +15,16 @@
 //! - [`search`]: search requests by kind, exact L2.
 //! - [`data`]: attributes, filters and vector items of the extended schema,
 //!   and the filter rules evaluated over rows read from Milvus.
+//! - [`charts`]: benchmark results drawn as line charts (PNG).
+//! - [`synthetic`]: many rows made from a few photos' vectors, reproducibly,
+//!   for the benchmarks.
 //! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 //! - [`deploy`]: the rendered Kubernetes manifests.
 //! - [`containers`], [`kube_play`]: the images run as those manifests say,
 //!   by `podman run` and by `podman kube play`.
 
+pub mod charts;
 pub mod cli;
 pub mod containers;
 pub mod data;
@@ -42,6 +46,7 @@ pub mod pyref;
 pub mod search;
 pub mod server_process;
 pub mod stack;
+pub mod synthetic;
 
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the
 /// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)

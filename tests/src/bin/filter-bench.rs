@@ -16,38 +16,15 @@
 
 use std::time::Instant;
 
-use imgsearch_tests::latency::summary;
-
-use imgsearch_proto::v1::{
-    attribute_value::Value, condition::Test, embed_response, embedder_client::EmbedderClient,
-    image_search_client::ImageSearchClient, insert_response::Event, AttributeValue, Condition,
-    DescribeCollectionRequest, EmbedBatchRequest, Filter, InsertRequest, SearchRequest, Vector,
+use imgsearch_tests::{
+    latency::summary,
+    synthetic::{embed, gateway, perturbed, store},
 };
 
-/// A deterministic standard-normal-ish sample stream for `seed` (the sum of
-/// four uniforms, centred and scaled).
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut uniform = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 40) as f32 / (1u64 << 24) as f32
-    };
-    (0..n)
-        .map(|_| (uniform() + uniform() + uniform() + uniform() - 2.0) * 3f32.sqrt())
-        .collect()
-}
-
-/// Photo `seed mod n`'s vector plus noise of 5 % of its RMS.
-fn perturbed(bases: &[Vec<f32>], seed: u64) -> Vec<f32> {
-    let base = &bases[(seed % bases.len() as u64) as usize];
-    let rms = (base.iter().map(|v| v * v).sum::<f32>() / base.len() as f32).sqrt();
-    base.iter()
-        .zip(noise(seed, base.len()))
-        .map(|(b, e)| b + 0.05 * rms * e)
-        .collect()
-}
+use imgsearch_proto::v1::{
+    attribute_value::Value, condition::Test, AttributeValue, Condition, Filter, InsertRequest,
+    SearchRequest, Vector,
+};
 
 fn bucket(test: Test) -> Filter {
     Filter {
@@ -66,42 +43,6 @@ fn int(i: i64) -> AttributeValue {
     }
 }
 
-type Gateway = ImageSearchClient<tonic::transport::Channel>;
-
-async fn gateway(uri: &str) -> Gateway {
-    ImageSearchClient::new(imgsearch_tests::channel(uri).await.unwrap())
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20)
-}
-
-async fn embed(uri: &str, files: &[String]) -> Vec<Vec<f32>> {
-    let mut embedder = EmbedderClient::new(imgsearch_tests::channel(uri).await.unwrap())
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20);
-    let mut out = Vec::new();
-    for chunk in files.chunks(imgsearch_proto::limits::MAX_EMBED_BATCH_IMAGES) {
-        let images = chunk
-            .iter()
-            .map(|f| std::fs::read(f).expect("read a photo").into())
-            .collect();
-        let answer = embedder
-            .embed_batch(EmbedBatchRequest { images })
-            .await
-            .expect("embed the photos");
-        out.extend(
-            answer
-                .into_inner()
-                .results
-                .into_iter()
-                .map(|r| match r.result {
-                    Some(embed_response::Result::Vector(v)) => v.values,
-                    other => panic!("a photo did not embed: {other:?}"),
-                }),
-        );
-    }
-    out
-}
-
 async fn load(args: &[String]) {
     let [gw, embedder, collection, rows, queries_out, files @ ..] = args else {
         panic!("usage: filter-bench load GATEWAY EMBEDDER COLLECTION ROWS QUERIES_OUT FILE...");
@@ -111,48 +52,15 @@ async fn load(args: &[String]) {
     let queries: Vec<Vec<f32>> = (0..64).map(|q| perturbed(&bases, rows + q)).collect();
     std::fs::write(queries_out, serde_json::to_string(&queries).unwrap()).unwrap();
 
-    let mut client = gateway(gw).await;
-    let fingerprint = client
-        .describe_collection(DescribeCollectionRequest {
-            name: collection.clone(),
-        })
-        .await
-        .expect("describe")
-        .into_inner()
-        .fingerprint;
-    let (collection, started) = (collection.clone(), Instant::now());
-    // Made as the stream is read, so the loader holds a few rows, not all.
-    let items = tokio_stream::iter((0..rows).map(move |i| InsertRequest {
-        collection: if i == 0 {
-            collection.clone()
-        } else {
-            String::new()
-        },
-        fingerprint: if i == 0 {
-            fingerprint.clone()
-        } else {
-            String::new()
-        },
+    let row = move |i: u64| InsertRequest {
         filepath: format!("r/{i}"),
         vector: Some(Vector {
             values: perturbed(&bases, i),
         }),
         attributes: [("bucket".to_string(), int((i % 100) as i64))].into(),
         ..Default::default()
-    }));
-    let mut answers = client.insert(items).await.expect("insert").into_inner();
-    let mut inserted = 0;
-    while let Some(a) = answers.message().await.expect("insert answers") {
-        if let Some(Event::Summary(s)) = a.event {
-            inserted = s.inserted;
-        }
-    }
-    assert_eq!(inserted, rows, "every row stored");
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({"rows": rows, "seconds": seconds, "rows_per_s": rows as f64 / seconds})
-    );
+    };
+    println!("{}", store(gw, collection, (0, rows), row).await);
 }
 
 async fn search(args: &[String]) {
