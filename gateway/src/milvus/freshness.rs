@@ -16,6 +16,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use imgsearch_proto::limits::SESSION_WRITE_MEMORY;
 use milvus::proto::common::ConsistencyLevel as Level;
 
 use crate::error::GatewayError;
@@ -68,10 +69,8 @@ impl Freshness {
                 self.consistency
             )));
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let token_ms = self.write_token >> LOGICAL_BITS;
+        let now_ms = now_ms();
+        let token_ms = physical_ms(self.write_token);
         if token_ms > now_ms + MAX_TOKEN_AHEAD_MS {
             return Err(GatewayError::InvalidArgument(format!(
                 "write_token {} is not a write of this Milvus: it lies {} s in the future \
@@ -84,17 +83,46 @@ impl Freshness {
     }
 }
 
-/// The latest write timestamp this gateway made to each collection.
+/// The latest write timestamp this gateway made to each collection, for
+/// the collections written within [`SESSION_WRITE_MEMORY`]: a gateway that
+/// outlives many collections (made and dropped by others) keeps no entry
+/// for each one it ever wrote to.
 #[derive(Clone, Default)]
 pub struct WriteClock {
     latest: Arc<Mutex<HashMap<String, u64>>>,
 }
 
+/// The physical milliseconds of a Milvus hybrid timestamp.
+fn physical_ms(timestamp: u64) -> u64 {
+    timestamp >> LOGICAL_BITS
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl WriteClock {
     pub fn record(&self, collection: &str, timestamp: u64) {
         let mut latest = self.latest.lock().expect("write clock lock");
+        if !latest.contains_key(collection) {
+            // A new entry is the only way the map grows: drop the ones
+            // every read already sees before adding it.
+            let memory = SESSION_WRITE_MEMORY.as_millis() as u64;
+            let horizon = now_ms().saturating_sub(memory);
+            latest.retain(|_, t| physical_ms(*t) >= horizon);
+        }
         let t = latest.entry(collection.to_string()).or_default();
         *t = (*t).max(timestamp);
+    }
+
+    /// Forgets a dropped collection's writes.
+    pub fn forget(&self, collection: &str) {
+        self.latest
+            .lock()
+            .expect("write clock lock")
+            .remove(collection);
     }
 
     pub fn latest(&self, collection: &str) -> u64 {
@@ -126,13 +154,6 @@ mod tests {
 
     fn token_at(ms: u64) -> u64 {
         ms << LOGICAL_BITS
-    }
-
-    fn now_ms() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
     }
 
     #[test]
@@ -167,5 +188,26 @@ mod tests {
             ..fresh
         };
         assert!(bounded.check().unwrap_err().to_string().contains("SESSION"));
+    }
+
+    #[test]
+    fn writes_every_read_already_sees_are_forgotten_when_another_collection_is_written() {
+        let clock = WriteClock::default();
+        let memory = SESSION_WRITE_MEMORY.as_millis() as u64;
+        clock.record("old", token_at(now_ms() - memory - 1_000));
+        clock.record("recent", token_at(now_ms() - 1_000));
+        clock.record("new", token_at(now_ms()));
+        assert_eq!(clock.latest("old"), 0);
+        assert!(clock.latest("recent") > 0 && clock.latest("new") > 0);
+        assert_eq!(clock.latest.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_dropped_collection_is_forgotten() {
+        let clock = WriteClock::default();
+        clock.record("c", token_at(now_ms()));
+        clock.forget("c");
+        assert_eq!(clock.latest("c"), 0);
+        assert!(clock.latest.lock().unwrap().is_empty());
     }
 }

@@ -491,6 +491,7 @@ impl MilvusStore {
 
     fn forget(&self, name: &str) {
         self.specs.lock().expect("specs lock").remove(name);
+        self.clock.forget(name);
     }
 
     /// Dimension and fingerprint of a collection, checking it is one of
@@ -519,10 +520,11 @@ impl MilvusStore {
             dimension,
             fingerprint: schema::fingerprint_of(schema.get_description()).map(str::to_string),
         };
-        self.specs
-            .lock()
-            .expect("specs lock")
-            .insert(name.to_string(), (Instant::now(), spec.clone()));
+        let mut specs = self.specs.lock().expect("specs lock");
+        // Expired entries go when another is added, so collections dropped
+        // by other gateways leave nothing behind here for long.
+        specs.retain(|_, (at, _)| at.elapsed() < SPEC_TTL);
+        specs.insert(name.to_string(), (Instant::now(), spec.clone()));
         Ok(spec)
     }
 
