@@ -6,6 +6,9 @@
 # wrote its picture.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Each phase's end and the minutes since the start, to see where CI's time
+# goes.
+phase() { printf '\033[1m[test]\033[0m %s done at %d:%02d\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)) >&2; }
 scripts/setup.sh
 # The container tests ingest the demo corpus; the preprocessing tests also
 # read the larger photos.
@@ -17,24 +20,31 @@ scripts/setup.sh corpus photos
 # The fault hooks (embedder/src/fault.rs, the gateway's check_filepaths in
 # gateway/src/config.rs) exist only in this build.
 features=imgsearch-embedder/fault-injection,imgsearch-gateway/fault-injection
+phase setup
 cargo build --workspace --bins --release --locked --features "$features"
+phase build
 # tests/tests/containers.rs runs the images the users' Dockerfile makes.
 scripts/images.sh
+phase images
 cargo test --workspace --release --locked --features "$features" "$@"
+phase tests
 
 # The demo and the capacity benchmark's smoke run use the default ports, so
 # they run after the tests, not beside them.
 demo_dir=$(mktemp -d)
 trap 'rm -rf "$demo_dir"' EXIT
 
-# The capacity benchmark, small (two sizes, a minute): its scripts and
-# charts work, and it wrote both charts as PNGs.
+# The capacity benchmark, small (3 to 5 minutes): its scripts and charts
+# work, the smoke soak had no error and no server's RSS grew past its bound
+# (bench_scale.sh checks both), and it wrote every chart as a PNG.
 IMGSEARCH_CARGO_FEATURES=$features scripts/bench_scale.sh smoke "$demo_dir/scale"
-for chart in scale_latency scale_recall; do
+for chart in scale_latency scale_recall time_throughput time_latency time_rss_ingest-1 \
+  time_rss_ingest-4 time_rss_soak; do
   python3 -c 'import sys; assert open(sys.argv[1], "rb").read(8) == b"\x89PNG\r\n\x1a\n", sys.argv[1]' \
     "$demo_dir/scale/$chart.png"
 done
 echo "capacity smoke ok: charts written"
+phase "capacity smoke"
 IMGSEARCH_CARGO_FEATURES=$features IMGSEARCH_DEMO_DIR=$demo_dir \
   IMGSEARCH_DEMO_IMAGES=${IMGSEARCH_DEMO_IMAGES:-60} scripts/demo.sh | tee "$demo_dir/demo.out"
 # The picture must have the size the CLI's layout (cli/src/picture) says it
@@ -50,3 +60,4 @@ assert said, "the CLI did not say it wrote the picture"
 assert (w, h) == tuple(map(int, said[-1])), ((w, h), said)
 print(f"demo picture ok: {w}x{h}")
 PY
+phase demo

@@ -36,7 +36,7 @@ const READ_AHEAD: usize = 16;
 /// Room left in a message for the filepath, the collection name and the
 /// attributes (at most `MAX_ATTRIBUTES_BYTES` of JSON, about as much in
 /// protobuf).
-const MESSAGE_OVERHEAD: usize = 4 * imgsearch_proto::limits::MAX_ATTRIBUTES_BYTES;
+pub const MESSAGE_OVERHEAD: usize = 4 * imgsearch_proto::limits::MAX_ATTRIBUTES_BYTES;
 
 /// What to ingest, and how.
 #[derive(Debug)]

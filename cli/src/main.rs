@@ -204,7 +204,9 @@ struct IngestArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Images (files, directories, .zip archives) to send, reused as needed.
+    /// Images (files, directories, .zip archives) to send: up to 512 are
+    /// held and reused as needed; more are read as sent, each once before
+    /// any repeats.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// The collection to load; created afresh (dropping one of that name)
@@ -232,9 +234,13 @@ struct BenchArgs {
     /// acknowledged.
     #[arg(long)]
     total_images: Option<u64>,
-    /// A process to sample, as NAME=PID (repeatable): peak RSS and CPU.
+    /// A process to sample, as NAME=PID (repeatable): RSS, open files and
+    /// CPU.
     #[arg(long, value_parser = bench::parse_watch)]
     watch: Vec<(String, u32)>,
+    /// Seconds each point of the report's timeline spans.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
     #[arg(long)]
     json: bool,
 }
@@ -275,10 +281,10 @@ struct SearchArgs {
     #[arg(long, default_value_t = 0)]
     offset: u32,
     /// Accuracy against speed of the approximate index: 1 (fastest) to 10
-    /// (closest to exact); each level searches about twice as much.
-    #[arg(long, default_value_t = limits::DEFAULT_SEARCH_LEVEL,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SEARCH_LEVEL)))]
-    search_level: u32,
+    /// (closest to exact); each level searches about twice as much. Without
+    /// it the gateway's default level applies.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SEARCH_LEVEL)))]
+    search_level: Option<u32>,
     /// How fresh the data must be: session (sees this gateway's writes, the
     /// default), strong, bounded or eventually.
     #[arg(long, default_value = "session", value_parser = ["session", "strong", "bounded", "eventually"])]
@@ -428,6 +434,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     total_images: a.total_images,
                     watch: a.watch,
                     reuse: a.reuse_collection,
+                    interval: Duration::from_secs(a.interval),
                 },
             )
             .await?;
@@ -460,7 +467,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 top_k: a.top_k,
                 max_distance: a.max_distance,
                 offset: a.offset,
-                search_level: a.search_level,
+                search_level: a.search_level.unwrap_or(0),
                 consistency: search::consistency(&a.consistency),
                 patience: cli.gateway.patience(),
                 filter: a.filter.filter(),

@@ -92,10 +92,16 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), Failure
         }
     };
     let plain = |v: &f64| format!("{v}");
+    // At most three decimals, none that are zeros: 20, 0.95, 3000.
+    let tidy = |v: &f64| {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
     c.configure_mesh()
         .x_desc(chart.x)
         .y_desc(chart.y)
         .x_label_formatter(if chart.log_x { &count } else { &plain })
+        .y_label_formatter(&tidy)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 17))
         .draw()?;

@@ -18,6 +18,8 @@
 //! - [`charts`]: benchmark results drawn as line charts (PNG).
 //! - [`synthetic`]: many rows made from a few photos' vectors, reproducibly,
 //!   for the benchmarks.
+//! - [`variants`]: many distinct images made from a few photos (crops,
+//!   flips, re-encodes), for the long ingest benchmarks.
 //! - [`pki`]: certificates for TLS tests.
 //! - [`pyref`]: the tutorial's PyTorch pipeline, run to get reference vectors.
 //! - [`deploy`]: the rendered Kubernetes manifests.
@@ -47,6 +49,7 @@ pub mod search;
 pub mod server_process;
 pub mod stack;
 pub mod synthetic;
+pub mod variants;
 
 /// A gRPC channel to `uri`. (The generated clients have no `connect`: the
 /// Milvus SDK generates its own, so tonic-build's transport helpers stay off.)

@@ -70,6 +70,20 @@ pub async fn stream(
     }
 }
 
+/// Squared L2 in f32, summed in eight lanes the compiler keeps in SIMD
+/// registers: fast enough to rank 200,000 rows per query, where [`l2`]'s
+/// f64 is for comparing with the distances Milvus reports.
+pub fn ranking_l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            lanes[i] += d * d;
+        }
+    }
+    lanes.iter().sum()
+}
+
 /// Squared L2 distance, as Milvus reports it.
 pub fn l2(a: &[f32], b: &[f32]) -> f64 {
     a.iter()

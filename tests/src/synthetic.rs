@@ -11,7 +11,7 @@ use imgsearch_proto::v1::{
 };
 
 /// A deterministic stream of uniforms in [0, 1) for `seed` (xorshift).
-fn uniforms(seed: u64) -> impl FnMut() -> f32 {
+pub fn uniforms(seed: u64) -> impl FnMut() -> f32 {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     move || {
         x ^= x << 13;

@@ -13,7 +13,7 @@
 //!     scale-bench search GATEWAY COLLECTION TRUTH CALLS LEVEL...
 //!         CALLS one-vector Searches (top 10) per search level, cycling
 //!         through the queries; prints per level the p50 and p99 of wall
-//!         time, Milvus's p50, recall@10 against the truth over the first
+//!         time, recall@10 against the truth over the first
 //!         pass through the queries, and HNSW's ef, as JSON.
 //!     scale-bench default-level
 //!         the search level a search without one gets.
@@ -27,6 +27,7 @@ use imgsearch_proto::v1::{InsertRequest, SearchRequest, Vector};
 use imgsearch_tests::{
     charts::{draw, Chart, Series},
     latency::summary,
+    search::ranking_l2,
     synthetic::{blended, embed, gateway, store},
 };
 use plotters::chart::SeriesLabelPosition;
@@ -65,23 +66,11 @@ async fn load(args: &[String]) {
     println!("{}", store(gw, collection, (from, to), row).await);
 }
 
-fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    // Eight lanes, so the compiler keeps the sum in SIMD registers.
-    let mut lanes = [0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            lanes[i] += d * d;
-        }
-    }
-    lanes.iter().sum()
-}
-
 /// The `TOP_K` nearest rows of `rows` (numbered from `first`) to `query`,
 /// merged into `best` (kept sorted, nearest first).
 fn nearest(query: &[f32], rows: &[Vec<f32>], first: u64, best: &mut Vec<(f32, u64)>) {
     for (i, row) in rows.iter().enumerate() {
-        let d = squared_l2(query, row);
+        let d = ranking_l2(query, row);
         if best.len() < TOP_K || d < best[TOP_K - 1].0 {
             let at = best.partition_point(|&(e, _)| e <= d);
             best.insert(at, (d, first + i as u64));
@@ -144,7 +133,7 @@ async fn search(args: &[String]) {
     let mut out = serde_json::Map::new();
     for level in levels {
         let level: u32 = level.parse().expect("LEVEL");
-        let (mut wall, mut milvus, mut found) = (Vec::new(), Vec::new(), 0usize);
+        let (mut wall, mut found) = (Vec::new(), 0usize);
         // Ten untimed calls warm the connection and Milvus's caches.
         for i in 0..calls + 10 {
             let q = i.checked_sub(10).unwrap_or(i) % queries.len();
@@ -166,7 +155,6 @@ async fn search(args: &[String]) {
                 continue;
             }
             wall.push(started.elapsed().as_secs_f64());
-            milvus.push(r.search_seconds);
             if i - 10 < queries.len() {
                 found += r.results[0]
                     .hits
@@ -177,7 +165,6 @@ async fn search(args: &[String]) {
             }
         }
         let mut entry = summary(wall);
-        entry["milvus_p50_ms"] = summary(milvus)["p50_ms"].clone();
         entry["recall"] = json!(found as f64 / (queries.len() * TOP_K) as f64);
         entry["ef"] = json!(hnsw_ef(level, TOP_K as u32));
         out.insert(level.to_string(), entry);
