@@ -7,7 +7,7 @@ default, a cert-manager Certificate for every certificate Secret mounted,
 Milvus's TLS and authorization on.
 
 Run with the venv scripts/setup.sh deploy installs; prints the rendered
-objects as JSON, {"overlay": [object, ...]}, for tests/tests/deploy_manifests.rs
+objects as JSON, {"overlay": [object, ...]}, for tests/tests/suite/deploy_manifests.rs
 to check against the binaries. Exits non-zero with the reasons on any failure.
 """
 

@@ -21,7 +21,7 @@ pub const MAX_RESULT_WINDOW: u32 = 16384;
 /// rows of the capacity benchmark (scripts/bench_scale.sh, the README's
 /// dated run) level 1 found 99.9 % of the exact ten nearest and level 2 all
 /// of them, for 15 % more time (p50 5.9 against 6.8 ms); on uniform random
-/// vectors, HNSW's hardest case (tests/tests/search_levels.rs), level 1
+/// vectors, HNSW's hardest case (tests/tests/suite/search_levels.rs), level 1
 /// finds 0.44 and level 2 0.60.
 pub const DEFAULT_SEARCH_LEVEL: u32 = 2;
 
