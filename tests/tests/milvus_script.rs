@@ -14,6 +14,8 @@ use imgsearch_tests::deps;
 
 /// How long each start may take to serve, as the issue asks.
 const SERVING_WITHIN: Duration = Duration::from_secs(60);
+/// How long another process's Milvus may take to free the default ports.
+const PORTS_FREED_WITHIN: Duration = Duration::from_secs(60);
 
 /// Runs `scripts/milvus.sh ARG` on `data`; panics unless it succeeds.
 fn milvus_sh(arg: &str, data: &Path) {
@@ -76,10 +78,18 @@ impl Drop for StopOnDrop<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_milvus_serves_again_after_a_second_start_a_quick_restart_and_a_kill() {
-    let free = std::net::TcpListener::bind("127.0.0.1:9091").is_ok()
-        && std::net::TcpListener::bind("127.0.0.1:19530").is_ok();
+    // The binary run just before (containers.rs) holds 19530 in its own
+    // Milvus, which may still be going down when this starts.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:9091").is_ok()
+            && std::net::TcpListener::bind("127.0.0.1:19530").is_ok()
+    };
+    let deadline = Instant::now() + PORTS_FREED_WITHIN;
+    while !free() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(
-        free,
+        free(),
         "ports 9091 and 19530 must be free: stop the Milvus holding them"
     );
     let data = tempfile::tempdir().unwrap();
