@@ -1,5 +1,7 @@
-//! Generates the imgsearch.v1 messages and services into OUT_DIR, plus a
-//! file descriptor set that the servers publish through gRPC reflection.
+//! Generates the imgsearch.v1 messages and services into OUT_DIR, a file
+//! descriptor set that the servers publish through gRPC reflection, and the
+//! messages' proto3 JSON (serde, by pbjson from the same descriptors) that
+//! the HTTP API speaks.
 
 use std::{env, path::PathBuf};
 
@@ -13,13 +15,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    let descriptors = out.join("imgsearch_descriptor.bin");
     tonic_build::configure()
         // Images are `Bytes`: decoded as slices of the received buffer, and a
         // call sent again (another replica, a busy retry) shares them.
         .bytes(["."])
         // Attributes come back in key order, the same every time.
         .btree_map(["."])
-        .file_descriptor_set_path(out.join("imgsearch_descriptor.bin"))
+        .file_descriptor_set_path(&descriptors)
         .compile_protos(&protos, &["."])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .btree_map(["."])
+        .build(&[".imgsearch.v1"])?;
     Ok(())
 }

@@ -11,7 +11,7 @@
 bin=${bin:-target/release}
 weights=.deps/weights/resnet50-seed0.safetensors
 port=$((20000 + RANDOM % 20000))
-gateway=127.0.0.1:$port embedder=127.0.0.1:$((port + 1))
+gateway=127.0.0.1:$port embedder=127.0.0.1:$((port + 1)) http=127.0.0.1:$((port + 4))
 work=$(mktemp -d)
 pids=()
 started_milvus=false
@@ -39,6 +39,7 @@ start_servers() {
     --weights "$weights" --device cpu --precision "$precision" "$@" >"$work/embedder.log" 2>&1 &
   pids+=($!)
   "$bin/imgsearch-gateway" --listen "$gateway" --metrics-listen 127.0.0.1:$((port + 3)) \
+    --http-listen "$http" \
     --milvus-uri http://127.0.0.1:19530 --embedder "http://$embedder" >"$work/gateway.log" 2>&1 &
   pids+=($!)
   cli health --wait 300 >/dev/null

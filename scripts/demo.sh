@@ -120,7 +120,7 @@ export RUST_LOG=${RUST_LOG:-info}
 "$bin/imgsearch-embedder" --weights "$weights" --listen "$embedder_addr" \
   --metrics-listen 127.0.0.1:9102 >"$out/embedder.log" 2>&1 &
 echo $! >"$out/embedder.pid"
-"$bin/imgsearch-gateway" --listen "$gateway_addr" --metrics-listen 127.0.0.1:9103 \
+"$bin/imgsearch-gateway" --listen "$gateway_addr" --metrics-listen 127.0.0.1:9103 --http-listen off \
   --milvus-uri "$milvus_uri" --embedder "http://$embedder_addr" >"$out/gateway.log" 2>&1 &
 echo $! >"$out/gateway.pid"
 

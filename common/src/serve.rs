@@ -23,7 +23,7 @@ use imgsearch_proto::limits::{HTTP2_STREAM_WINDOW_BYTES, HTTP2_WINDOW_STREAMS};
 use crate::{
     grpc::{self, Health, ListenError},
     telemetry::Telemetry,
-    tls::ServerTlsArgs,
+    tls::{Protocols, ServerTlsArgs},
 };
 
 /// The server-side settings both binaries take from their flags.
@@ -39,6 +39,10 @@ pub struct ServeOptions {
     pub keepalive: Option<(Duration, Duration)>,
     /// How long open calls may run on after the stop.
     pub grace: Duration,
+    /// Also take gRPC-Web (HTTP/1.1 or 2) on the gRPC port, for browsers.
+    pub grpc_web: bool,
+    /// Origins whose pages may call across origins (gRPC-Web).
+    pub cors: Option<tower_http::cors::CorsLayer>,
     /// HTTP/2 streams one connection may have open at once
     /// (SETTINGS_MAX_CONCURRENT_STREAMS): a client opens no more, and h2
     /// refuses any it opens beyond; `None` is h2's default (unbounded).
@@ -109,12 +113,24 @@ where
     } else {
         None
     };
-    let incoming = grpc::listen(options.listen, &options.tls).await?;
+    let protocols = if options.grpc_web {
+        Protocols::Http2AndHttp1
+    } else {
+        Protocols::Http2
+    };
+    let (incoming, _) = grpc::listen("gRPC", options.listen, &options.tls, protocols).await?;
     let probes = grpc::serve_probes(options.probe_listen, health_service.clone()).await?;
     let (interval, timeout) = options.keepalive.unzip();
     let (stopping, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .accept_http1(options.grpc_web)
+            // Outside the telemetry layer: it sees a gRPC-Web call as the
+            // gRPC call it becomes, counted and gated like any other.
+            .layer(tower::util::option_layer(options.cors.clone()))
+            .layer(tower::util::option_layer(
+                options.grpc_web.then(tonic_web::GrpcWebLayer::new),
+            ))
             .http2_keepalive_interval(interval)
             .http2_keepalive_timeout(timeout)
             .max_concurrent_streams(options.max_connection_streams)

@@ -79,10 +79,29 @@ fn invalid(file: &Path, reason: impl std::fmt::Display) -> TlsError {
     }
 }
 
+/// The protocols a port offers in the TLS handshake (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/2 alone: gRPC.
+    Http2,
+    /// HTTP/2 and HTTP/1.1: the HTTP API, and gRPC-Web from browsers.
+    Http2AndHttp1,
+}
+
+impl Protocols {
+    fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocols::Http2 => vec![b"h2".to_vec()],
+            Protocols::Http2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+}
+
 /// The server's TLS configuration as the files say now.
 #[derive(Clone)]
 pub struct ServerTls {
     files: Vec<PathBuf>,
+    protocols: Protocols,
     /// The files' contents `current` was built from.
     loaded: Vec<Vec<u8>>,
     current: Arc<RwLock<Arc<ServerConfig>>>,
@@ -90,16 +109,17 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// `None` when no certificate is configured (plaintext).
-    pub fn load(args: &ServerTlsArgs) -> Result<Option<Self>, TlsError> {
+    pub fn load(args: &ServerTlsArgs, protocols: Protocols) -> Result<Option<Self>, TlsError> {
         let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
             return Ok(None);
         };
         let mut files = vec![cert.clone(), key.clone()];
         files.extend(args.client_ca.clone());
         let pems = reload::read_all(&files)?;
-        let config = server_config(&files, &pems)?;
+        let config = server_config(&files, &pems, protocols)?;
         let tls = Self {
             files,
+            protocols,
             loaded: pems,
             current: Arc::new(RwLock::new(Arc::new(config))),
         };
@@ -116,13 +136,14 @@ impl ServerTls {
     }
 
     fn watch(&self) -> JoinHandle<()> {
-        let (files, current) = (self.files.clone(), self.current.clone());
+        let (files, current, protocols) =
+            (self.files.clone(), self.current.clone(), self.protocols);
         reload::watch(
             "TLS certificate",
             files.clone(),
             self.loaded.clone(),
             move |pems| {
-                let config = server_config(&files, pems)?;
+                let config = server_config(&files, pems, protocols)?;
                 *current.write().expect("tls lock") = Arc::new(config);
                 Ok::<_, TlsError>(())
             },
@@ -146,7 +167,11 @@ fn certificates(file: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
 
 /// `files` are the certificate, its key and optionally the client CA;
 /// `pems` their contents.
-fn server_config(files: &[PathBuf], pems: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
+fn server_config(
+    files: &[PathBuf],
+    pems: &[Vec<u8>],
+    protocols: Protocols,
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -169,7 +194,7 @@ fn server_config(files: &[PathBuf], pems: &[Vec<u8>]) -> Result<ServerConfig, Tl
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| invalid(&files[0], e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = protocols.alpn();
     Ok(config)
 }
 

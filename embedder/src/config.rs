@@ -200,6 +200,9 @@ impl Config {
             probe_listen: self.probe_listen,
             metrics_listen: self.metrics_listen,
             reflection: true,
+            // Gateways call it; browsers do not.
+            grpc_web: false,
+            cors: None,
             keepalive: None,
             grace: Duration::from_secs(self.shutdown_grace_secs),
             // The embedder's callers are gateways: their streams are bounded

@@ -16,7 +16,23 @@ use imgsearch_common::{
 use imgsearch_proto::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_BYTES};
 use tonic::transport::ClientTlsConfig;
 
-use crate::{admission::StreamLimits, error::GatewayError, milvus::MilvusConfig};
+use crate::{
+    admission::StreamLimits, error::GatewayError, http::HttpOptions, milvus::MilvusConfig,
+};
+
+/// What a page may send to the HTTP API across origins.
+const HTTP_CORS_HEADERS: &[&str] = &["authorization", "content-type", "traceparent"];
+
+/// What a page may send and read over gRPC-Web across origins.
+const GRPC_WEB_CORS_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "traceparent",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+];
+const GRPC_WEB_CORS_EXPOSE: &[&str] = &["grpc-status", "grpc-message", "grpc-retry-pushback-ms"];
 
 /// A value that must not be logged.
 #[derive(Clone)]
@@ -62,6 +78,29 @@ pub struct Config {
 
     #[command(flatten)]
     pub tls: ServerTlsArgs,
+
+    /// HTTP/JSON API listen address (the same calls, keys, roles and limits
+    /// as gRPC, and the same TLS certificate), or `off`. Beyond loopback,
+    /// API keys are required (or --allow-unauthenticated).
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR|off"
+    )]
+    pub http_listen: ListenOrOff,
+
+    /// Also take gRPC-Web on the gRPC port, for browser applications using
+    /// generated gRPC clients.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_GRPC_WEB", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub grpc_web: bool,
+
+    /// Web origins (`https://app.example.com`, comma-separated) whose pages
+    /// may call the HTTP API and gRPC-Web from a browser (CORS). None by
+    /// default: only pages the gateway serves itself.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
 
     /// Plaintext gRPC health only (for the kubelet's probes, which speak no
     /// TLS); off when unset.
@@ -307,6 +346,22 @@ pub struct Config {
     pub log_format: String,
 }
 
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOrOff(pub Option<SocketAddr>);
+
+impl std::str::FromStr for ListenOrOff {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        text.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("{e}: give host:port or off"))
+    }
+}
+
 impl Config {
     /// The flags the shared server code reads.
     pub fn serve_options(&self) -> ServeOptions {
@@ -316,6 +371,13 @@ impl Config {
             probe_listen: self.probe_listen,
             metrics_listen: self.metrics_listen,
             reflection: self.reflection,
+            grpc_web: self.grpc_web,
+            // check() has refused origins that do not parse.
+            cors: self
+                .cors(GRPC_WEB_CORS_HEADERS, GRPC_WEB_CORS_EXPOSE)
+                .ok()
+                .flatten()
+                .filter(|_| self.grpc_web),
             keepalive: Some((
                 Duration::from_secs(self.keepalive_secs),
                 Duration::from_secs(self.keepalive_timeout_secs),
@@ -323,6 +385,30 @@ impl Config {
             grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connection_streams: Some(self.max_connection_streams),
         }
+    }
+
+    /// The HTTP port's settings; `None` when it is off.
+    pub fn http_options(&self) -> Result<Option<HttpOptions>, GatewayError> {
+        let Some(listen) = self.http_listen.0 else {
+            return Ok(None);
+        };
+        Ok(Some(HttpOptions {
+            listen,
+            tls: self.tls.clone(),
+            cors: self.cors(HTTP_CORS_HEADERS, &[])?,
+            max_message_bytes: self.max_message_bytes,
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }))
+    }
+
+    /// CORS for --cors-origin, allowing `headers`.
+    fn cors(
+        &self,
+        headers: &[&'static str],
+        expose: &[&'static str],
+    ) -> Result<Option<tower_http::cors::CorsLayer>, GatewayError> {
+        crate::http::cors(&self.cors_origin, headers, expose)
+            .map_err(|e| GatewayError::Config(format!("--cors-origin: {e}")))
     }
 
     /// Settings that cannot work together.
@@ -334,16 +420,20 @@ impl Config {
                 "--max-calls and --max-connection-streams must be at least 1".into(),
             ));
         }
+        self.cors(HTTP_CORS_HEADERS, &[])?;
         self.check_exposure()
     }
 
     /// An unauthenticated gateway is a loopback one unless the operator
     /// says otherwise: one call could otherwise drop a collection.
     fn check_exposure(&self) -> Result<(), GatewayError> {
-        if self.api_keys_file.is_some()
-            || self.allow_unauthenticated
-            || self.listen.ip().is_loopback()
-        {
+        let exposed = std::iter::once(self.listen)
+            .chain(self.http_listen.0)
+            .find(|addr| !addr.ip().is_loopback());
+        let Some(exposed) = exposed else {
+            return Ok(());
+        };
+        if self.api_keys_file.is_some() || self.allow_unauthenticated {
             return Ok(());
         }
         Err(GatewayError::Config(format!(
@@ -352,7 +442,7 @@ impl Config {
              --out NAME.key`, put the line it prints in a file and pass --api-keys-file FILE \
              (IMGSEARCH_API_KEYS_FILE); or listen on 127.0.0.1; or pass \
              --allow-unauthenticated when something in front checks callers",
-            self.listen
+            exposed
         )))
     }
 

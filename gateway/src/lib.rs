@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod filepaths;
 pub mod filter;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod milvus;

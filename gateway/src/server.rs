@@ -11,6 +11,7 @@ use std::{future::Future, time::Duration};
 use imgsearch_common::{admission::CallLimits, serve::serve, telemetry::Telemetry};
 use imgsearch_proto::{limits::MILVUS_PROBE_TIMEOUT, v1::image_search_server::ImageSearchServer};
 use tokio::sync::watch;
+use tonic::server::NamedService;
 use tracing::{info, warn};
 
 use crate::{
@@ -19,6 +20,7 @@ use crate::{
     config::Config,
     embedders::Embedders,
     error::GatewayError,
+    http,
     ingest::{Ingest, IngestConfig},
     metrics::Metrics,
     milvus::{MilvusConfig, MilvusStore},
@@ -37,6 +39,8 @@ pub enum ServeError {
     EmbedderTls(#[from] imgsearch_common::tls::TlsError),
     #[error(transparent)]
     Serve(#[from] imgsearch_common::serve::ServeError),
+    #[error(transparent)]
+    HttpListen(#[from] imgsearch_common::grpc::ListenError),
 }
 
 /// Runs the gateway until `shutdown` resolves.
@@ -71,7 +75,19 @@ pub async fn run(
     let telemetry = Telemetry::new("gateway", &registry)
         .gate(Guard::new(keys))
         .limits(limits);
+    // The HTTP API calls the service through the same layer (shared
+    // counters, gate and limits) as the gRPC port.
+    let through_telemetry = tower::Layer::layer(
+        &telemetry
+            .clone()
+            .for_service(ImageSearchServer::<ImageSearchService>::NAME),
+        grpc.clone(),
+    );
     let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
+    let http = match cfg.http_options()? {
+        Some(options) => Some(http::serve(&options, through_telemetry).await?),
+        None => None,
+    };
 
     let discovery = tokio::spawn(discover_embedders(embedders.clone(), metrics.clone()));
     let watcher = tokio::spawn(watch_dependencies(
@@ -86,7 +102,11 @@ pub async fn run(
     info!("shutting down");
     watcher.abort();
     discovery.abort();
-    let stopped = serving.stop().await;
+    let (stopped, ()) = tokio::join!(serving.stop(), async {
+        if let Some(http) = http {
+            http.stop().await;
+        }
+    });
     keys_watch.inspect(|k| k.abort());
     info!("stopped");
     Ok(stopped?)

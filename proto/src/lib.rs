@@ -15,6 +15,9 @@ pub mod limits;
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("imgsearch.v1");
+    // proto3's JSON mapping: lowerCamelCase names, 64-bit integers and
+    // bytes as strings (decimal, base64), enums by name; what grpcurl prints.
+    include!(concat!(env!("OUT_DIR"), "/imgsearch.v1.serde.rs"));
 }
 
 impl v1::ErrorKind {

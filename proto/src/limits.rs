@@ -153,3 +153,18 @@ pub const MAX_DUPLICATE_OPEN_ROWS: usize = 200_000;
 /// already sent, or one the full memory cannot tell about, is not linked
 /// again, so no row is in two groups.
 pub const MAX_DUPLICATE_SENT_ROWS: usize = 1_000_000;
+
+/// Request bodies of the largest size (a `--max-message-bytes` message in
+/// base64 JSON) the gateway's HTTP API buffers at once; a body beyond what
+/// is left is refused (429) rather than read. Streams (NDJSON) are read a
+/// line at a time and are not charged: their calls are admitted first.
+pub const HTTP_BODIES_AT_ONCE: usize = 4;
+
+/// Room a JSON body needs beyond the base64 of its largest message: field
+/// names, quotes, and the other fields of a request.
+pub const HTTP_JSON_SLACK_BYTES: usize = 1 << 20;
+
+/// Longest the gateway's HTTP API waits for a request body (JSON, a form)
+/// to arrive: a caller sending slowly, or not at all, holds its share of
+/// the bodies' budget no longer than this, and is told 408.
+pub const HTTP_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

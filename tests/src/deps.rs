@@ -61,6 +61,11 @@ pub fn grpcurl() -> PathBuf {
     require(root().join("bin/grpcurl"), "grpcurl")
 }
 
+/// openapi-spec-validator, which checks the HTTP API's OpenAPI document.
+pub fn openapi_validator() -> PathBuf {
+    require(root().join("venv-http/bin/openapi-spec-validator"), "http")
+}
+
 /// The Python of the deployment checks (kubectl, kubernetes-validate, hadolint).
 pub fn deploy_python() -> PathBuf {
     require(root().join("venv-deploy/bin/python"), "deploy")

@@ -14,6 +14,8 @@ use crate::{embedder::CLIENT_MAX_MESSAGE, ports::free_ports, server_process::Ser
 pub struct GatewayProcess {
     server: ServerProcess,
     pub metrics_port: u16,
+    /// The HTTP API's port.
+    pub http_port: u16,
 }
 
 /// The gateway flags tests set, typed: a misspelt flag or a value of the
@@ -52,6 +54,8 @@ pub struct GatewayFlags {
     pub embedder_tls_client: Option<(PathBuf, PathBuf)>,
     /// A test hook (`IMGSEARCH_GATEWAY_FAULT`, fault-injection builds).
     pub fault: Option<&'static str>,
+    /// Origins allowed across origins (`--cors-origin`).
+    pub cors_origin: Option<String>,
 }
 
 impl GatewayFlags {
@@ -103,6 +107,7 @@ impl GatewayFlags {
         flag("milvus-password-file", path(&self.milvus_password_file));
         flag("api-keys-file", path(&self.api_keys_file));
         flag("reflection", self.reflection.map(|r| r.to_string()));
+        flag("cors-origin", self.cors_origin.clone());
         flag(
             "tls-cert",
             self.tls.as_ref().map(|t| t.0.display().to_string()),
@@ -169,13 +174,15 @@ impl GatewayProcess {
         flags: &GatewayFlags,
         tls: Option<ClientTlsConfig>,
     ) -> GatewayProcess {
-        let ports = free_ports(2);
+        let ports = free_ports(3);
         let port = ports[0];
         let mut args: Vec<String> = vec![
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--metrics-listen".into(),
             format!("127.0.0.1:{}", ports[1]),
+            "--http-listen".into(),
+            format!("127.0.0.1:{}", ports[2]),
             "--milvus-uri".into(),
             milvus_uri.into(),
             "--embedder".into(),
@@ -196,12 +203,18 @@ impl GatewayProcess {
         GatewayProcess {
             server,
             metrics_port: ports[1],
+            http_port: ports[2],
         }
     }
 
     /// A metric's value (see [`crate::http::metric`]).
     pub fn metric(&self, name: &str) -> f64 {
         crate::http::metric(self.metrics_port, name)
+    }
+
+    /// The HTTP API, without a key.
+    pub fn rest(&self) -> crate::rest::Rest {
+        crate::rest::Rest::new(&format!("http://127.0.0.1:{}", self.http_port))
     }
 
     /// A connected client with generous message limits.

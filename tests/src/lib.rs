@@ -45,6 +45,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod pyref;
+pub mod rest;
 pub mod search;
 pub mod server_process;
 pub mod stack;

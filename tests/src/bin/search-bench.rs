@@ -8,7 +8,13 @@
 //! vectors (from the embedder) as JSON, so the baseline searches the same
 //! vectors. Prints one JSON object.
 //!
-//!     search-bench GATEWAY EMBEDDER COLLECTION CALLS VECTORS_OUT FILE...
+//! Then the default level again over the HTTP API: the image as a multipart
+//! form, and the vector as JSON. Each row also has the gateway's own time
+//! per call (wall time less embedding and Milvus time), the part a
+//! transport can change: HTTP against gRPC is compared on it, since the
+//! embedding's own spread is larger than what is measured.
+//!
+//!     search-bench GATEWAY HTTP EMBEDDER COLLECTION CALLS VECTORS_OUT FILE...
 
 use std::time::Instant;
 
@@ -22,8 +28,9 @@ use imgsearch_proto::v1::{
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [gateway, embedder, collection, calls, vectors_out, files @ ..] = args.as_slice() else {
-        panic!("usage: search-bench GATEWAY EMBEDDER COLLECTION CALLS VECTORS_OUT FILE...");
+    let [gateway, http, embedder, collection, calls, vectors_out, files @ ..] = args.as_slice()
+    else {
+        panic!("usage: search-bench GATEWAY HTTP EMBEDDER COLLECTION CALLS VECTORS_OUT FILE...");
     };
     assert!(!files.is_empty(), "give query images");
     let calls: usize = calls.parse().expect("CALLS");
@@ -61,7 +68,7 @@ async fn main() {
         ("eventually", Consistency::Eventually, false),
         ("session_vectors", Consistency::Session, true),
     ] {
-        let (mut wall, mut embed, mut milvus) = (Vec::new(), Vec::new(), Vec::new());
+        let mut times = Times::default();
         // Ten untimed calls warm the connection and Milvus's caches.
         for i in 0..calls + 10 {
             let started = Instant::now();
@@ -89,19 +96,64 @@ async fn main() {
                 .expect("search")
                 .into_inner();
             if i >= 10 {
-                wall.push(started.elapsed().as_secs_f64());
-                embed.push(r.embed_seconds);
-                milvus.push(r.search_seconds);
+                times.add(started, r.embed_seconds, r.search_seconds);
             }
         }
-        levels.insert(
-            name.into(),
-            serde_json::json!({
-                "wall": summary(wall),
-                "embed": summary(embed),
-                "milvus": summary(milvus),
-            }),
-        );
+        levels.insert(name.into(), times.summary());
+    }
+    let rest =
+        imgsearch_tests::rest::Rest::new(&format!("http://{}", http.trim_start_matches("http://")));
+    let path = format!("/v1/collections/{collection}:search");
+    for (name, by_vector) in [("http_form", false), ("http_vectors", true)] {
+        let mut times = Times::default();
+        for i in 0..calls + 10 {
+            let q = i % images.len();
+            let started = Instant::now();
+            let answer = if by_vector {
+                let body = serde_json::json!({"vectors": [{"values": vectors[q]}], "topK": 3});
+                rest.post(&path, &body).await
+            } else {
+                rest.post_form(&path, &[images[q].to_vec()], &[("top_k", "3")])
+                    .await
+            };
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let r = answer.json();
+            let seconds = |field: &str| r[field].as_f64().unwrap_or(0.0);
+            if i >= 10 {
+                times.add(started, seconds("embedSeconds"), seconds("searchSeconds"));
+            }
+        }
+        levels.insert(name.into(), times.summary());
     }
     println!("{}", serde_json::Value::Object(levels));
+}
+
+/// One row's timings, per call.
+#[derive(Default)]
+struct Times {
+    wall: Vec<f64>,
+    embed: Vec<f64>,
+    milvus: Vec<f64>,
+    /// Wall time less embedding and Milvus time: the gateway's and the
+    /// transport's own.
+    own: Vec<f64>,
+}
+
+impl Times {
+    fn add(&mut self, started: Instant, embed: f64, milvus: f64) {
+        let wall = started.elapsed().as_secs_f64();
+        self.wall.push(wall);
+        self.embed.push(embed);
+        self.milvus.push(milvus);
+        self.own.push(wall - embed - milvus);
+    }
+
+    fn summary(self) -> serde_json::Value {
+        serde_json::json!({
+            "wall": summary(self.wall),
+            "embed": summary(self.embed),
+            "milvus": summary(self.milvus),
+            "own": summary(self.own),
+        })
+    }
 }

@@ -28,16 +28,16 @@ use tonic::{transport::Channel, Code, Request, Streaming};
 type Client = ImageSearchClient<Channel>;
 
 /// A gateway checking keys, with one key per role in `keys`.
-struct Guarded {
-    gateway: GatewayProcess,
+pub(crate) struct Guarded {
+    pub(crate) gateway: GatewayProcess,
     _embedder: EmbedderProcess,
     dir: tempfile::TempDir,
     keys_file: PathBuf,
     /// read, write and admin keys.
-    keys: [String; 3],
+    pub(crate) keys: [String; 3],
 }
 
-async fn guarded_gateway() -> Guarded {
+pub(crate) async fn guarded_gateway() -> Guarded {
     let dir = tempfile::tempdir().unwrap();
     let roles = [
         ("read-key", "read"),
@@ -226,7 +226,7 @@ async fn call(client: &mut Client, rpc: &str, key: Option<&str>) -> Code {
 
 /// Every RPC of imgsearch.v1.ImageSearch and the least role it needs
 /// (0 read, 1 write, 2 admin), as the README's roles table says.
-const RPCS: [(&str, usize); 11] = [
+pub(crate) const RPCS: [(&str, usize); 11] = [
     ("CreateCollection", 2),
     ("DropCollection", 2),
     ("DescribeCollection", 0),
@@ -378,7 +378,7 @@ async fn keys_added_to_or_removed_from_the_file_count_without_a_restart() {
 }
 
 fn gateway_args(listen: &str, extra: &[&str]) -> Vec<String> {
-    let ports = free_ports(1);
+    let ports = free_ports(2);
     let mut args: Vec<String> = [
         "--listen",
         listen,
@@ -389,6 +389,9 @@ fn gateway_args(listen: &str, extra: &[&str]) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
+    if !extra.contains(&"--http-listen") {
+        args.extend(["--http-listen".into(), format!("127.0.0.1:{}", ports[1])]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -409,6 +412,25 @@ fn beyond_loopback_without_keys_the_gateway_refuses_to_start_and_says_how_to_add
     ] {
         assert!(said.contains(hint), "{hint} missing from: {said}");
     }
+}
+
+#[test]
+fn an_http_port_beyond_loopback_without_keys_also_refuses_to_start() {
+    let ports = free_ports(2);
+    let http = format!("0.0.0.0:{}", ports[1]);
+    let out = Command::new(workspace_binary("imgsearch-gateway"))
+        .args(gateway_args(
+            &format!("127.0.0.1:{}", ports[0]),
+            &["--http-listen", &http],
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&http) && said.contains("--api-keys-file"),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

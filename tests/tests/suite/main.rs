@@ -26,6 +26,7 @@ mod gateway_hostile;
 mod gateway_lifecycle;
 mod gateway_tls;
 mod gateway_tutorial;
+mod http_api;
 mod ingest_faults;
 mod ingest_items;
 mod milvus_faults;

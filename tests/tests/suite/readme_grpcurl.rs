@@ -17,6 +17,12 @@ use imgsearch_tests::{
 
 /// The grpcurl lines between `<!-- MARKER -->` and `<!-- /MARKER -->`.
 fn readme_examples(marker: &str) -> Vec<String> {
+    readme_lines(marker, "grpcurl ")
+}
+
+/// The lines starting with `program` between `<!-- MARKER -->` and
+/// `<!-- /MARKER -->`.
+pub(crate) fn readme_lines(marker: &str, program: &str) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let (open, close) = (format!("<!-- {marker} -->"), format!("<!-- /{marker} -->"));
@@ -26,7 +32,7 @@ fn readme_examples(marker: &str) -> Vec<String> {
         match line.trim() {
             l if l == open => inside = true,
             l if l == close => inside = false,
-            l if inside && l.starts_with("grpcurl ") => out.push(l.to_string()),
+            l if inside && l.starts_with(program) => out.push(l.to_string()),
             _ => {}
         }
     }
@@ -35,7 +41,11 @@ fn readme_examples(marker: &str) -> Vec<String> {
 
 /// Runs each example with bash in `dir`, its ports replaced as `ports`
 /// says; each must succeed. Returns (example, stdout) pairs.
-fn run_all(examples: &[String], ports: &[(&str, String)], dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn run_all(
+    examples: &[String],
+    ports: &[(&str, String)],
+    dir: &Path,
+) -> Vec<(String, String)> {
     let path = format!(
         "{}:{}",
         deps::grpcurl().parent().unwrap().display(),
@@ -55,7 +65,7 @@ fn run_all(examples: &[String], ports: &[(&str, String)], dir: &Path) -> Vec<(St
 }
 
 /// A folder holding the examples' photo.jpg and other.jpg.
-fn photos() -> tempfile::TempDir {
+pub(crate) fn photos() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = deps::fixture_images();
     std::fs::copy(&fixtures[0], dir.path().join("photo.jpg")).unwrap();
