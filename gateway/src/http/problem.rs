@@ -99,7 +99,7 @@ impl Problem {
         Self {
             status: Status::out_of_range(format!(
                 "the request body is over {limit} bytes, the most this gateway reads \
-                 (--max-message-bytes, plus base64's third)"
+                 (--max-message-bytes, plus base64's third and 1 MiB of JSON)"
             )),
             http: StatusCode::PAYLOAD_TOO_LARGE,
         }
