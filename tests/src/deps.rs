@@ -66,6 +66,16 @@ pub fn openapi_validator() -> PathBuf {
     require(root().join("venv-http/bin/openapi-spec-validator"), "http")
 }
 
+/// Debian's chromedriver, and the chromium binary it drives (the package's
+/// own, not the `/usr/bin/chromium` launcher script), for the search page's
+/// browser test.
+pub fn chromium() -> (PathBuf, PathBuf) {
+    (
+        require(PathBuf::from("/usr/bin/chromedriver"), "browser"),
+        require(PathBuf::from("/usr/lib/chromium/chromium"), "browser"),
+    )
+}
+
 /// The Python of the deployment checks (kubectl, kubernetes-validate, hadolint).
 pub fn deploy_python() -> PathBuf {
     require(root().join("venv-deploy/bin/python"), "deploy")

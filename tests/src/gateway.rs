@@ -56,6 +56,10 @@ pub struct GatewayFlags {
     pub fault: Option<&'static str>,
     /// Origins allowed across origins (`--cors-origin`).
     pub cors_origin: Option<String>,
+    /// Where stored images are served from (`--media-root`).
+    pub media_root: Option<PathBuf>,
+    /// The search page: `auto`, `on` or `off` (`--web`).
+    pub web: Option<&'static str>,
 }
 
 impl GatewayFlags {
@@ -108,6 +112,8 @@ impl GatewayFlags {
         flag("api-keys-file", path(&self.api_keys_file));
         flag("reflection", self.reflection.map(|r| r.to_string()));
         flag("cors-origin", self.cors_origin.clone());
+        flag("media-root", path(&self.media_root));
+        flag("web", self.web.map(str::to_owned));
         flag(
             "tls-cert",
             self.tls.as_ref().map(|t| t.0.display().to_string()),

@@ -26,6 +26,7 @@
 //! - [`containers`], [`kube_play`]: the images run as those manifests say,
 //!   by `podman run` and by `podman kube play`.
 
+pub mod browser;
 pub mod charts;
 pub mod cli;
 pub mod containers;

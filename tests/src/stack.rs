@@ -127,8 +127,12 @@ impl Stack {
 
     /// A second gateway on the same Milvus and embedder.
     pub async fn another_gateway(&self) -> GatewayProcess {
-        let flags = GatewayFlags::default();
-        GatewayProcess::start(&self.milvus.uri(), &[self.embedder.uri()], &flags).await
+        self.another_gateway_with(&GatewayFlags::default()).await
+    }
+
+    /// A second gateway on the same Milvus and embedder, with `flags`.
+    pub async fn another_gateway_with(&self, flags: &GatewayFlags) -> GatewayProcess {
+        GatewayProcess::start(&self.milvus.uri(), &[self.embedder.uri()], flags).await
     }
 
     /// The embedder, to stop or kill; only a test's own stack has one to

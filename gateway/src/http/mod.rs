@@ -2,7 +2,9 @@
 //! `imgsearch.v1.ImageSearch` call as a JSON route under `/v1/` ([`routes`]),
 //! query images as multipart forms or base64, streams as NDJSON, errors as
 //! JSON naming the gRPC code with its HTTP status ([`problem`]), and an
-//! OpenAPI document of it all at `/v1/openapi.json` ([`openapi`]).
+//! OpenAPI document of it all at `/v1/openapi.json` ([`openapi`]); and,
+//! for people, a search page at `/` ([`page`]) with thumbnails of stored
+//! images from `--media-root` ([`media`]).
 //!
 //! No rule of the API lives here: each route becomes the gRPC call it
 //! names, made in-process through the same telemetry layer, key gate and
@@ -15,7 +17,9 @@ mod backend;
 mod body;
 mod calls;
 mod listener;
+mod media;
 pub mod openapi;
+mod page;
 pub mod problem;
 pub mod routes;
 mod upload;
@@ -39,6 +43,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 pub use backend::Service;
+pub use media::MediaRoot;
 
 use self::{
     backend::Backend,
@@ -58,6 +63,10 @@ pub struct HttpOptions {
     pub max_message_bytes: usize,
     /// How long open calls may run on after the stop.
     pub grace: Duration,
+    /// Serve the search page at `/`.
+    pub web: bool,
+    /// Where stored filepaths' images are served from.
+    pub media_root: Option<MediaRoot>,
 }
 
 /// The HTTP port, serving.
@@ -71,6 +80,8 @@ pub struct HttpServing {
 struct App {
     calls: Calls,
     openapi: Arc<String>,
+    page: Option<Arc<page::Page>>,
+    media_root: Option<MediaRoot>,
 }
 
 /// Opens the HTTP port and serves the API on it, calling `service`.
@@ -88,6 +99,10 @@ pub async fn serve(options: &HttpOptions, service: Service) -> Result<HttpServin
             bodies: Bodies::new(options.max_message_bytes),
         },
         openapi: Arc::new(openapi::document_json()),
+        page: options
+            .web
+            .then(|| Arc::new(page::Page::new(options.media_root.is_some()))),
+        media_root: options.media_root.clone(),
     };
     let router = Router::new()
         .fallback(dispatch)
@@ -147,12 +162,27 @@ pub fn cors(
 
 async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    if let Some(page) = app
+        .page
+        .as_ref()
+        .and_then(|p| p.answer(request.method(), &path))
+    {
+        return page;
+    }
     match routes::find(request.method(), &path) {
         Found::Route(route, _) if route.answer == Answer::Document => (
             [(header::CONTENT_TYPE, "application/json")],
             app.openapi.as_str().to_owned(),
         )
             .into_response(),
+        Found::Route(route, Some(collection)) if route.answer == Answer::Media => media::answer(
+            &app.calls.backend,
+            app.media_root.as_ref(),
+            collection,
+            request,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
         Found::Route(route, collection) => app.calls.answer(route, collection, request).await,
         Found::OtherMethods(methods) => {
             let allow = methods

@@ -109,10 +109,19 @@ pub fn document() -> OpenApi {
 }
 
 fn operation(route: &Route, protos: &Protos) -> utoipa::openapi::path::Operation {
+    let description = match route.answer {
+        Answer::Media => Some(
+            "A stored row's image, for thumbnails: served only when the gateway has \
+             --media-root, a row of the collection holds exactly this filepath, and it \
+             resolves to an image file inside the media root"
+                .to_owned(),
+        ),
+        _ => protos.method_comment(route.name),
+    };
     let mut op = OperationBuilder::new()
         .operation_id(Some(route.name))
         .tag(SERVICE)
-        .description(protos.method_comment(route.name));
+        .description(description);
     if route.path.contains(COLLECTION) {
         op = op.parameter(
             ParameterBuilder::new()
@@ -123,6 +132,16 @@ fn operation(route: &Route, protos: &Protos) -> utoipa::openapi::path::Operation
                     "The collection: sets the request's `{}`",
                     route.path_field.unwrap_or("collection")
                 )))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if route.answer == Answer::Media {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("filepath")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .description(Some("The row's filepath, relative to the media root"))
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
         );
     }
@@ -154,6 +173,9 @@ fn operation(route: &Route, protos: &Protos) -> utoipa::openapi::path::Operation
         op = op.request_body(Some(body.required(Some(Required::True)).build()));
     }
     let ok = match route.answer {
+        Answer::Media => ResponseBuilder::new()
+            .description("The image file, as JPEG, PNG, GIF, WebP or BMP")
+            .content("image/*", ContentBuilder::new().build()),
         Answer::Lines => ResponseBuilder::new()
             .description("One line per answer, then how the call ended")
             .content(NDJSON, json(&line_schema_name(route))),
@@ -402,7 +424,7 @@ mod tests {
     fn every_message_a_route_names_has_a_schema() {
         let document = document();
         let schemas = document.components.expect("components").schemas;
-        for route in ROUTES.iter().filter(|r| r.answer != Answer::Document) {
+        for route in ROUTES.iter().filter(|r| !r.request.is_empty()) {
             assert!(schemas.contains_key(route.request), "{}", route.request);
             assert!(schemas.contains_key(route.response), "{}", route.response);
         }

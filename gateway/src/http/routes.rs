@@ -29,6 +29,8 @@ pub enum Answer {
     Lines,
     /// A document that is not a message (the OpenAPI document).
     Document,
+    /// A stored image's bytes (`--media-root`).
+    Media,
 }
 
 /// One route.
@@ -73,7 +75,7 @@ const fn rpc(
 
 /// Every route. A gRPC method missing here has no HTTP route: the tests
 /// check that every method of `imgsearch.v1.ImageSearch` has one.
-pub static ROUTES: [Route; 12] = [
+pub static ROUTES: [Route; 13] = [
     rpc(
         "ListCollections",
         Method::GET,
@@ -168,6 +170,16 @@ pub static ROUTES: [Route; 12] = [
         ("FindDuplicatesResponse", Answer::Lines),
     ),
     Route {
+        name: "Media",
+        method: Method::GET,
+        path: "/v1/collections/{collection}/media",
+        request: "",
+        path_field: None,
+        body: RequestBody::Empty,
+        response: "",
+        answer: Answer::Media,
+    },
+    Route {
         name: "OpenApi",
         method: Method::GET,
         path: "/v1/openapi.json",
@@ -253,6 +265,10 @@ mod tests {
         ));
         assert!(matches!(
             find(&Method::GET, "/v1/collections/a/b"),
+            Found::NoSuchPath
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/v1/collections/a/b/media"),
             Found::NoSuchPath
         ));
         assert!(matches!(

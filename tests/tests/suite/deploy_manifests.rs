@@ -199,6 +199,23 @@ fn overlays_agree_with_the_binaries() {
 
         let gateway = &find(objects, "Deployment", "gateway")["spec"];
         assert!(gateway["replicas"].as_u64().unwrap() >= 2);
+        // The HTTP API: the binary's default port, the container's `http`
+        // port, which the Service exposes (checked above with every port).
+        let (_, http_default) = flag(&help("imgsearch-gateway"), "--http-listen");
+        let http = port_of(
+            gateway_env["IMGSEARCH_GATEWAY_HTTP_LISTEN"]
+                .as_str()
+                .unwrap(),
+        );
+        assert_eq!(http, port_of(&http_default.unwrap()));
+        let container = &gateway["template"]["spec"]["containers"][0];
+        assert_eq!(named_port(container, "http"), http);
+        let service = find(objects, "Service", "gateway");
+        assert!(service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["targetPort"] == "http"));
         let pdb = find(objects, "PodDisruptionBudget", "gateway");
         assert_eq!(
             pdb["spec"]["selector"]["matchLabels"],

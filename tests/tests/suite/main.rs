@@ -27,6 +27,8 @@ mod gateway_lifecycle;
 mod gateway_tls;
 mod gateway_tutorial;
 mod http_api;
+mod http_media;
+mod http_page;
 mod ingest_faults;
 mod ingest_items;
 mod milvus_faults;
