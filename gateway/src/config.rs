@@ -114,7 +114,8 @@ pub struct Config {
 
     /// Directory that stored filepaths are relative to: the search page's
     /// thumbnails (`GET /v1/collections/{c}/media?filepath=P`) come from it.
-    /// Only a stored filepath that resolves to an image inside it is served.
+    /// Only a stored filepath that resolves to an image inside it is served;
+    /// a key confined to a tenant is served from DIR/TENANT/.
     #[arg(long, env = "IMGSEARCH_GATEWAY_MEDIA_ROOT", value_name = "DIR")]
     pub media_root: Option<PathBuf>,
 

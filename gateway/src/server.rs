@@ -72,8 +72,9 @@ pub async fn run(
     let keys_watch = keys.as_ref().map(ApiKeys::watch);
     announce_access(&cfg, keys.as_ref());
     let registry = metrics.registry();
+    let guard = Guard::new(keys);
     let telemetry = Telemetry::new("gateway", &registry)
-        .gate(Guard::new(keys))
+        .gate(guard.clone())
         .limits(limits);
     // The HTTP API calls the service through the same layer (shared
     // counters, gate and limits) as the gRPC port.
@@ -85,7 +86,7 @@ pub async fn run(
     );
     let serving = serve(&cfg.serve_options(), telemetry, registry, grpc).await?;
     let http = match cfg.http_options()? {
-        Some(options) => Some(http::serve(&options, through_telemetry).await?),
+        Some(options) => Some(http::serve(&options, through_telemetry, guard).await?),
         None => None,
     };
 

@@ -2,7 +2,8 @@
 //! `GET /v1/collections/{collection}/media?filepath=P`.
 //!
 //! A filepath is text a caller chose at insert time, so serving it is
-//! serving an attacker's path. It is served only when all of these hold:
+//! serving an attacker's path. It is served only when all of these hold
+//! (with `DIR/TENANT/` as the root for a key confined to a tenant):
 //! the caller may read the collection and a row holds exactly that
 //! filepath (asked through the same FindFilepaths call as gRPC); it is
 //! relative, with no `..`; its resolved path (symlinks followed) lies
@@ -38,6 +39,7 @@ use super::{
     backend::{self, Backend},
     problem::Problem,
 };
+use crate::auth::guard::Guard;
 
 /// Where stored images are served from.
 #[derive(Debug, Clone)]
@@ -56,41 +58,81 @@ impl MediaRoot {
     }
 }
 
+impl MediaRoot {
+    /// Where a caller's images are: a key confined to a tenant sees only
+    /// `DIR/TENANT/`, since any writer can store any filepath and tenants
+    /// share the directory; another key sees all of `DIR`.
+    fn scoped(&self, tenant: Option<&str>) -> Result<MediaRoot, Problem> {
+        let Some(tenant) = tenant else {
+            return Ok(self.clone());
+        };
+        let refused = || {
+            Problem::from(Status::not_found(format!(
+                "tenant {tenant:?} has no directory in the media root"
+            )))
+        };
+        // Key names allow `.` and `..`, which name no directory of theirs.
+        if matches!(tenant, "." | "..") || tenant.contains('/') {
+            return Err(refused());
+        }
+        // Not a link: a tenant's directory linked to another's would serve
+        // that one's images.
+        let dir = self.0.join(tenant);
+        if dir.canonicalize().ok().as_ref() != Some(&dir) || !dir.is_dir() {
+            return Err(refused());
+        }
+        Ok(MediaRoot(dir))
+    }
+}
+
 #[derive(Deserialize)]
 struct MediaQuery {
     filepath: Option<String>,
 }
 
-/// Answers a media request for `collection`.
-pub async fn answer(
-    backend: &Backend,
-    root: Option<&MediaRoot>,
-    collection: &str,
-    request: Request<Body>,
-) -> Result<Response, Problem> {
-    let filepath = Query::<MediaQuery>::try_from_uri(request.uri())
-        .map_err(|e| Problem::invalid(format!("the query: {e}")))?
-        .0
-        .filepath
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| Problem::invalid("give the image's stored filepath: ?filepath=P"))?;
-    if filepath.len() > FILEPATH_MAX_BYTES {
-        return Err(Problem::invalid(format!(
-            "a filepath is at most {FILEPATH_MAX_BYTES} bytes"
-        )));
-    }
-    stored(backend, request.headers(), collection, &filepath).await?;
-    let root = root.ok_or_else(|| {
-        Problem::from(Status::failed_precondition(
-            "this gateway serves no images: it was started without --media-root",
-        ))
-    })?;
-    let relative = relative(&filepath).map_err(Problem::invalid)?;
-    let root = root.clone();
-    let opened = tokio::task::spawn_blocking(move || open_inside(&root, &relative))
+/// What the media route needs of the gateway.
+pub struct Media<'a> {
+    pub backend: &'a Backend,
+    /// The key check, for the tenant a caller is confined to.
+    pub guard: &'a Guard,
+    pub root: Option<&'a MediaRoot>,
+}
+
+impl Media<'_> {
+    /// Answers a media request for `collection`.
+    pub async fn answer(
+        &self,
+        collection: &str,
+        request: Request<Body>,
+    ) -> Result<Response, Problem> {
+        let filepath = Query::<MediaQuery>::try_from_uri(request.uri())
+            .map_err(|e| Problem::invalid(format!("the query: {e}")))?
+            .0
+            .filepath
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| Problem::invalid("give the image's stored filepath: ?filepath=P"))?;
+        if filepath.len() > FILEPATH_MAX_BYTES {
+            return Err(Problem::invalid(format!(
+                "a filepath is at most {FILEPATH_MAX_BYTES} bytes"
+            )));
+        }
+        stored(self.backend, request.headers(), collection, &filepath).await?;
+        let root = self.root.ok_or_else(|| {
+            Problem::from(Status::failed_precondition(
+                "this gateway serves no images: it was started without --media-root",
+            ))
+        })?;
+        // The call above passed this check; asked again for the tenant.
+        let caller = self.guard.check("FindFilepaths", request.headers())?;
+        let relative = relative(&filepath).map_err(Problem::invalid)?;
+        let root = root.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            open_inside(&root.scoped(caller.tenant.as_deref())?, &relative)
+        })
         .await
         .map_err(|e| Problem::from(Status::internal(format!("the media task failed: {e}"))))??;
-    Ok(opened.into_response())
+        Ok(opened.into_response())
+    }
 }
 
 /// Refuses a filepath no row holds, and a caller who may not read the
@@ -291,6 +333,19 @@ mod tests {
             relative("./train/cat.jpg").unwrap(),
             PathBuf::from("train/cat.jpg")
         );
+    }
+
+    #[test]
+    fn tenants_named_like_directories_of_the_path_get_none() {
+        let dir = std::env::temp_dir().join(format!("media-scoped-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        std::os::unix::fs::symlink(dir.join("acme"), dir.join("linked")).unwrap();
+        let root = MediaRoot::new(&dir).unwrap();
+        assert!(root.scoped(Some("acme")).is_ok());
+        for tenant in [".", "..", "linked", "absent"] {
+            assert!(root.scoped(Some(tenant)).is_err(), "{tenant}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

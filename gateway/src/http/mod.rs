@@ -45,6 +45,8 @@ use tracing::{info, warn};
 pub use backend::Service;
 pub use media::MediaRoot;
 
+use crate::auth::guard::Guard;
+
 use self::{
     backend::Backend,
     body::Bodies,
@@ -82,10 +84,17 @@ struct App {
     openapi: Arc<String>,
     page: Option<Arc<page::Page>>,
     media_root: Option<MediaRoot>,
+    guard: Guard,
 }
 
 /// Opens the HTTP port and serves the API on it, calling `service`.
-pub async fn serve(options: &HttpOptions, service: Service) -> Result<HttpServing, ListenError> {
+/// `guard` is the gRPC port's key check: the media route asks it which
+/// tenant a caller is confined to.
+pub async fn serve(
+    options: &HttpOptions,
+    service: Service,
+    guard: Guard,
+) -> Result<HttpServing, ListenError> {
     let (incoming, local) = grpc::listen(
         "HTTP",
         options.listen,
@@ -103,6 +112,7 @@ pub async fn serve(options: &HttpOptions, service: Service) -> Result<HttpServin
             .web
             .then(|| Arc::new(page::Page::new(options.media_root.is_some()))),
         media_root: options.media_root.clone(),
+        guard,
     };
     let router = Router::new()
         .fallback(dispatch)
@@ -175,14 +185,17 @@ async fn dispatch(State(app): State<App>, request: Request) -> Response {
             app.openapi.as_str().to_owned(),
         )
             .into_response(),
-        Found::Route(route, Some(collection)) if route.answer == Answer::Media => media::answer(
-            &app.calls.backend,
-            app.media_root.as_ref(),
-            collection,
-            request,
-        )
-        .await
-        .unwrap_or_else(IntoResponse::into_response),
+        Found::Route(route, Some(collection)) if route.answer == Answer::Media => {
+            let media = media::Media {
+                backend: &app.calls.backend,
+                guard: &app.guard,
+                root: app.media_root.as_ref(),
+            };
+            media
+                .answer(collection, request)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
         Found::Route(route, collection) => app.calls.answer(route, collection, request).await,
         Found::OtherMethods(methods) => {
             let allow = methods

@@ -3,7 +3,7 @@
 //! served; every way out of the root, and everything that is not a stored
 //! image file, is refused with its status, and a canary file outside the
 //! root is never read (its access time, set before its change time, would
-//! move).
+//! move); a key confined to a tenant is served from its own directory.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,7 +12,7 @@ use std::{
 
 use imgsearch_proto::limits::MEDIA_MAX_BYTES;
 use imgsearch_tests::{
-    cli::keys_file,
+    cli::{create_tenant_key, keys_file},
     deps,
     gateway::{GatewayFlags, GatewayProcess},
     rest::{base64, Rest},
@@ -230,4 +230,58 @@ async fn without_a_media_root_no_image_is_served() {
         answer.text
     );
     assert!(answer.text.contains("--media-root"), "{}", answer.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_key_is_served_from_its_own_directory_only() {
+    let stack = Stack::shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let photo = std::fs::read(&deps::fixture_images()[0]).unwrap();
+    for path in ["acme/cat.jpg", "globex/secret.jpg", "shared.jpg"] {
+        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+        std::fs::write(root.join(path), &photo).unwrap();
+    }
+    std::os::unix::fs::symlink("../globex/secret.jpg", root.join("acme/peek.jpg")).unwrap();
+    let keys = [("acme", "write", Some("acme")), ("admin", "admin", None)];
+    let (secrets, lines): (Vec<String>, String) = keys
+        .iter()
+        .map(|(name, role, tenant)| create_tenant_key(dir.path(), name, role, *tenant))
+        .unzip();
+    std::fs::write(dir.path().join("keys"), lines).unwrap();
+    let gateway = stack
+        .another_gateway_with(&GatewayFlags {
+            api_keys_file: Some(dir.path().join("keys")),
+            media_root: Some(root),
+            ..Default::default()
+        })
+        .await;
+    let name = "media_tenants";
+    stack.extended_collection(name).await;
+    let acme = gateway.rest().key(Some(&secrets[0]));
+    let filepaths = ["cat.jpg", "peek.jpg", "globex/secret.jpg", "shared.jpg"];
+    let lines: Vec<_> = filepaths
+        .iter()
+        .map(|p| json!({"filepath": p, "image": base64(&photo)}))
+        .collect();
+    let inserted = acme
+        .post_lines(&format!("/v1/collections/{name}:insert"), &lines)
+        .await;
+    assert!(inserted.text.contains("\"OK\""), "{}", inserted.text);
+    let get = |rest: &Rest, filepath: &str| {
+        Rest::send(rest.request(reqwest::Method::GET, &media(name, filepath)))
+    };
+    // DIR/acme/ is acme's root: its own file, nothing beside or above it.
+    assert_eq!(get(&acme, "cat.jpg").await.status, 200);
+    for (filepath, status) in [
+        ("peek.jpg", 403),
+        ("globex/secret.jpg", 404),
+        ("shared.jpg", 404),
+    ] {
+        let answer = get(&acme, filepath).await;
+        assert_eq!(answer.status, status, "{filepath}: {}", answer.text);
+    }
+    // An untenanted key sees every row, and all of DIR.
+    let admin = gateway.rest().key(Some(&secrets[1]));
+    assert_eq!(get(&admin, "shared.jpg").await.status, 200);
 }
