@@ -14,8 +14,18 @@
 #                                     batch 32 and 128, exact and fast; writes
 #                                     the report to $OUT/device-report.md
 #
-# `run` also runs here on the CPU build, to check the script itself:
+#   scripts/device_check.sh image [TAG]
+#                                     on a GPU host with podman and the CUDA
+#                                     image (default imgsearch/embedder:0.1.0):
+#                                     `run` with the binary and the libtorch
+#                                     tree copied out of the image, so the
+#                                     image's exact contents are checked. The
+#                                     lent machine cannot take them (3 GB
+#                                     against its 64 MiB), hence `prepare`.
+#
+# `run` and `image` also run here on the CPU, to check the script itself:
 #   DEVICE=cpu PY=.deps/venv-ref/bin/python BIN=target/release REPEAT=0 scripts/device_check.sh run
+#   DEVICE=cpu PY=.deps/venv-ref/bin/python BENCH=target/release REPEAT=0 scripts/device_check.sh image
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,8 +50,27 @@ prepare() {
   du -sh .device
 }
 
+image() {
+  local tag=${1:-imgsearch/embedder:0.1.0} dir cid lib
+  dir=$(mktemp -d)
+  trap 'rm -rf "$dir"' EXIT
+  # The tree the image's LD_LIBRARY_PATH names first, and the binary.
+  lib=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" |
+    sed -n 's/^LD_LIBRARY_PATH=\([^:]*\).*/\1/p')
+  [ -n "$lib" ] || { echo "$tag sets no LD_LIBRARY_PATH: not the CUDA image" >&2; exit 1; }
+  cid=$(podman create "$tag")
+  mkdir -p "$dir/bin" "$dir/root"
+  podman cp "$cid:/usr/local/bin/imgsearch-embedder" "$dir/bin/"
+  podman cp "$cid:${lib%/torch/lib}" "$dir/root/"
+  podman rm "$cid" >/dev/null
+  echo "from $tag: $(du -sh "$dir" | cut -f1) ($lib)" >&2
+  BIN=$dir/bin TORCH_LIB=$dir/root/$(basename "${lib%/torch/lib}")/torch/lib run
+}
+
 run() {
   local py=${PY:-/opt/torch/.venv/bin/python3} bin=${BIN:-.device/bin} device=${DEVICE:-cuda}
+  # The load generator: carried beside the embedder, or the workspace's.
+  local bench=${BENCH:-$bin}
   local out=${OUT:-$(mktemp -d)} tmp; tmp=$(mktemp -d)
   # The binaries' libtorch: the device's own (their RUNPATH names this machine's).
   local lib=${TORCH_LIB:-$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib}
@@ -73,7 +102,7 @@ run() {
   for precision in fp32 fp16; do
     [ "$device" = cpu ] && [ "$precision" = fp16 ] && continue
     embed --precision $precision
-    LD_LIBRARY_PATH=$lib "$bin/embed-bench" --vectors-out "$tmp/$precision.f32" "http://127.0.0.1:$port" 0 "${parity[@]}" >/dev/null
+    LD_LIBRARY_PATH=$lib "$bench/embed-bench" --vectors-out "$tmp/$precision.f32" "http://127.0.0.1:$port" 0 "${parity[@]}" >/dev/null
     stop
     "$py" - "$tmp/ref.safetensors" "$tmp/$precision.f32" "$precision" >> "$report" <<'PY'
 import sys, numpy as np
@@ -95,7 +124,7 @@ PY
     [ "$device" = cpu ] && [ "$1" = fp16 ] && continue
     embed --precision "$1" --max-batch "$2" --preprocess "$3"
     local ips
-    ips=$(LD_LIBRARY_PATH=$lib "$bin/embed-bench" "http://127.0.0.1:$port" 256 "${load[@]}" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
+    ips=$(LD_LIBRARY_PATH=$lib "$bench/embed-bench" "http://127.0.0.1:$port" 256 "${load[@]}" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
     stop
     echo "| $1 | $2 | $3 | $ips |" >> "$report"
   done
@@ -105,5 +134,6 @@ PY
 case ${1:-} in
   prepare) prepare ;;
   run) run ;;
-  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+  image) shift; image "$@" ;;
+  *) echo "usage: $0 prepare|run|image [TAG]" >&2; exit 2 ;;
 esac

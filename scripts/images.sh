@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the `gateway` and `embedder-cpu` images from deploy/docker/Dockerfile
-# with podman, on a machine that reaches no container registry, and prints
-# their sizes. Run as root (podman's rootful storage; the tests run them).
+# Builds the `gateway`, `embedder-cpu` and `embedder-cuda` images from
+# deploy/docker/Dockerfile with podman, on a machine that reaches no
+# container registry, and prints their sizes. Run as root (podman's rootful
+# storage; the tests run them).
 #
 #   scripts/images.sh
 #
@@ -10,8 +11,9 @@
 # cached in podman's storage:
 #   debian:bookworm-slim  ->  a debootstrap of bookworm from the apt mirror
 #   rust:<ver>-bookworm   ->  that base + gcc + this machine's Rust toolchain
-# The embedder-cuda target needs an NVIDIA base image and a CUDA libtorch of
-# several GB: it is linted (scripts/check_deploy.py), not built here.
+#   nvidia/cuda:<ver>-base   ->  the same Debian base: the CUDA libraries
+#                                 come from PyPI wheels, the driver from the
+#                                 node, so nothing of the NVIDIA base is used
 #
 # Podman on this kind of host needs runc, cgroupfs and fixed ulimits
 # (../shared/design.md); the settings are written to
@@ -123,6 +125,7 @@ build_target() { # build_target TARGET TAG
   log "building $1 -> $2"
   podman build --pull=never --format docker -f "$root/deploy/docker/Dockerfile" \
     --build-arg RUST_IMAGE="$rust_base" --build-arg RUNTIME_IMAGE="$debian_base" \
+    --build-arg CUDA_IMAGE="$debian_base" \
     --target "$1" -t "$2" "$root" >&2
   log "$1 built in $((SECONDS - started)) s"
 }
@@ -142,9 +145,11 @@ main() {
   build_rust_base
   build_target gateway "imgsearch/gateway:$VERSION"
   build_target embedder-cpu "imgsearch/embedder:$VERSION-cpu"
+  build_target embedder-cuda "imgsearch/embedder:$VERSION"
   log "all built in $((SECONDS - started)) s"
   report "imgsearch/gateway:$VERSION"
   report "imgsearch/embedder:$VERSION-cpu"
+  report "imgsearch/embedder:$VERSION"
 }
 
 main "$@"

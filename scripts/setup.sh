@@ -23,7 +23,8 @@ cache=${IMGSEARCH_CACHE:-$HOME/.cache/imgsearch}
 wheels=${IMGSEARCH_WHEELS:-$cache/wheels}
 python=${PYTHON:-python3}
 
-# IMGSEARCH_TORCH_VERSION builds another cut, e.g. 2.11.0 for scripts/device_check.sh.
+# IMGSEARCH_TORCH_VERSION builds another cut (scripts/libtorch.sh), and the
+# reference venv's torch, e.g. 2.11.0 for scripts/device_check.sh.
 TORCH_VERSION=${IMGSEARCH_TORCH_VERSION:-2.13.0}
 TORCHVISION_VERSION=0.28.0
 MILVUS_VERSION=2.3.5
@@ -31,23 +32,8 @@ GRPCURL_WRAPPER_VERSION=1.8.6.post2
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-# A component is done when its stamp exists; the stamp names the versions, so
-# a version bump re-installs.
-done_already() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
-mark_done() { printf '%s' "$2" > "$1/.stamp"; }
-
-pip_download() { "$python" -m pip download -q --no-deps -d "$wheels" "$@"; }
-
-# Unzips members of a wheel (a zip file) without Python's zipfile cost on 500 MB.
-wheel_extract() { "$python" - "$@" <<'PY'
-import sys, zipfile
-whl, dest, *prefixes = sys.argv[1:]
-with zipfile.ZipFile(whl) as z:
-    for name in z.namelist():
-        if any(name.startswith(p) for p in prefixes):
-            z.extract(name, dest)
-PY
-}
+# shellcheck source=lib/wheels.sh
+. "$here/lib/wheels.sh"
 
 install_system() {
   # Build tools for libjpeg-turbo (built from source by the turbojpeg crate),
@@ -64,26 +50,9 @@ install_system() {
 }
 
 install_libtorch() {
-  # A CPU-only libtorch cut from the PyPI wheels (no CPU-only wheel exists on
-  # PyPI and Debian's libtorch is too old for tch 0.26). The wheel's real
-  # libtorch.so needs libtorch_cuda.so, so libtorch.so points at libtorch_cpu.so.
-  local dir=$cache/libtorch-$TORCH_VERSION-cpu stamp="torch $TORCH_VERSION"
-  done_already "$dir" "$stamp" && return
-  log "libtorch $TORCH_VERSION (CPU) -> $dir"
-  mkdir -p "$wheels"
-  pip_download "torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
-  local tmp; tmp=$(mktemp -d)
-  wheel_extract "$wheels"/torch-$TORCH_VERSION-*.whl "$tmp" torch/include/ \
-    torch/lib/libtorch_cpu.so torch/lib/libc10.so torch/lib/libgomp.so.1
-  wheel_extract "$wheels"/nvidia_cuda_runtime-13.0.96-*.whl "$tmp" nvidia/
-  wheel_extract "$wheels"/nvidia_cuda_cupti-13.0.85-*.whl "$tmp" nvidia/
-  rm -rf "$dir"; mkdir -p "$dir/lib"
-  mv "$tmp/torch/include" "$dir/include"
-  mv "$tmp"/torch/lib/* "$dir/lib/"
-  find "$tmp/nvidia" \( -name 'libcudart.so.13*' -o -name 'libcupti.so.13*' \) -exec mv {} "$dir/lib/" \;
-  ln -sf libtorch_cpu.so "$dir/lib/libtorch.so"
-  rm -rf "$tmp"
-  mark_done "$dir" "$stamp"
+  # The CPU cut of the PyPI wheel (scripts/libtorch.sh, which the Dockerfile
+  # runs too).
+  IMGSEARCH_CACHE=$cache IMGSEARCH_WHEELS=$wheels "$here/libtorch.sh" cpu
 }
 
 venv() { # venv DIR PACKAGES...: a virtualenv with exactly these pins

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod config;
+pub mod cuda;
 pub mod error;
 mod fault;
 pub mod fingerprint;

@@ -44,8 +44,8 @@ pub enum ModelError {
         #[source]
         source: tch::TchError,
     },
-    #[error("device {0} is not available in this build of libtorch")]
-    DeviceUnavailable(String),
+    #[error("device {device} is not available: {why}")]
+    DeviceUnavailable { device: String, why: String },
     #[error("precision {precision} is not supported on {device}")]
     PrecisionUnsupported {
         precision: Precision,
@@ -119,39 +119,28 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// Loads libtorch's CUDA backend if this libtorch has one. Rust links with
-/// `--as-needed`, and nothing references `libtorch_cuda.so` by symbol, so the
-/// linker drops it and CUDA looks absent; opening it at start registers the
-/// backend. A CPU-only libtorch has no such file: false, nothing happens.
-pub fn load_cuda_backend() -> bool {
-    // SAFETY: dlopen with a NUL-terminated constant; the handle is kept
-    // (never closed) for the life of the process, as the backend must be.
-    #[allow(unsafe_code)]
-    unsafe {
-        !libc::dlopen(
-            c"libtorch_cuda.so".as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_GLOBAL,
-        )
-        .is_null()
-    }
-}
-
 impl DeviceChoice {
-    /// The tch device, checking that CUDA is really there when asked for.
+    /// The tch device. `cuda` without that device is an error saying what is
+    /// missing; `auto` then runs on the CPU and says why in the log.
     pub fn resolve(self) -> Result<Device, ModelError> {
-        if self != DeviceChoice::Cpu {
-            load_cuda_backend();
+        let n = match self {
+            DeviceChoice::Cpu => return Ok(Device::Cpu),
+            DeviceChoice::Auto => 0,
+            DeviceChoice::Cuda(n) => n,
+        };
+        let why = match crate::cuda::probe() {
+            Ok(count) if n < count => return Ok(Device::Cuda(n)),
+            Ok(count) => format!("this machine has {count} CUDA device(s)"),
+            Err(why) => why,
+        };
+        if self == DeviceChoice::Auto {
+            tracing::info!(reason = %why, "device auto: no usable GPU, running on the CPU");
+            return Ok(Device::Cpu);
         }
-        match self {
-            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
-            DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda(n)
-                if tch::Cuda::is_available() && n < tch::Cuda::device_count() as usize =>
-            {
-                Ok(Device::Cuda(n))
-            }
-            DeviceChoice::Cuda(n) => Err(ModelError::DeviceUnavailable(format!("cuda:{n}"))),
-        }
+        Err(ModelError::DeviceUnavailable {
+            device: format!("cuda:{n}"),
+            why,
+        })
     }
 }
 

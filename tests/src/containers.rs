@@ -23,6 +23,8 @@ use std::{
 use serde_json::Value;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+use imgsearch_proto::v1::{embedder_client::EmbedderClient, InfoRequest, InfoResponse};
+
 use crate::{cli, deploy, deps, milvus::Milvus, pki::Pki};
 
 /// `podman` with this host's settings (runc, cgroupfs, fixed ulimits).
@@ -39,7 +41,7 @@ pub fn podman_ok(args: &[&str]) -> String {
     cli::succeed(cmd)
 }
 
-/// One Deployment of the rendered cpu overlay.
+/// One Deployment of a rendered overlay.
 pub struct Deployment {
     pub name: String,
     pod: Value,
@@ -49,8 +51,18 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// The cpu overlay's, as the tests run it on this GPU-less host.
     pub fn cpu(name: &str) -> Deployment {
-        let objects = &deploy::rendered()["cpu"];
+        Deployment::of("cpu", name)
+    }
+
+    /// The gpu overlay's (the CUDA image).
+    pub fn gpu(name: &str) -> Deployment {
+        Deployment::of("gpu", name)
+    }
+
+    fn of(overlay: &str, name: &str) -> Deployment {
+        let objects = &deploy::rendered()[overlay];
         let pod = deploy::find(objects, "Deployment", name)["spec"]["template"]["spec"].clone();
         let container = pod["containers"][0].clone();
         let mut env = BTreeMap::new();
@@ -73,6 +85,21 @@ impl Deployment {
             container,
             env,
         }
+    }
+
+    /// The same with one env var set otherwise, as a patch would.
+    pub fn with_env(mut self, key: &str, value: &str) -> Deployment {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Every container port's number.
+    pub fn ports(&self) -> Vec<u16> {
+        let ports = self.container["ports"].as_array().expect("ports");
+        ports
+            .iter()
+            .map(|p| p["containerPort"].as_u64().expect("containerPort") as u16)
+            .collect()
     }
 
     /// The container's name in the pod.
@@ -452,7 +479,11 @@ impl Stack {
     /// Each Deployment as one `podman run` (see [`Stack::play`] for the
     /// manifests played whole).
     pub async fn start(cluster: &Cluster) -> Stack {
-        let embedder = Deployment::cpu("embedder");
+        Stack::start_with(cluster, Deployment::cpu("embedder")).await
+    }
+
+    /// [`Stack::start`] with another embedder Deployment.
+    pub async fn start_with(cluster: &Cluster, embedder: Deployment) -> Stack {
         let gateway = Deployment::cpu("gateway");
         let network = |d: &Deployment| {
             let mut f = d.run_flags(&cluster.sources);
@@ -480,6 +511,29 @@ impl Stack {
     /// The gateway's address for clients on this host.
     pub fn gateway_uri(&self) -> String {
         format!("https://localhost:{}", self.deployments[1].port("grpc"))
+    }
+
+    /// What the embedder's `Info` says, asked as the gateway asks it (TLS
+    /// with the gateway's client certificate).
+    pub async fn embedder_info(&self, cluster: &Cluster) -> InfoResponse {
+        let identity = (
+            cluster.pki.file("gateway-client.pem"),
+            cluster.pki.file("gateway-client.key"),
+        );
+        let host = self.deployments[1].env["IMGSEARCH_EMBEDDERS"]
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .expect("the embedder's host")
+            .to_string();
+        let tls = cluster.pki.client(Some(&identity)).domain_name(host);
+        let port = self.deployments[0].port("grpc");
+        let channel = crate::tls_channel(&format!("https://127.0.0.1:{port}"), Some(tls))
+            .await
+            .expect("connect to the embedder");
+        let mut client = EmbedderClient::new(channel);
+        let info = client.info(InfoRequest {}).await.expect("embedder Info");
+        info.into_inner()
     }
 
     /// The CLI's flags to reach it: TLS with the cluster's CA, an admin key.

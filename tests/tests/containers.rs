@@ -3,11 +3,17 @@
 //! manifests' env, user, read-only root, limits and Secret mounts, against a
 //! TLS Milvus on the host.
 
-use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
 
 use imgsearch_tests::{
     cli,
-    containers::{run_to_end, stop_together, Cluster, Deployment, Stack},
+    containers::{podman_ok, run_to_end, stop_together, Cluster, Deployment, Stack},
     deps,
     embedder::EmbedderProcess,
     gateway::{GatewayFlags, GatewayProcess},
@@ -16,14 +22,27 @@ use imgsearch_tests::{
 };
 use serde_json::Value;
 
+/// The gateway and both embedders, as the overlays deploy them.
+fn every_image() -> [Deployment; 3] {
+    [
+        Deployment::cpu("gateway"),
+        Deployment::cpu("embedder"),
+        Deployment::gpu("embedder"),
+    ]
+}
+
 #[test]
 fn images_run_as_their_non_root_user_with_every_library_and_no_compiler_or_package_manager() {
+    // The CUDA backend is opened by name at start, so ldd of the binary
+    // alone would not see its libraries: ldd it too, where it is.
     let script = "echo uid=$(id -u):$(id -g) os=$(uname -s); \
-        echo tools=$(for t in cc gcc g++ clang rustc cargo apt apt-get dpkg pip python3; \
+        echo tools=$(for t in cc gcc g++ clang rustc cargo apt apt-get dpkg pip pip3 python python3; \
         do command -v $t; done); \
-        for b in /usr/local/bin/*; do echo \"== $b\"; ldd $b; done";
-    for name in ["gateway", "embedder"] {
-        let d = Deployment::cpu(name);
+        for b in /usr/local/bin/*; do echo \"== $b\"; ldd $b; done; \
+        for d in $(echo \"$LD_LIBRARY_PATH\" | tr : ' '); do \
+        if [ -e $d/libtorch_cuda.so ]; then echo \"== $d/libtorch_cuda.so\"; ldd $d/libtorch_cuda.so; fi; done";
+    for d in every_image() {
+        let name = d.image();
         let flags = ["--network=none".to_string(), "--entrypoint=sh".into()];
         let (out, _) = run_to_end(&flags, d.image(), &["-c", script], Duration::from_secs(60));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -49,7 +68,80 @@ fn images_run_as_their_non_root_user_with_every_library_and_no_compiler_or_packa
             !text.contains("not found"),
             "{name} misses a library: {text}"
         );
+        let cuda = text.contains("/libtorch_cuda.so\n");
+        assert_eq!(
+            cuda,
+            name == Deployment::gpu("embedder").image(),
+            "{name}: {text}"
+        );
+        if cuda {
+            assert!(text.contains("libcudnn.so.9 => /"), "{name}: {text}");
+        }
     }
+}
+
+#[test]
+fn each_image_sets_what_its_deployment_sets_exposes_its_ports_and_runs_as_its_user() {
+    for d in every_image() {
+        let name = d.image();
+        let config: Value = serde_json::from_str(&podman_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config}}",
+            name,
+        ]))
+        .unwrap();
+        let (uid, gid) = d.run_as();
+        assert_eq!(config["User"], format!("{uid}:{gid}"), "{name}");
+        for port in d.ports() {
+            assert!(
+                config["ExposedPorts"].get(format!("{port}/tcp")).is_some(),
+                "{name} does not expose {port}: {config:#}"
+            );
+        }
+        let image_env: Vec<(String, String)> = config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.as_str()?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut set = 0;
+        for (key, value) in image_env
+            .iter()
+            .filter(|(k, _)| k.starts_with("IMGSEARCH_"))
+        {
+            set += 1;
+            if let Some(theirs) = d.env.get(key) {
+                assert_eq!(theirs, value, "{name}: {key} differs from its Deployment's");
+            }
+        }
+        assert!(set >= 2, "{name} sets no IMGSEARCH_ defaults: {config:#}");
+        // Every file the config names is in a volume, as the root is read-only.
+        let mounts: Vec<String> = d.mounts().into_iter().map(|(_, path, _)| path).collect();
+        for (key, value) in d.env.iter().chain(image_env.iter().map(|(k, v)| (k, v))) {
+            if key.starts_with("IMGSEARCH_") && value.starts_with('/') {
+                assert!(
+                    mounts.iter().any(|m| Path::new(value).starts_with(m)),
+                    "{name}: {key}={value} is in no volume of {mounts:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs `d`'s container with the volumes of `sources`, which must exit
+/// non-zero within `limit`: what it wrote.
+fn fails_within(d: &Deployment, sources: &BTreeMap<String, PathBuf>, limit: Duration) -> String {
+    let mut flags = d.run_flags(sources);
+    flags.push("--network=none".into());
+    let (out, took) = run_to_end(&flags, d.image(), &[], Duration::from_secs(120));
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{} started: {log}", d.image());
+    assert!(took < limit, "took {took:?} to fail: {log}");
+    log
 }
 
 #[test]
@@ -58,21 +150,26 @@ fn an_embedder_without_its_weights_mount_fails_fast_naming_the_file() {
     let d = Deployment::cpu("embedder");
     let mut sources = cluster.sources.clone();
     sources.remove("embedder-weights");
-    let mut flags = d.run_flags(&sources);
-    flags.push("--network=none".into());
-    let (out, took) = run_to_end(&flags, d.image(), &[], Duration::from_secs(120));
-    let log =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "started without weights: {log}");
-    assert!(
-        took < Duration::from_secs(30),
-        "took {took:?} to fail: {log}"
-    );
+    let log = fails_within(&d, &sources, Duration::from_secs(30));
     let weights = &d.env["IMGSEARCH_EMBEDDER_WEIGHTS"];
     assert!(
         log.contains(weights.as_str()),
         "the error names no {weights}: {log}"
     );
+}
+
+#[test]
+fn the_cuda_image_on_a_host_without_a_gpu_refuses_device_cuda_within_10_s_naming_the_driver() {
+    let d = Deployment::gpu("embedder");
+    assert_eq!(d.env["IMGSEARCH_EMBEDDER_DEVICE"], "cuda");
+    let log = fails_within(&d, &Cluster::shared().sources, Duration::from_secs(10));
+    for words in [
+        "device cuda:0 is not available",
+        "no NVIDIA driver",
+        "libcuda.so.1",
+    ] {
+        assert!(log.contains(words), "the error says no {words:?}: {log}");
+    }
 }
 
 /// The demo corpus as scripts/demo.sh splits it: three photos held back as
@@ -182,13 +279,25 @@ async fn finds_what_the_host_binaries_find(
     collection: &str,
     stack: impl AsyncFnOnce(&'static Cluster) -> Stack,
 ) {
+    finds_what_the_host_binaries_find_and(collection, stack, async |_, _| {}).await;
+}
+
+/// [`finds_what_the_host_binaries_find`], then `check` of the stack while
+/// it runs.
+async fn finds_what_the_host_binaries_find_and(
+    collection: &str,
+    stack: impl AsyncFnOnce(&'static Cluster) -> Stack,
+    check: impl AsyncFnOnce(&'static Cluster, &Stack),
+) {
     let cluster = Cluster::shared();
     let picture = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
     let found = {
         let _turn = cluster.turn.lock().await;
         let stack = stack(cluster).await;
         let flags = stack.cli_flags(cluster);
-        tutorial(&stack.gateway_uri(), &flags, collection, picture.path())
+        let found = tutorial(&stack.gateway_uri(), &flags, collection, picture.path());
+        check(cluster, &stack).await;
+        found
     };
     let stored = cluster.milvus.rows(collection).await.len();
     assert_eq!(stored, DemoCorpus::shared().photos());
@@ -212,6 +321,21 @@ async fn finds_what_the_host_binaries_find(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tutorial_through_the_containers_finds_what_the_host_binaries_find() {
     finds_what_the_host_binaries_find("containers", Stack::start).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cuda_image_without_a_gpu_under_device_auto_serves_on_the_cpu_says_so_and_finds_what_the_host_binaries_find(
+) {
+    let embedder = Deployment::gpu("embedder").with_env("IMGSEARCH_EMBEDDER_DEVICE", "auto");
+    let start = async |cluster| Stack::start_with(cluster, embedder).await;
+    finds_what_the_host_binaries_find_and("cuda_image", start, async |cluster, stack| {
+        assert_eq!(stack.embedder_info(cluster).await.device, "cpu");
+        let log = stack.embedder.logs();
+        for words in ["running on the CPU", "no NVIDIA driver"] {
+            assert!(log.contains(words), "the log says no {words:?}: {log}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
