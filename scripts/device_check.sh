@@ -53,7 +53,7 @@ prepare() {
 image() {
   local tag=${1:-imgsearch/embedder:0.1.0} dir cid lib
   dir=$(mktemp -d)
-  trap 'rm -rf "$dir"' EXIT
+  trap "rm -rf '$dir'" EXIT
   # The tree the image's LD_LIBRARY_PATH names first, and the binary.
   lib=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" |
     sed -n 's/^LD_LIBRARY_PATH=\([^:]*\).*/\1/p')
@@ -61,10 +61,12 @@ image() {
   cid=$(podman create "$tag")
   mkdir -p "$dir/bin" "$dir/root"
   podman cp "$cid:/usr/local/bin/imgsearch-embedder" "$dir/bin/"
-  podman cp "$cid:${lib%/torch/lib}" "$dir/root/"
+  # The tree's root holds torch/lib beside nvidia/: two folders up.
+  local tree; tree=$(dirname "$(dirname "$lib")")
+  podman cp "$cid:$tree" "$dir/root/"
   podman rm "$cid" >/dev/null
   echo "from $tag: $(du -sh "$dir" | cut -f1) ($lib)" >&2
-  BIN=$dir/bin TORCH_LIB=$dir/root/$(basename "${lib%/torch/lib}")/torch/lib run
+  BIN=$dir/bin TORCH_LIB=$dir/root/$(basename "$tree")/${lib#"$tree"/} run
 }
 
 run() {

@@ -5,7 +5,7 @@
 
 pub mod batcher;
 pub mod config;
-pub mod cuda;
+mod cuda;
 pub mod error;
 mod fault;
 pub mod fingerprint;

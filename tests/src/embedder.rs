@@ -69,8 +69,8 @@ impl EmbedderProcess {
         args.extend(extra.iter().map(|s| s.to_string()));
         // The tests run many servers on few cores. libgomp's threads spin
         // after each parallel region by default, burning the core another
-        // process waits for: two embedders sharing 2 cores embedded 9.7
-        // images/s together so, 24.8 with passive waiting (one alone: the
+        // process waits for: two embedders sharing 2 cores embedded 9.2
+        // to 9.7 images/s together so, 24.8 with passive waiting (one alone: the
         // same either way; 2026-12-07). The caller's env may still set it.
         let mut env = env.to_vec();
         env.insert(0, ("OMP_WAIT_POLICY", "PASSIVE"));
