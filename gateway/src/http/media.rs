@@ -7,17 +7,18 @@
 //! the caller may read the collection and a row holds exactly that
 //! filepath (asked through the same FindFilepaths call as gRPC); it is
 //! relative, with no `..`; its resolved path (symlinks followed) lies
-//! inside the canonical `--media-root`; the file opened, without following
-//! a last symlink and without blocking on a FIFO, is a regular file no
-//! larger than [`MEDIA_MAX_BYTES`]; and its first bytes are an image a
-//! browser shows. Nothing is opened before the path checks pass, and the
-//! body streams from the file, so a call holds a few KiB however large the
-//! image.
+//! inside the canonical `--media-root`, and the file opened still does (a
+//! directory swapped for a link between the check and the open is caught);
+//! the file, opened without following a last symlink and without blocking
+//! on a FIFO, is a regular file no larger than [`MEDIA_MAX_BYTES`]; and its
+//! first bytes are an image a browser shows. Nothing is opened before the
+//! path checks pass, and the body streams from the file, so a call holds a
+//! few KiB however large the image.
 
 use std::{
     fs::File,
     io::{Read, Seek},
-    os::unix::fs::OpenOptionsExt,
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
     path::{Component, Path, PathBuf},
 };
 
@@ -223,13 +224,22 @@ fn open_inside(root: &MediaRoot, relative: &Path) -> Result<Opened, Problem> {
         ))
         .into());
     }
-    // The resolved path has no symlinks; one swapped in since is not
-    // followed, and a FIFO does not block the open.
+    // A last-component symlink swapped in since is not followed, and a
+    // FIFO does not block the open.
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&resolved)
         .map_err(|_| missing())?;
+    // A directory above it may have been swapped for a link since the
+    // check: what decides is where the opened file is.
+    if !opened_inside(&file, &root.0) {
+        return Err(Status::permission_denied(format!(
+            "{} was moved outside the media root while being opened",
+            relative.display()
+        ))
+        .into());
+    }
     let meta = file.metadata().map_err(|_| missing())?;
     if !meta.is_file() {
         return Err(Status::permission_denied(format!(
@@ -268,6 +278,13 @@ fn open_inside(root: &MediaRoot, relative: &Path) -> Result<Opened, Problem> {
         len: meta.len(),
         content_type,
     })
+}
+
+/// Whether the file behind `file` lies inside `root`, as the kernel names
+/// it; false when that cannot be read, so an unconfirmed file is refused.
+fn opened_inside(file: &File, root: &Path) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .is_ok_and(|path| path.starts_with(root))
 }
 
 /// The media type of an image a browser shows, from its first bytes; the
@@ -345,6 +362,24 @@ mod tests {
         for tenant in [".", "..", "linked", "absent"] {
             assert!(root.scoped(Some(tenant)).is_err(), "{tenant}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_opened_through_a_directory_swapped_for_a_link_is_refused() {
+        let dir = std::env::temp_dir().join(format!("media-opened-{}", std::process::id()));
+        let (root, outside) = (dir.join("root"), dir.join("outside"));
+        std::fs::create_dir_all(root.join("train")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("train/cat.jpg"), b"inside").unwrap();
+        std::fs::write(outside.join("cat.jpg"), b"secret").unwrap();
+        let root = MediaRoot::new(&root).unwrap();
+        let resolved = root.0.join("train/cat.jpg").canonicalize().unwrap();
+        assert!(opened_inside(&File::open(&resolved).unwrap(), &root.0));
+        // The path checked above now leads outside.
+        std::fs::remove_dir_all(root.0.join("train")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.0.join("train")).unwrap();
+        assert!(!opened_inside(&File::open(&resolved).unwrap(), &root.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
